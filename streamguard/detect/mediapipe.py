@@ -1,0 +1,105 @@
+"""MediaPipe BlazeFace through the Tasks FaceDetector, fed the 0.10.21 model files.
+
+Both models come from the cache filled by `streamguard fetch` (see assets.py). The full-frame
+pass uses `detect.full_frame_model`; tiles always use the full-range model, which is the one
+that finds small faces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+
+import numpy as np
+
+# MediaPipe's C++ side logs model-loading chatter to stderr; keep warnings and errors only.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from streamguard.assets import DETECTOR_MODELS, asset_path  # noqa: E402
+from streamguard.config import DetectConfig  # noqa: E402
+from streamguard.detect.base import TiledDetector, register_detector  # noqa: E402
+
+
+_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Silence stderr at the file-descriptor level: LiteRT's C++ logging ignores GLOG settings
+    and prints model-loading chatter on create, first call and close. Python-level logging
+    from other threads during these few milliseconds is lost too, so keep the window short."""
+    with _stderr_lock:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
+class BlazeFace:
+    """One BlazeFace model in IMAGE mode: RGB image -> (xyxy, score). Not thread-safe."""
+
+    def __init__(self, model: str, min_score: float):
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions
+        from mediapipe.tasks.python import vision
+
+        self._mp = mp
+        options = vision.FaceDetectorOptions(
+            base_options=BaseOptions(model_asset_path=str(asset_path(DETECTOR_MODELS[model]))),
+            running_mode=vision.RunningMode.IMAGE,
+            min_detection_confidence=min_score,
+        )
+        with _native_stderr_silenced():
+            self._detector = vision.FaceDetector.create_from_options(options)
+        self._warm = False
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB,
+                                  data=np.ascontiguousarray(image))
+        if not self._warm:  # the first call logs a buffer-alignment notice
+            with _native_stderr_silenced():
+                found = self._detector.detect(mp_image).detections
+            self._warm = True
+        else:
+            found = self._detector.detect(mp_image).detections
+        xyxy = np.zeros((len(found), 4), np.float32)
+        score = np.zeros(len(found), np.float32)
+        for i, det in enumerate(found):
+            box = det.bounding_box
+            xyxy[i] = (box.origin_x, box.origin_y,
+                       box.origin_x + box.width, box.origin_y + box.height)
+            score[i] = det.categories[0].score if det.categories else 0.0
+        return xyxy, score
+
+    def close(self) -> None:
+        with _native_stderr_silenced():
+            self._detector.close()
+
+
+class MediaPipeDetector(TiledDetector):
+    def __init__(self, cfg: DetectConfig):
+        self._models = [BlazeFace(cfg.full_frame_model, cfg.min_score)]
+        if cfg.full_frame_model == "full_range":
+            tiles = self._models[0]
+        else:
+            tiles = BlazeFace("full_range", cfg.min_score)
+            self._models.append(tiles)
+        super().__init__(self._models[0], tiles, cfg)
+
+    def close(self) -> None:
+        for model in self._models:
+            model.close()
+
+
+@register_detector("mediapipe")
+def _mediapipe(cfg: DetectConfig) -> MediaPipeDetector:
+    return MediaPipeDetector(cfg)

@@ -1,0 +1,215 @@
+"""Decode any file FFmpeg reads into Frames (RGB, with their pts) and pass-through packets.
+
+`VideoSource` is a context manager. `items()` yields, in demux order, a `Frame` for every
+decoded picture of the first video stream and a `Passthrough` for every packet of the other
+streams (audio, subtitles, data), so the sink can copy them where they were. The decoder is
+flushed at the end (FFmpeg's final empty packet still goes through `decode()`), so no frame is
+lost, and a file that yields clearly fewer frames than its header promises is reported as
+truncated rather than silently shortened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+
+from streamguard.errors import (
+    CorruptMediaError,
+    InputNotFoundError,
+    NotAVideoError,
+    UnsupportedCodecError,
+)
+from streamguard.frames import Frame, Passthrough
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .mkv .webm .avi .ts .mts .m2ts .mpg .mpeg .flv .wmv .3gp".split()
+)
+
+
+def _looks_like_media(head: bytes) -> bool:
+    """True when the first bytes carry a known container signature."""
+    return (
+        head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+        or head.startswith(b"\x1a\x45\xdf\xa3")  # Matroska / WebM
+        or (head.startswith(b"RIFF") and head[8:12] == b"AVI ")
+        or head.startswith(b"\x47")  # MPEG-TS sync byte
+        or head.startswith(b"FLV")
+        or head.startswith(b"\x00\x00\x01\xba")  # MPEG-PS
+        or head.startswith(b"\x30\x26\xb2\x75")  # ASF / WMV
+    )
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the sink needs to reproduce the input's timing and streams."""
+
+    path: str
+    width: int
+    height: int
+    time_base: Fraction | None
+    average_rate: Fraction | None
+    frames: int  # from the header; 0 when unknown
+    duration_s: float | None
+    container_metadata: dict[str, str] = field(default_factory=dict)
+    video_metadata: dict[str, str] = field(default_factory=dict)
+    copy_streams: tuple[Any, ...] = ()  # input streams to copy packet for packet
+
+    @property
+    def expected_frames(self) -> int:
+        if self.frames:
+            return self.frames
+        if self.duration_s and self.average_rate:
+            return int(round(self.duration_s * float(self.average_rate)))
+        return 0
+
+
+class VideoSource:
+    def __init__(self, path: str | Path, decode_threads: int = 0):
+        self.path = Path(path)
+        self._decode_threads = decode_threads
+        self._container: av.container.InputContainer | None = None
+        self.frames_decoded = 0
+
+    def __enter__(self) -> VideoSource:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> SourceInfo:
+        path = self.path
+        if not path.exists():
+            raise InputNotFoundError(f"{path}: no such file")
+        if path.is_dir():
+            raise NotAVideoError(f"{path}: is a folder, not a video file")
+        size = path.stat().st_size
+        if size == 0:
+            raise NotAVideoError(f"{path}: empty file (0 bytes)")
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+        try:
+            self._container = av.open(str(path), metadata_errors="replace")
+        except av.error.FFmpegError as exc:
+            if _looks_like_media(head):
+                raise CorruptMediaError(
+                    f"{path}: damaged or truncated media file ({_reason(exc)})"
+                ) from None
+            raise NotAVideoError(f"{path}: not a video file ({_reason(exc)})") from None
+        container = self._container
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            self.close()
+            raise NotAVideoError(f"{path}: no video stream (streams: {', '.join(kinds)})")
+        video = container.streams.video[0]
+        codec_name = video.codec_context.name if video.codec_context else "unknown"
+        if video.codec_context is None or not video.codec_context.is_decoder:
+            self.close()
+            raise UnsupportedCodecError(f"{path}: no decoder for video codec '{codec_name}'")
+        if not video.codec_context.width or not video.codec_context.height:
+            self.close()
+            raise CorruptMediaError(f"{path}: video stream has no frame size (damaged header?)")
+        video.thread_type = "AUTO"
+        if self._decode_threads:
+            video.codec_context.thread_count = self._decode_threads
+        self.video = video
+        copy = tuple(
+            s for s in container.streams
+            if s.index != video.index and s.type in ("audio", "subtitle", "data")
+        )
+        duration = float(container.duration / av.time_base) if container.duration else None
+        self.info = SourceInfo(
+            path=str(path),
+            width=video.codec_context.width,
+            height=video.codec_context.height,
+            time_base=video.time_base,
+            average_rate=video.average_rate or video.guessed_rate,
+            frames=int(video.frames or 0),
+            duration_s=duration,
+            container_metadata=dict(container.metadata),
+            video_metadata=dict(video.metadata),
+            copy_streams=copy,
+        )
+        return self.info
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def items(self) -> Iterator[Frame | Passthrough]:
+        """Frames and pass-through packets in demux order; the decoder is flushed at the end."""
+        if self._container is None:
+            raise RuntimeError("VideoSource.items() before open()")
+        video, info = self.video, self.info
+        copy_index = {s.index for s in info.copy_streams}
+        fallback = _PtsFallback(info)
+        index = 0
+        try:
+            for packet in self._container.demux(video, *info.copy_streams):
+                if packet.stream.index == video.index:
+                    # the final empty packet (dts None) flushes the decoder: never skip it
+                    for vf in video.decode(packet):
+                        pts, tb = fallback(vf.pts, vf.time_base)
+                        yield Frame(
+                            index=index, pts=pts, time_base=tb,
+                            image=vf.to_ndarray(format="rgb24"),
+                            meta={"rotation": vf.rotation} if index == 0 else {},
+                        )
+                        index += 1
+                        self.frames_decoded = index
+                elif packet.stream.index in copy_index and packet.dts is not None:
+                    yield Passthrough(packet, packet.stream.index)
+        except av.error.FFmpegError as exc:
+            raise CorruptMediaError(
+                f"{self.path}: decoding failed after {index} frames ({_reason(exc)})"
+            ) from None
+        if index == 0:
+            raise CorruptMediaError(f"{self.path}: no frame could be decoded")
+        promised = info.frames
+        if promised and index < promised - max(2, promised // 100):
+            raise CorruptMediaError(
+                f"{self.path}: truncated: decoded {index} of the {promised} frames its header lists"
+            )
+
+
+class _PtsFallback:
+    """Fills in pts for the rare frames decoded without one, continuing the last step."""
+
+    def __init__(self, info: SourceInfo):
+        self._tb = info.time_base or (
+            1 / info.average_rate if info.average_rate else Fraction(1, 30)
+        )
+        rate = info.average_rate or Fraction(30)
+        self._step = max(int(round(1 / (rate * self._tb))), 1)
+        self._last: int | None = None
+
+    def __call__(self, pts: int | None, tb: Fraction | None) -> tuple[int, Fraction]:
+        tb = tb or self._tb
+        if pts is None:
+            pts = 0 if self._last is None else self._last + self._step
+        self._last = pts
+        return pts, tb
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(": '")[0].strip()
+
+
+def find_videos(folder: Path) -> list[Path]:
+    """Video files under a folder, recursively, sorted; hidden files skipped."""
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )

@@ -1,0 +1,88 @@
+"""Protection modes: pure functions `(image, faces) -> new image`, chosen by name.
+
+`build_protector(cfg)` returns the function for `cfg.mode`. Modes that need trained weights
+refuse to build, with a clear error, when the weights are absent: never a silent fallback to a
+weaker mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import cv2
+import numpy as np
+
+from streamguard.config import ProtectConfig
+from streamguard.errors import ConfigError, ModelUnavailableError
+from streamguard.frames import Faces
+from streamguard.protect.pixelize import face_regions, pixelize, pixelize_frame
+
+Protector = Callable[[np.ndarray, Faces], np.ndarray]
+_MODES: dict[str, Callable[[ProtectConfig], Protector]] = {}
+
+
+def register_mode(name: str):
+    def wrap(builder: Callable[[ProtectConfig], Protector]):
+        if name in _MODES:
+            raise ValueError(f"protection mode '{name}' is already registered")
+        _MODES[name] = builder
+        return builder
+
+    return wrap
+
+
+def available_modes() -> list[str]:
+    return sorted(_MODES)
+
+
+def build_protector(cfg: ProtectConfig) -> Protector:
+    builder = _MODES.get(cfg.mode)
+    if builder is None:
+        raise ConfigError(f"unknown protection mode '{cfg.mode}'; known: {available_modes()}")
+    return builder(cfg)
+
+
+def protect_whole_frame(image: np.ndarray, cfg: ProtectConfig) -> np.ndarray:
+    """Fail-closed protection of an entire frame."""
+    return pixelize_frame(image, cfg.frame_blocks)
+
+
+@register_mode("mosaic")
+def _mosaic(cfg: ProtectConfig) -> Protector:
+    return partial(pixelize, blocks=cfg.blocks, margin=cfg.margin, min_block_px=cfg.min_block_px)
+
+
+def blur(image: np.ndarray, faces: Faces, sigma_frac: float, margin: float) -> np.ndarray:
+    """Gaussian blur of each face region. Weaker than a mosaic against restoration models."""
+    out = image.copy()
+    for x0, y0, x1, y1, face_w in face_regions(faces, image.shape, margin):
+        sigma = max(sigma_frac * face_w, 1.0)
+        out[y0:y1, x0:x1] = cv2.GaussianBlur(out[y0:y1, x0:x1], (0, 0), sigma,
+                                             borderType=cv2.BORDER_REFLECT)
+    return out
+
+
+@register_mode("blur")
+def _blur(cfg: ProtectConfig) -> Protector:
+    return partial(blur, sigma_frac=cfg.blur_sigma, margin=cfg.margin)
+
+
+def solid(image: np.ndarray, faces: Faces, color: tuple[int, int, int], margin: float) -> np.ndarray:
+    out = image.copy()
+    for x0, y0, x1, y1, _ in face_regions(faces, image.shape, margin):
+        out[y0:y1, x0:x1] = color
+    return out
+
+
+@register_mode("solid")
+def _solid(cfg: ProtectConfig) -> Protector:
+    return partial(solid, color=cfg.solid_color, margin=cfg.margin)
+
+
+@register_mode("adversarial")
+def _adversarial(cfg: ProtectConfig) -> Protector:
+    raise ModelUnavailableError(
+        "protect.mode 'adversarial' needs the trained block-wise generator, which this build "
+        "does not ship yet; use --mode mosaic (the default), blur or solid"
+    )

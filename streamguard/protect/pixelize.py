@@ -1,0 +1,124 @@
+"""The one mosaic operator, shared by the pipeline (numpy) and training (torch).
+
+A face region is cut into square cells of `s` pixels anchored at the region's top-left corner
+(the last row/column of cells may be partial at the region's edge); each cell becomes the mean
+of its pixels (block-mean downsampling, then nearest upsampling: the paper's pixelization).
+
+What protects identity is the number of blocks across the face, not the block size in pixels,
+so the cell size derives from the face width: `s = max(min_block_px, round(face_w / blocks))`.
+The paper's ratio r on its 128 px faces is `blocks = round(128 * r)` (0.10 -> 13).
+
+`mosaic_region` (numpy) and `mosaic_tensor` (torch) compute the same grid and the same means;
+a test keeps them equal. Both accept an optional per-block offset `delta` so adversarial
+perturbations stay flat inside every block.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from streamguard.frames import Faces
+
+if TYPE_CHECKING:
+    import torch
+
+
+def block_size(face_width: float, blocks: int, min_block_px: int = 2) -> int:
+    """Cell side in pixels for `blocks` cells across a face `face_width` pixels wide."""
+    return max(int(min_block_px), int(round(face_width / max(blocks, 1))), 1)
+
+
+def grid_shape(height: int, width: int, s: int) -> tuple[int, int]:
+    """(rows, cols) of the cell grid over a height x width region."""
+    return math.ceil(height / s), math.ceil(width / s)
+
+
+def ratio_to_blocks(ratio: float, face_px: int = 128) -> int:
+    """The paper's pixelization ratio as blocks across a face of `face_px` pixels."""
+    return max(1, int(round(face_px * ratio)))
+
+
+def mosaic_region(crop: np.ndarray, s: int, delta: np.ndarray | None = None) -> np.ndarray:
+    """Block-mean mosaic of an (h, w, C) uint8 crop with s x s cells; returns a new array.
+
+    delta: optional (rows, cols, C) float offsets in pixel units added to each cell's mean
+    (clipped to 0..255), so the result stays flat inside every cell.
+    """
+    h, w = crop.shape[:2]
+    if h == 0 or w == 0:
+        return crop.copy()
+    ys = np.arange(0, h, s)
+    xs = np.arange(0, w, s)
+    sums = np.add.reduceat(np.add.reduceat(crop.astype(np.float32), ys, axis=0), xs, axis=1)
+    dy = np.diff(np.append(ys, h))
+    dx = np.diff(np.append(xs, w))
+    means = sums / (dy[:, None] * dx[None, :])[..., None]
+    if delta is not None:
+        if delta.shape != means.shape:
+            raise ValueError(f"delta shape {delta.shape} does not match the grid {means.shape}")
+        means = means + delta
+    cells = np.clip(np.rint(means), 0, 255).astype(np.uint8)
+    return np.repeat(np.repeat(cells, dy, axis=0), dx, axis=1)
+
+
+def face_regions(
+    faces: Faces, frame_shape: tuple[int, ...], margin: float
+) -> list[tuple[int, int, int, int, float]]:
+    """Integer regions (x0, y0, x1, y1) to protect, each with its face width.
+
+    Boxes grow by `margin` of their size on each side, round outward (never shrink onto the
+    face) and are clipped to the frame; boxes wholly off-frame are skipped.
+    """
+    height, width = frame_shape[:2]
+    regions = []
+    for x0, y0, x1, y1 in faces.xyxy:
+        bw, bh = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
+        gx0 = max(int(math.floor(x0 - margin * bw)), 0)
+        gy0 = max(int(math.floor(y0 - margin * bh)), 0)
+        gx1 = min(int(math.ceil(x1 + margin * bw)), width)
+        gy1 = min(int(math.ceil(y1 + margin * bh)), height)
+        if gx1 > gx0 and gy1 > gy0:
+            regions.append((gx0, gy0, gx1, gy1, float(bw)))
+    return regions
+
+
+def pixelize(
+    image: np.ndarray, faces: Faces, blocks: int, margin: float = 0.0, min_block_px: int = 2
+) -> np.ndarray:
+    """Mosaic every face region of an (H, W, C) uint8 image; returns a new image."""
+    out = image.copy()
+    for x0, y0, x1, y1, face_w in face_regions(faces, image.shape, margin):
+        s = block_size(face_w, blocks, min_block_px)
+        out[y0:y1, x0:x1] = mosaic_region(out[y0:y1, x0:x1], s)
+    return out
+
+
+def pixelize_frame(image: np.ndarray, frame_blocks: int) -> np.ndarray:
+    """Mosaic the whole frame with `frame_blocks` cells across its width (fail-closed path)."""
+    s = max(2, math.ceil(image.shape[1] / frame_blocks))
+    return mosaic_region(image, s)
+
+
+def mosaic_tensor(x: torch.Tensor, s: int, delta: torch.Tensor | None = None) -> torch.Tensor:
+    """Differentiable twin of `mosaic_region` for (B, C, H, W) float tensors (any value range).
+
+    delta: optional (B, C, rows, cols) per-cell offsets in the tensor's units. No rounding or
+    clipping: training decides its own range.
+    """
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    # ceil_mode with no padding averages partial edge cells over their valid pixels only
+    means = F.avg_pool2d(x, kernel_size=s, stride=s, ceil_mode=True)
+    if delta is not None:
+        means = means + delta
+    return upsample_cells(means, s, h, w)
+
+
+def upsample_cells(cells: torch.Tensor, s: int, height: int, width: int) -> torch.Tensor:
+    """Nearest-upsample (B, C, rows, cols) cells by s and crop to height x width."""
+    up = cells.repeat_interleave(s, dim=-2).repeat_interleave(s, dim=-1)
+    return up[..., :height, :width]

@@ -1,0 +1,137 @@
+"""Face boxes across frames, so a face never slips through when the detector blinks.
+
+Each track predicts its box with a damped constant-velocity model, matches detections greedily
+by IoU (with a centre-distance fallback for small, fast faces), smooths jitter with an EMA and
+survives `max_missed` frames without a detection, its box growing with the uncertainty.
+For privacy the box to protect is never smaller than what was detected: on a matched frame it is
+the union of the smoothed box and the raw detection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamguard.config import TrackConfig
+from streamguard.detect.base import box_iou
+from streamguard.frames import Faces
+
+_VELOCITY_EMA = 0.5  # weight of the newest displacement in the velocity estimate
+_VELOCITY_DAMPING = 0.8  # per missed frame: extrapolation slows rather than flies off
+
+
+@dataclass
+class _Track:
+    id: int
+    box: np.ndarray  # smoothed xyxy, float64
+    velocity: np.ndarray  # per-frame xyxy displacement
+    missed: int = 0
+    hits: int = 1
+    last_score: float = 1.0
+
+
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
+
+
+def _grow(box: np.ndarray, frac: float) -> np.ndarray:
+    w, h = box[2] - box[0], box[3] - box[1]
+    return box + np.array([-frac * w, -frac * h, frac * w, frac * h])
+
+
+class Tracker:
+    """Stateful IoU tracker. `update(detections, frame_shape)` returns the Faces to protect."""
+
+    def __init__(self, cfg: TrackConfig):
+        self.cfg = cfg
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+        self.tracks_started = 0
+
+    def _associate(self, predicted: np.ndarray, dets: np.ndarray) -> list[tuple[int, int]]:
+        iou = box_iou(predicted, dets)
+        # centre-distance fallback: a small face that moved more than its own size has IoU 0
+        if len(predicted) and len(dets):
+            pc = (predicted[:, :2] + predicted[:, 2:]) / 2
+            dc = (dets[:, :2] + dets[:, 2:]) / 2
+            size = np.maximum(predicted[:, 2] - predicted[:, 0], predicted[:, 3] - predicted[:, 1])
+            dist = np.linalg.norm(pc[:, None] - dc[None], axis=2) / np.maximum(size[:, None], 1)
+            near = (dist < 0.75) & (iou < self.cfg.iou_match)
+            iou = np.where(near, self.cfg.iou_match + 1e-3 * (1 - dist / 0.75), iou)
+        pairs = []
+        while iou.size and iou.max() >= max(self.cfg.iou_match, 1e-6):
+            t, d = np.unravel_index(np.argmax(iou), iou.shape)
+            pairs.append((int(t), int(d)))
+            iou[t, :] = -1
+            iou[:, d] = -1
+        return pairs
+
+    def update(self, detections: Faces, frame_shape: tuple[int, ...]) -> Faces:
+        height, width = frame_shape[:2]
+        cfg = self.cfg
+        for tr in self._tracks:
+            tr.box = tr.box + tr.velocity
+        predicted = np.array([tr.box for tr in self._tracks], np.float64).reshape(-1, 4)
+        dets = detections.xyxy.astype(np.float64)
+        pairs = self._associate(predicted, dets)
+        matched_t = {t for t, _ in pairs}
+        matched_d = {d for _, d in pairs}
+        out_boxes, out_scores, out_ids = [], [], []
+
+        for t, d in pairs:
+            tr = self._tracks[t]
+            det = dets[d]
+            previous = tr.box - tr.velocity
+            smoothed = cfg.smoothing * tr.box + (1 - cfg.smoothing) * det
+            tr.velocity = _VELOCITY_EMA * (smoothed - previous) + (1 - _VELOCITY_EMA) * tr.velocity
+            tr.box = smoothed
+            tr.missed = 0
+            tr.hits += 1
+            tr.last_score = float(detections.score[d])
+            out_boxes.append(_union(smoothed, det))
+            out_scores.append(tr.last_score)
+            out_ids.append(tr.id)
+
+        survivors = []
+        for i, tr in enumerate(self._tracks):
+            if i in matched_t:
+                survivors.append(tr)
+                continue
+            tr.missed += 1
+            tr.velocity = tr.velocity * _VELOCITY_DAMPING
+            if tr.missed > cfg.max_missed:
+                continue
+            survivors.append(tr)
+            out_boxes.append(_grow(tr.box, cfg.miss_growth * tr.missed))
+            out_scores.append(tr.last_score)
+            out_ids.append(tr.id)
+
+        for d in range(len(dets)):
+            if d in matched_d:
+                continue
+            tr = _Track(self._next_id, dets[d].copy(), np.zeros(4),
+                        last_score=float(detections.score[d]))
+            self._next_id += 1
+            self.tracks_started += 1
+            survivors.append(tr)
+            out_boxes.append(dets[d])
+            out_scores.append(tr.last_score)
+            out_ids.append(tr.id)
+        self._tracks = survivors
+
+        if not out_boxes:
+            return Faces.empty()
+        boxes = np.array(out_boxes, np.float64)
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(-width, 2 * width)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(-height, 2 * height)
+        visible = (boxes[:, 2] > 0) & (boxes[:, 0] < width) & (boxes[:, 3] > 0) & (boxes[:, 1] < height)
+        # a track whose extrapolated box left the frame is over
+        gone = {out_ids[i] for i in np.flatnonzero(~visible)}
+        self._tracks = [tr for tr in self._tracks if tr.id not in gone or tr.missed == 0]
+        return Faces(boxes[visible].astype(np.float32), np.array(out_scores, np.float32)[visible],
+                     np.array(out_ids, np.int64)[visible])
+
+    @property
+    def active(self) -> int:
+        return len(self._tracks)
