@@ -30,13 +30,14 @@ class DetectConfig(_Section):
     min_score: float = Field(0.5, ge=0.05, le=0.99, description="Detection confidence threshold.")
     tile_every: int = Field(
         5, ge=0, le=300,
-        description="Run the overlapping tiled pass every N-th frame (0 = never). Tiles find "
-        "faces down to ~40 px; the tracker carries them between tiled passes.",
+        description="Spread the overlapping tiled pass over N frames (0 = no tiles): every tile "
+        "is revisited every N frames. Tiles find faces down to ~40 px; the tracker carries "
+        "them in between.",
     )
     tile_max_side: int = Field(
-        640, ge=128, le=4096,
+        480, ge=128, le=4096,
         description="Longest tile side in pixels; the frame is split into the fewest tiles "
-        "no longer than this. 640 finds 40 px faces at 720p and 1080p.",
+        "no longer than this. 480 finds 40 px faces at 720p and 1080p.",
     )
     tile_overlap: float = Field(
         0.25, ge=0.0, le=0.5,
@@ -71,9 +72,11 @@ class TrackConfig(_Section):
         description="Relative growth of an extrapolated box per missed frame (uncertainty).",
     )
     lookback: int = Field(
-        3, ge=0, le=30,
-        description="Offline only: a new track's first box is also protected on this many "
-        "earlier frames, covering faces the detector found late. Adds latency when live.",
+        10, ge=0, le=60,
+        description="A new track's first box is also protected on this many earlier frames, "
+        "covering faces found late: a small face only the tiles see is found up to tile_every "
+        "frames after it appears (2 x tile_every if that frame's detection failed). Delays "
+        "output by this many frames: set 0 for the lowest live latency.",
     )
 
 

@@ -1,7 +1,8 @@
 """Face boxes across frames, so a face never slips through when the detector blinks.
 
-Each track predicts its box with a damped constant-velocity model, matches detections greedily
-by IoU (with a centre-distance fallback for small, fast faces), smooths jitter with an EMA and
+Each track predicts its box with a constant-velocity alpha-beta filter (no lag on steady motion,
+damped while the face is lost), matches detections greedily by IoU (with a centre-distance
+fallback for small, fast faces), smooths jitter and
 survives `max_missed` frames without a detection, its box growing with the uncertainty.
 For privacy the box to protect is never smaller than what was detected: on a matched frame it is
 the union of the smoothed box and the raw detection.
@@ -17,8 +18,8 @@ from streamguard.config import TrackConfig
 from streamguard.detect.base import box_iou
 from streamguard.frames import Faces
 
-_VELOCITY_EMA = 0.5  # weight of the newest displacement in the velocity estimate
 _VELOCITY_DAMPING = 0.8  # per missed frame: extrapolation slows rather than flies off
+_GATE = 1.0  # centre distance, in face sizes, within which a zero-IoU detection may match
 
 
 @dataclass
@@ -57,8 +58,8 @@ class Tracker:
             dc = (dets[:, :2] + dets[:, 2:]) / 2
             size = np.maximum(predicted[:, 2] - predicted[:, 0], predicted[:, 3] - predicted[:, 1])
             dist = np.linalg.norm(pc[:, None] - dc[None], axis=2) / np.maximum(size[:, None], 1)
-            near = (dist < 0.75) & (iou < self.cfg.iou_match)
-            iou = np.where(near, self.cfg.iou_match + 1e-3 * (1 - dist / 0.75), iou)
+            near = (dist < _GATE) & (iou < self.cfg.iou_match)
+            iou = np.where(near, self.cfg.iou_match + 1e-3 * (1 - dist / _GATE), iou)
         pairs = []
         while iou.size and iou.max() >= max(self.cfg.iou_match, 1e-6):
             t, d = np.unravel_index(np.argmax(iou), iou.shape)
@@ -79,12 +80,14 @@ class Tracker:
         matched_d = {d for _, d in pairs}
         out_boxes, out_scores, out_ids = [], [], []
 
+        alpha = 1.0 - cfg.smoothing
+        beta = alpha * alpha / (2.0 - alpha)  # the critically damped alpha-beta pairing
         for t, d in pairs:
             tr = self._tracks[t]
             det = dets[d]
-            previous = tr.box - tr.velocity
-            smoothed = cfg.smoothing * tr.box + (1 - cfg.smoothing) * det
-            tr.velocity = _VELOCITY_EMA * (smoothed - previous) + (1 - _VELOCITY_EMA) * tr.velocity
+            residual = det - tr.box  # tr.box is the prediction for this frame
+            smoothed = tr.box + alpha * residual
+            tr.velocity = tr.velocity + beta * residual
             tr.box = smoothed
             tr.missed = 0
             tr.hits += 1

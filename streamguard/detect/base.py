@@ -111,7 +111,12 @@ def nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
 
 
 class TiledDetector:
-    """Full-frame pass every frame, plus overlapping tiles every `tile_every`-th frame."""
+    """Full-frame pass every frame, plus the overlapping tiles spread over `tile_every` frames.
+
+    Each frame runs ceil(tiles / tile_every) tiles in round-robin order, so every tile is
+    revisited at least every `tile_every` frames while the per-frame cost stays even (no
+    latency spike every k-th frame, which matters for live streams).
+    """
 
     def __init__(self, full_frame: BoxModel, tiles: BoxModel, cfg: DetectConfig):
         self._full_frame = full_frame
@@ -126,17 +131,25 @@ class TiledDetector:
             self._grid_for = (width, height)
         return self._grid
 
+    def tiles_for(self, width: int, height: int, index: int) -> list[tuple[int, int, int, int]]:
+        """The tiles frame `index` runs."""
+        grid = self._grid_of(width, height)
+        every = self.cfg.tile_every
+        if not every or not grid:
+            return []
+        per_frame = -(-len(grid) // every)
+        start = (index % every) * per_frame
+        return grid[start:start + per_frame]
+
     def detect(self, image: np.ndarray, index: int) -> Faces:
         boxes, scores = [], []
         xyxy, score = self._full_frame(image)
         boxes.append(xyxy)
         scores.append(score)
-        every = self.cfg.tile_every
-        if every and index % every == 0:
-            for x0, y0, x1, y1 in self._grid_of(image.shape[1], image.shape[0]):
-                t_xyxy, t_score = self._tiles(np.ascontiguousarray(image[y0:y1, x0:x1]))
-                boxes.append(t_xyxy + np.array([x0, y0, x0, y0], np.float32))
-                scores.append(t_score)
+        for x0, y0, x1, y1 in self.tiles_for(image.shape[1], image.shape[0], index):
+            t_xyxy, t_score = self._tiles(np.ascontiguousarray(image[y0:y1, x0:x1]))
+            boxes.append(t_xyxy + np.array([x0, y0, x0, y0], np.float32))
+            scores.append(t_score)
         xyxy = np.concatenate(boxes).astype(np.float32)
         score = np.concatenate(scores).astype(np.float32)
         keep = nms(xyxy, score, self.cfg.nms_iou)

@@ -110,7 +110,22 @@ class VideoSink:
         self._container = container
         info, cfg = self.info, self.cfg
         rate = info.average_rate or 30
-        video = container.add_stream(self.codec, rate=rate)
+        if ext == ".avi" and self.codec == "libx264":
+            # FFmpeg reads H.264-in-AVI back one frame late (it guesses pts from dts); AVI's
+            # native MPEG-4 Part 2 keeps every timestamp
+            log.info("%s: AVI output: encoding MPEG-4 Part 2 instead of H.264", self.path)
+            self.codec = "mpeg4"
+        try:
+            video = container.add_stream(self.codec, rate=rate)
+        except ValueError as exc:
+            if ext != ".webm":
+                raise OutputError(f"{self.path}: {exc}; choose another encode.codec or an .mkv "
+                                  "output") from None
+            # WebM holds only VP8/VP9/AV1: keep the user's container, switch the codec
+            log.warning("%s: WebM cannot hold %s; encoding VP9 instead (slower)", self.path,
+                        self.codec)
+            self.codec = "libvpx-vp9"
+            video = container.add_stream(self.codec, rate=rate)
         video.width, video.height = first.image.shape[1], first.image.shape[0]
         video.pix_fmt = cfg.pix_fmt
         if first.time_base is not None:
@@ -122,7 +137,17 @@ class VideoSink:
             options.setdefault("preset", cfg.preset)
         elif self.codec.endswith("_nvenc"):
             options.setdefault("cq", str(cfg.crf))
+        elif self.codec == "libvpx-vp9":
+            options.setdefault("crf", str(min(cfg.crf + 10, 63)))
+            options.setdefault("b", "0")
+            options.setdefault("deadline", "realtime")
+            options.setdefault("cpu-used", "8")
         video.codec_context.options = options
+        if ext == ".avi":
+            # AVI stores no presentation timestamps: B-frame reordering would scramble them
+            video.codec_context.max_b_frames = 0
+        if self.codec == "mpeg4":
+            video.codec_context.qscale = 3  # near-transparent quality for MPEG-4 Part 2
         rotation = first.meta.get("rotation") or 0
         if rotation:
             video.set_display_rotation(rotation)

