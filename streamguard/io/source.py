@@ -114,7 +114,7 @@ class VideoSource:
         codec_name = video.codec_context.name if video.codec_context else "unknown"
         if video.codec_context is None or not video.codec_context.is_decoder:
             self.close()
-            raise UnsupportedCodecError(f"{path}: no decoder for video codec '{codec_name}'")
+            raise UnsupportedCodecError(f"{path}: no decoder for its video codec ('{codec_name}')")
         if not video.codec_context.width or not video.codec_context.height:
             self.close()
             raise CorruptMediaError(f"{path}: video stream has no frame size (damaged header?)")

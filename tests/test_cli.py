@@ -1,0 +1,169 @@
+"""The command line as a user meets it: real processes, one-line errors, distinct exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamguard import __version__
+from media import Sprite, decode_rgb, write_clip
+
+
+def run(*args, cwd=None):
+    env = dict(os.environ)
+    env.pop("STREAMGUARD_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "streamguard", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def assert_one_line_error(proc, code, *fragments):
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("streamguard: error: ")
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def no_outputs_left(folder: Path):
+    return [p.name for p in folder.rglob("*") if "anonymized" in p.name or "partial" in p.name
+            or p.name.startswith("out")]
+
+
+@pytest.fixture(scope="module")
+def small_clip(crops, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli_in")
+    return write_clip(folder / "walk.mp4", [Sprite(crops[0], 100, (60, 40), (3, 1))],
+                      width=640, height=360, n_frames=15)
+
+
+def test_version():
+    proc = run("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"streamguard {__version__}"
+
+
+def test_missing_file(tmp_path):
+    assert_one_line_error(run("anonymize", tmp_path / "nope.mp4"), 3, "nope.mp4")
+
+
+def test_folder_without_videos(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert_one_line_error(run("anonymize", tmp_path), 4, "no video files")
+
+
+def test_zero_byte_file(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    proc = run("anonymize", tmp_path / "empty.mp4", "-o", tmp_path / "out.mp4")
+    assert_one_line_error(proc, 5, "empty file")
+    assert no_outputs_left(tmp_path) == []
+
+
+def test_not_a_video(tmp_path):
+    (tmp_path / "letter.mp4").write_text("Dear user, this is text.\n" * 50)
+    proc = run("anonymize", tmp_path / "letter.mp4", "-o", tmp_path / "out.mp4")
+    assert_one_line_error(proc, 5, "not a video")
+    assert no_outputs_left(tmp_path) == []
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    import av
+    import numpy as np
+
+    path = tmp_path / "tone.m4a"
+    with av.open(str(path), "w") as out:
+        a = out.add_stream("aac", rate=48000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp",
+                                           layout="mono")
+        frame.sample_rate = 48000
+        out.mux(a.encode(frame))
+        out.mux(a.encode(None))
+    assert_one_line_error(run("anonymize", path, "-o", tmp_path / "out.mp4"), 5, "no video stream")
+
+
+@pytest.mark.parametrize("cut", ["tail", "middle"])
+def test_truncated_mp4(small_clip, tmp_path, cut):
+    data = small_clip.path.read_bytes()
+    blob = data[: int(len(data) * 0.6)] if cut == "tail" else data[:4000]
+    src = tmp_path / "cut.mp4"
+    src.write_bytes(blob)
+    proc = run("anonymize", src, "-o", tmp_path / "out.mp4")
+    assert_one_line_error(proc, 6)
+    assert no_outputs_left(tmp_path) == []
+
+
+def test_unsupported_codec(crops, tmp_path):
+    clip = write_clip(tmp_path / "x.avi", [Sprite(crops[0], 60, (10, 10), (1, 0))], width=160,
+                      height=120, n_frames=5, codec="mpeg4", audio=False)
+    src = tmp_path / "weird.avi"
+    src.write_bytes(clip.path.read_bytes().replace(b"FMP4", b"QQZZ"))  # an unknown FourCC
+    assert_one_line_error(run("anonymize", src, "-o", tmp_path / "out.avi"), 7, "no decoder")
+
+
+def test_unwritable_output(small_clip, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file where a folder should be")
+    proc = run("anonymize", small_clip.path, "-o", blocker / "out.mp4")
+    assert_one_line_error(proc, 8, "cannot create output folder")
+
+
+def test_output_must_not_overwrite_the_input(small_clip):
+    proc = run("anonymize", small_clip.path, "-o", small_clip.path)
+    assert_one_line_error(proc, 8, "overwrite the input")
+
+
+def test_unknown_config_key_is_named(small_clip, tmp_path):
+    proc = run("anonymize", small_clip.path, "-o", tmp_path / "o.mp4", "--set", "detect.tilez=2")
+    assert_one_line_error(proc, 2, "detect.tilez")
+
+
+def test_adversarial_mode_refuses_rather_than_pretends(small_clip, tmp_path):
+    proc = run("anonymize", small_clip.path, "-o", tmp_path / "o.mp4", "--mode", "adversarial")
+    assert_one_line_error(proc, 9, "generator")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_anonymize_a_folder_mirrors_it_and_writes_a_report(small_clip, tmp_path):
+    src = tmp_path / "footage"
+    (src / "day1").mkdir(parents=True)
+    (src / "day1" / "cam.mp4").write_bytes(small_clip.path.read_bytes())
+    (src / "top.mp4").write_bytes(small_clip.path.read_bytes())
+    (src / "readme.txt").write_text("not a video")
+    out = tmp_path / "protected"
+    proc = run("anonymize", src, "-o", out, "--report", tmp_path / "run.json", "--blocks", "6")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "footage" / "day1" / "cam.mp4").is_file()
+    assert (out / "footage" / "top.mp4").is_file()
+    report = json.loads((tmp_path / "run.json").read_text())
+    assert report["totals"]["files"] == 2 and report["totals"]["frames"] == 30
+    rec = report["files"][0]
+    for key in ("frames", "faces_per_frame", "tracks", "failed_closed", "stage_busy_s", "fps"):
+        assert key in rec
+    assert rec["tracks"] >= 1 and rec["faces"] >= 14
+    frames, _ = decode_rgb(out / "footage" / "top.mp4")
+    assert len(frames) == 15
+
+
+def test_default_output_name_sits_next_to_the_input(small_clip, tmp_path):
+    src = tmp_path / "clip.mp4"
+    src.write_bytes(small_clip.path.read_bytes())
+    proc = run("anonymize", src, "--mode", "blur")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "clip_anonymized.mp4").is_file()
+
+
+def test_one_bad_file_in_a_batch_does_not_stop_the_others(small_clip, tmp_path):
+    src = tmp_path / "batch"
+    src.mkdir()
+    (src / "good.mp4").write_bytes(small_clip.path.read_bytes())
+    (src / "bad.mp4").write_bytes(b"")
+    proc = run("anonymize", src, "-o", tmp_path / "o")
+    assert proc.returncode == 5
+    assert (tmp_path / "o" / "batch" / "good.mp4").is_file()
+    assert not (tmp_path / "o" / "batch" / "bad.mp4").exists()
+    assert "empty file" in proc.stderr and "Traceback" not in proc.stderr
