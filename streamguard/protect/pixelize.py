@@ -122,3 +122,46 @@ def upsample_cells(cells: torch.Tensor, s: int, height: int, width: int) -> torc
     """Nearest-upsample (B, C, rows, cols) cells by s and crop to height x width."""
     up = cells.repeat_interleave(s, dim=-2).repeat_interleave(s, dim=-1)
     return up[..., :height, :width]
+
+
+# -- training-side helpers: the paper's ratio strategies on tensors ---------------------------
+
+RATIO_STRATEGIES = ("single", "multiple", "infinite")
+
+
+def sample_ratio(strategy: str, generator: torch.Generator | None = None) -> float:
+    """The paper's training strategies: single 0.10, multiple {0.08, 0.10, 0.12}, infinite
+    uniform in [0.08, 0.12]."""
+    import torch
+
+    u = float(torch.rand((), generator=generator))
+    if strategy == "single":
+        return 0.10
+    if strategy == "multiple":
+        return (0.08, 0.10, 0.12)[min(int(u * 3), 2)]
+    if strategy == "infinite":
+        return 0.08 + 0.04 * u
+    raise ValueError(f"ratio strategy must be one of {RATIO_STRATEGIES}, got '{strategy}'")
+
+
+def pixelize_regions(images: torch.Tensor, boxes: torch.Tensor, ratio: float,
+                     min_block_px: int = 2):
+    """Pixelize one region per image at a pixelization ratio.
+
+    images: (B, C, H, W); boxes: (B, 4) integer x0, y0, x1, y1. The region is cut into cells of
+    `block_size(region width, ratio_to_blocks(ratio, region width))` pixels anchored at its
+    top-left corner, exactly as the pipeline does for a face.
+    Returns (pixelized, mask (B, 1, H, W) with 1 = non-pixelized, block sizes (B,) long).
+    """
+    import torch
+
+    out = images.clone()
+    mask = torch.ones_like(images[:, :1])
+    blocks = torch.zeros(len(images), dtype=torch.long)
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        width = x1 - x0
+        s = block_size(width, ratio_to_blocks(ratio, width), min_block_px)
+        out[i, :, y0:y1, x0:x1] = mosaic_tensor(images[i:i + 1, :, y0:y1, x0:x1], s)[0]
+        mask[i, :, y0:y1, x0:x1] = 0
+        blocks[i] = s
+    return out, mask, blocks

@@ -1,0 +1,156 @@
+"""Train a perturbation generator (pixel-wise or block-wise) against a frozen depixelizer.
+
+    python train/generator.py --set attacker_ckpt="runs/idn/ckpt.pt" --set model="blockwise"
+
+The semi-whitebox setting of the paper (§4): the attacker's weights are fixed and only the
+generator learns, from L_adv = λ1 L1 + λ2 L2 (Eq. 14; normalization in
+streamguard/models/losses.py). Baseline attackers (unet, srres) are refused as training
+attackers: they are kept unseen for transfer tests.
+"""
+
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from streamguard.models.losses import adversarial_loss  # noqa: E402
+from streamguard.models.registry import create_model, model_kind  # noqa: E402
+from streamguard.protect.pixelize import pixelize_regions, sample_ratio  # noqa: E402
+from train.common import (  # noqa: E402
+    Logger, load_checkpoint, parse_config, pick_device, save_checkpoint, seed_everything,
+)
+from train.datasets import open_dataset  # noqa: E402
+
+HELD_OUT_ATTACKERS = ("unet", "srres")  # never trained against: transfer tests only
+
+DEFAULTS = dict(
+    model="blockwise",          # "pixelwise" | "blockwise" (or their _tiny variants)
+    model_args={},              # e.g. {eps = 0.047}
+    attacker_ckpt="runs/depixelizer/ckpt.pt",  # a trained IDN checkpoint
+    data="folder:.cache/streamguard/faces/train",
+    size=128,
+    ratio_strategy="infinite",
+    batch_size=8,
+    lr=1e-4,                    # the paper: 1e-4 ...
+    epochs=4.0,                 # ... 2 epochs pixel-wise, 4 block-wise
+    max_steps=0,
+    time_budget_s=0,
+    lambda1=1.0,
+    lambda2=0.0,                # 0 = the paper's value for the model: 3 pixel-wise, 8 block-wise
+    device="auto",
+    amp=True,
+    seed=0,
+    workers=0,
+    out_dir="runs/generator",
+    log_every=20,
+    ckpt_every=200,
+)
+
+
+def perturb(generator, pixelized, mask, boxes, blocks):
+    """δ for a batch, and δ at its degrees of freedom (pixels, or one value per block)."""
+    if not hasattr(generator, "cell_delta"):
+        delta = generator(pixelized, mask)
+        return delta, delta
+    delta = torch.zeros_like(pixelized)
+    cells = []
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        s = int(blocks[i])
+        cell = generator.cell_delta(pixelized[i:i + 1, :, y0:y1, x0:x1], s)
+        cells.append(cell.flatten(1))
+        up = cell.repeat_interleave(s, -2).repeat_interleave(s, -1)[..., : y1 - y0, : x1 - x0]
+        delta[i:i + 1, :, y0:y1, x0:x1] = up
+    return delta, torch.cat(cells)
+
+
+def main(argv=None):
+    cfg = parse_config(DEFAULTS, "generator", argv)
+    if model_kind(cfg["model"]) != "generator":
+        sys.exit(f"{cfg['model']} is not a generator")
+    out = Path(cfg["out_dir"])
+    gen = seed_everything(cfg["seed"])
+    device = pick_device(cfg["device"])
+    use_amp = cfg["amp"] and device.type == "cuda"
+    blockwise = cfg["model"].startswith("blockwise")
+    lambda2 = cfg["lambda2"] or (8.0 if blockwise else 3.0)
+
+    # -- the frozen attacker -------------------------------------------------------------------
+    a_ckpt = load_checkpoint(Path(cfg["attacker_ckpt"]), device)
+    a_args = dict(a_ckpt["model_args"])
+    a_name = a_args.pop("name")
+    if a_name.split("_")[0] in HELD_OUT_ATTACKERS:
+        sys.exit(f"{a_name} is a held-out attacker: generators must never train against it")
+    attacker = create_model(a_name, **a_args).to(device)
+    attacker.load_state_dict(a_ckpt["model"])
+    attacker.eval().requires_grad_(False)
+
+    # -- data, generator, optimizer ----------------------------------------------------------
+    data = open_dataset(cfg["data"], "train", cfg["size"], augment=True, seed=cfg["seed"])
+    loader = DataLoader(data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
+                        num_workers=cfg["workers"], generator=gen)
+    steps_per_epoch = max(len(loader), 1)
+    total = cfg["max_steps"] or math.ceil(cfg["epochs"] * steps_per_epoch)
+    model = create_model(cfg["model"], **cfg["model_args"]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.999))
+    step, prior_s = 0, 0.0
+    ckpt_path = out / "ckpt.pt"
+    if ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, device)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, prior_s = ckpt["step"], ckpt.get("wall_s", 0.0)
+        print(f"resumed from {ckpt_path} at step {step}")
+    log = Logger(out)
+    t_start = time.time()
+    metrics = {}
+
+    def checkpoint():
+        save_checkpoint(
+            ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(), step=step,
+            model_args=model.model_args, config=cfg, metrics=metrics,
+            attacker=a_ckpt["model_args"], lambda1=cfg["lambda1"], lambda2=lambda2,
+            normalization="per-degree-of-freedom (see streamguard/models/losses.py)",
+            data=cfg["data"], train_images=len(data), wall_s=time.time() - t_start + prior_s,
+        )
+
+    # -- loop ------------------------------------------------------------------------------------
+    model.train()
+    while step < total:
+        data.set_epoch(step // steps_per_epoch)
+        for gt, boxes in loader:
+            if step >= total:
+                break
+            ratio = sample_ratio(cfg["ratio_strategy"], gen)
+            pixelized, mask, blocks = pixelize_regions(gt, boxes, ratio)
+            pixelized, mask = pixelized.to(device), mask.to(device)
+            with torch.autocast(device.type, enabled=use_amp):
+                delta, dof = perturb(model, pixelized, mask, boxes, blocks)
+                recovered = attacker((pixelized + delta).clamp(0, 1), mask)
+            loss, terms = adversarial_loss(recovered.float(), pixelized, dof.float(),
+                                           cfg["lambda1"], lambda2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % cfg["log_every"] == 0 or step == total:
+                metrics = {"loss": float(loss), "ratio": round(ratio, 3), **terms,
+                           "delta_mean": float(delta.abs().sum() / (1 - mask).sum() / 3),
+                           "delta_max": float(delta.abs().max())}
+                log.log(step, **metrics)
+            if step % cfg["ckpt_every"] == 0:
+                checkpoint()
+            if cfg["time_budget_s"] and time.time() - t_start > cfg["time_budget_s"]:
+                total = step
+                break
+    checkpoint()
+    print(f"done: {step} steps, checkpoint {ckpt_path}")
+    return ckpt_path
+
+
+if __name__ == "__main__":
+    main()
