@@ -29,7 +29,7 @@ from train.datasets import open_dataset  # noqa: E402
 DEFAULTS = dict(
     model="idn_small",          # registry name; "idn" is the paper's width, for a GPU
     model_args={},              # constructor overrides, e.g. {stages = 3} for the ablation
-    data="folder:.cache/streamguard/faces/train",  # or "celeba:/data/celeba"
+    data="folder:.cache/streamguard/faces",  # train/data/build_corpus.py output, or "celeba:/data/celeba"
     size=128,                   # training image side (the paper: 256 with a 128 face region)
     ratio_strategy="infinite",  # the paper's best strategy (Table 1)
     batch_size=8,

@@ -32,7 +32,7 @@ DEFAULTS = dict(
     model="blockwise",          # "pixelwise" | "blockwise" (or their _tiny variants)
     model_args={},              # e.g. {eps = 0.047}
     attacker_ckpt="runs/depixelizer/ckpt.pt",  # a trained IDN checkpoint
-    data="folder:.cache/streamguard/faces/train",
+    data="folder:.cache/streamguard/faces",
     size=128,
     ratio_strategy="infinite",
     batch_size=8,
@@ -42,6 +42,7 @@ DEFAULTS = dict(
     time_budget_s=0,
     lambda1=1.0,
     lambda2=0.0,                # 0 = the paper's value for the model: 3 pixel-wise, 8 block-wise
+    normalization="cell",       # "cell" (ours, see losses.py) or "pixel" (per-pixel, for comparison)
     device="auto",
     amp=True,
     seed=0,
@@ -53,19 +54,14 @@ DEFAULTS = dict(
 
 
 def perturb(generator, pixelized, mask, boxes, blocks):
-    """δ for a batch, and δ at its degrees of freedom (pixels, or one value per block)."""
+    """δ (B, 3, H, W) for a batch; block-wise δ is built region by region on its own grid."""
     if not hasattr(generator, "cell_delta"):
-        delta = generator(pixelized, mask)
-        return delta, delta
+        return generator(pixelized, mask)
     delta = torch.zeros_like(pixelized)
-    cells = []
     for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
-        s = int(blocks[i])
-        cell = generator.cell_delta(pixelized[i:i + 1, :, y0:y1, x0:x1], s)
-        cells.append(cell.flatten(1))
-        up = cell.repeat_interleave(s, -2).repeat_interleave(s, -1)[..., : y1 - y0, : x1 - x0]
-        delta[i:i + 1, :, y0:y1, x0:x1] = up
-    return delta, torch.cat(cells)
+        delta[i:i + 1, :, y0:y1, x0:x1] = generator(pixelized[i:i + 1, :, y0:y1, x0:x1],
+                                                    int(blocks[i]))
+    return delta
 
 
 def main(argv=None):
@@ -114,7 +110,7 @@ def main(argv=None):
             ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(), step=step,
             model_args=model.model_args, config=cfg, metrics=metrics,
             attacker=a_ckpt["model_args"], lambda1=cfg["lambda1"], lambda2=lambda2,
-            normalization="per-degree-of-freedom (see streamguard/models/losses.py)",
+            normalization=cfg["normalization"],
             data=cfg["data"], train_images=len(data), wall_s=time.time() - t_start + prior_s,
         )
 
@@ -129,10 +125,10 @@ def main(argv=None):
             pixelized, mask, blocks = pixelize_regions(gt, boxes, ratio)
             pixelized, mask = pixelized.to(device), mask.to(device)
             with torch.autocast(device.type, enabled=use_amp):
-                delta, dof = perturb(model, pixelized, mask, boxes, blocks)
+                delta = perturb(model, pixelized, mask, boxes, blocks)
                 recovered = attacker((pixelized + delta).clamp(0, 1), mask)
-            loss, terms = adversarial_loss(recovered.float(), pixelized, dof.float(),
-                                           cfg["lambda1"], lambda2)
+            loss, terms = adversarial_loss(recovered.float(), pixelized, delta.float(), boxes,
+                                           blocks, cfg["lambda1"], lambda2, cfg["normalization"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

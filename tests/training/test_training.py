@@ -1,0 +1,165 @@
+"""Training end to end on a handful of real faces, small enough for CI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from train import depixelizer, generator
+from train.common import load_checkpoint
+from train.datasets import CelebA, FaceFolder, open_dataset
+
+
+@pytest.fixture(scope="module")
+def face_folder(crops, tmp_path_factory):
+    root = tmp_path_factory.mktemp("faces")
+    (root / "crops").mkdir()
+    rows = []
+    for i, crop in enumerate(crops):
+        rel = f"crops/{i}.png"
+        cv2.imwrite(str(root / rel), cv2.cvtColor(cv2.resize(crop, (64, 64)), cv2.COLOR_RGB2BGR))
+        rows.append(f"{rel}\t{'test' if i == len(crops) - 1 else 'train'}")
+    (root / "split.txt").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _losses(out_dir: Path) -> list[float]:
+    lines = (out_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(ln)["loss"] for ln in lines]
+
+
+def depix_args(folder, out, steps, **extra):
+    args = {"model": '"idn_tiny"', "data": f'"folder:{folder}"', "size": 64, "batch_size": 4,
+            "max_steps": steps, "log_every": 10, "ckpt_every": 50, "loss_backbone": '"none"',
+            "lr": 2e-3, "lr_finetune": 1e-3, "out_dir": f'"{out}"', "ratio_strategy": '"single"',
+            **extra}
+    return [x for k, v in args.items() for x in ("--set", f"{k}={v}")]
+
+
+def test_a_few_hundred_steps_lower_the_depixelization_loss(face_folder, tmp_path):
+    out = tmp_path / "idn"
+    depixelizer.main(depix_args(face_folder, out, 300))
+    losses = _losses(out)
+    assert len(losses) == 30
+    first, last = np.mean(losses[:3]), np.mean(losses[-3:])
+    assert last < 0.7 * first, (first, last)
+
+
+def test_checkpoints_describe_themselves_load_safely_and_resume(face_folder, tmp_path, capsys):
+    out = tmp_path / "resume"
+    depixelizer.main(depix_args(face_folder, out, 20))
+    ckpt = load_checkpoint(out / "ckpt.pt")  # weights_only=True
+    assert ckpt["step"] == 20
+    assert ckpt["model_args"]["name"] == "idn_tiny"
+    assert ckpt["loss_backbone"] == "none" and ckpt["data"].startswith("folder:")
+    assert ckpt["config"]["size"] == 64
+    depixelizer.main(depix_args(face_folder, out, 30))
+    assert "resumed from" in capsys.readouterr().out
+    assert load_checkpoint(out / "ckpt.pt")["step"] == 30
+
+
+def test_inception_perceptual_and_style_losses_train(face_folder, tmp_path):
+    out = tmp_path / "percep"
+    depixelizer.main(depix_args(face_folder, out, 12, loss_backbone='"inception"', size=96,
+                                log_every=4))
+    rec = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["perceptual"] > 0 and r["style"] >= 0 for r in rec)
+    assert load_checkpoint(out / "ckpt.pt")["loss_backbone"] == "inception_v3_tf_fid"
+
+
+@pytest.fixture(scope="module")
+def trained_attacker(face_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("attacker")
+    depixelizer.main(depix_args(face_folder, out, 150))
+    return out / "ckpt.pt"
+
+
+def _gen_args(folder, attacker, out, model, steps, **extra):
+    args = {"model": f'"{model}"', "attacker_ckpt": f'"{attacker}"', "data": f'"folder:{folder}"',
+            "size": 64, "batch_size": 4, "max_steps": steps, "log_every": 10, "lr": 2e-3,
+            "out_dir": f'"{out}"', "ratio_strategy": '"single"', **extra}
+    return [x for k, v in args.items() for x in ("--set", f"{k}={v}")]
+
+
+def _final_delta(out: Path) -> float:
+    rec = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    return float(np.mean([r["delta_mean"] for r in rec[-3:]]))
+
+
+def test_paper_weights_give_a_nontrivial_blockwise_delta_under_our_normalization(
+        face_folder, trained_attacker, tmp_path):
+    """λ1/λ2 = 1/8: priced per mosaic cell δ grows; priced per pixel it collapses toward 0."""
+    eps = 12 / 255
+    ours, per_pixel = tmp_path / "cell", tmp_path / "pixel"
+    generator.main(_gen_args(face_folder, trained_attacker, ours, "blockwise_tiny", 120))
+    generator.main(_gen_args(face_folder, trained_attacker, per_pixel, "blockwise_tiny", 120,
+                             normalization='"pixel"'))
+    d_ours, d_pixel = _final_delta(ours), _final_delta(per_pixel)
+    assert d_ours > 0.08 * eps, d_ours  # δ = 0 would give ~1e-5
+    assert d_pixel < 0.1 * d_ours, (d_pixel, d_ours)
+
+
+def test_paper_weights_give_a_nontrivial_pixelwise_delta(face_folder, trained_attacker, tmp_path):
+    """λ1/λ2 = 1/3, the same contrast for the pixel-wise generator."""
+    ours, per_pixel = tmp_path / "cell", tmp_path / "pixel"
+    generator.main(_gen_args(face_folder, trained_attacker, ours, "pixelwise_tiny", 120))
+    generator.main(_gen_args(face_folder, trained_attacker, per_pixel, "pixelwise_tiny", 120,
+                             normalization='"pixel"'))
+    d_ours, d_pixel = _final_delta(ours), _final_delta(per_pixel)
+    assert d_ours > 0.08 * 12 / 255, d_ours
+    assert d_pixel < 0.1 * d_ours, (d_pixel, d_ours)
+
+
+def test_generators_refuse_held_out_attackers(face_folder, tmp_path):
+    out = tmp_path / "unet"
+    depixelizer.main(depix_args(face_folder, out, 2, model='"unet_tiny"'))
+    with pytest.raises(SystemExit, match="held-out"):
+        generator.main(_gen_args(face_folder, out / "ckpt.pt", tmp_path / "g", "blockwise_tiny", 2))
+
+
+def _write_celeba(root: Path, n: int = 6) -> None:
+    """A tiny fixture laid out exactly like CelebA."""
+    rng = np.random.default_rng(0)
+    (root / "img_align_celeba").mkdir(parents=True)
+    (root / "img_celeba").mkdir()
+    names = [f"{i + 1:06d}.jpg" for i in range(n)]
+    for name in names:
+        cv2.imwrite(str(root / "img_align_celeba" / name),
+                    rng.integers(0, 255, (218, 178, 3), dtype=np.uint8))
+        cv2.imwrite(str(root / "img_celeba" / name),
+                    rng.integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    parts = [0, 0, 0, 0, 1, 2]
+    (root / "list_eval_partition.txt").write_text(
+        "".join(f"{nm} {p}\n" for nm, p in zip(names, parts)))
+    bbox = "".join(f"{nm}    95  71 120 160\n" for nm in names)
+    (root / "list_bbox_celeba.txt").write_text(f"{n}\nimage_id x_1 y_1 width height\n{bbox}")
+
+
+def test_celeba_loader_reads_the_standard_layout(tmp_path):
+    _write_celeba(tmp_path)
+    train = CelebA(tmp_path, "train")
+    assert len(train) == 4 and len(CelebA(tmp_path, "val")) == 1
+    img, box = train[0]
+    assert img.shape == (3, 256, 256) and 0 <= img.min() and img.max() <= 1
+    x0, y0, x1, y1 = box.tolist()
+    assert x1 - x0 == y1 - y0 == 128  # the paper's 128 x 128 face mask at 256
+    wild = CelebA(tmp_path, "test", variant="wild")
+    img, box = wild[0]
+    assert img.shape == (3, 256, 256) and (box[2] - box[0]) == 128
+    assert len(open_dataset(f"celeba:{tmp_path}", "train", 256, False, 0)) == 4
+    with pytest.raises(FileNotFoundError, match="CelebA"):
+        CelebA(tmp_path / "nope", "train")
+
+
+def test_face_folder_honours_the_identity_split(face_folder):
+    train = FaceFolder(face_folder, "train", size=64)
+    test = FaceFolder(face_folder, "test", size=64)
+    assert len(test) == 1 and len(train) >= 4
+    assert not set(train.files) & set(test.files)
+    img, box = train[0]
+    assert img.shape == (3, 64, 64) and box.tolist() == [8, 8, 56, 56]
