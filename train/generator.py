@@ -134,13 +134,13 @@ def main(argv=None):
             opt.step()
             step += 1
             if step % cfg["log_every"] == 0 or step == total:
-                metrics = {"loss": float(loss), "ratio": round(ratio, 3), **terms,
+                metrics = {"loss": float(loss.detach()), "ratio": round(ratio, 3), **terms,
                            "delta_mean": float(delta.abs().sum() / (1 - mask).sum() / 3),
                            "delta_max": float(delta.abs().max())}
                 log.log(step, **metrics)
             if step % cfg["ckpt_every"] == 0:
                 checkpoint()
-            if cfg["time_budget_s"] and time.time() - t_start > cfg["time_budget_s"]:
+            if cfg["time_budget_s"] and time.time() - t_start + prior_s > cfg["time_budget_s"]:
                 total = step
                 break
     checkpoint()

@@ -73,7 +73,7 @@ class ResidualSRAttacker(nn.Module):
     """An EDSR-style residual network at full resolution predicting a residual on the mosaic,
     the super-resolution family's answer (depixelization as ultra-high-factor upsampling)."""
 
-    def __init__(self, width: int = 48, blocks: int = 8):
+    def __init__(self, width: int = 32, blocks: int = 6):
         super().__init__()
         self.head = nn.Conv2d(4, width, 3, padding=1)
         self.body = nn.Sequential(*[_ResBlock(width) for _ in range(blocks)],

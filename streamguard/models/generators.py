@@ -53,13 +53,21 @@ class PixelwiseGenerator(nn.Module):
 
 
 class BlockwiseGenerator(nn.Module):
-    def __init__(self, width: int = 32, eps: float = DEFAULT_EPS):
+    """Fig. 5b with the down-sampling layer first: the pixelized region is average-pooled onto
+    its own block grid (for a mosaic that is exactly its cell colours), the encoder-decoder
+    works at one position per block, and the up-sampling layer repeats each block's δ over its
+    pixels. Working at cell resolution makes the cost independent of the face's pixel size
+    (a 13 x 13 grid whatever the face) and δ flat in every block by construction.
+    """
+
+    def __init__(self, width: int = 64, depth: int = 4, eps: float = DEFAULT_EPS):
         super().__init__()
         self.eps = eps
-        self.enc = nn.Sequential(_conv(3, width), _conv(width, width), _conv(width, 2 * width))
-        self.cells = nn.Sequential(_conv(2 * width + 3, 2 * width), _conv(2 * width, 2 * width),
-                                   _conv(2 * width, width))
-        self.out = nn.Conv2d(width, 3, 3, padding=1)
+        layers = [_conv(3, width)]
+        for i in range(depth - 1):
+            layers.append(_conv(width, width, 3, 1))
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(width + 3, 3, 3, padding=1)
 
     def forward(self, crop: torch.Tensor, block: int) -> torch.Tensor:
         h, w = crop.shape[-2:]
@@ -68,12 +76,14 @@ class BlockwiseGenerator(nn.Module):
 
     def cell_delta(self, crop: torch.Tensor, block: int) -> torch.Tensor:
         """δ per cell, (B, 3, rows, cols): what the pipeline adds to the mosaic's cell means."""
-        feats = self.enc(crop)
-        # down-sampling layer: average features and colours onto the real block grid
-        cell_feats = F.avg_pool2d(feats, block, block, ceil_mode=True)
-        cell_rgb = F.avg_pool2d(crop, block, block, ceil_mode=True)
-        y = self.cells(torch.cat([cell_feats, cell_rgb], dim=1))
-        return self.eps * torch.tanh(self.out(y))
+        # down-sampling layer: the real block grid (partial edge cells included)
+        cells = F.avg_pool2d(crop, block, block, ceil_mode=True)
+        return self.cells_to_delta(cells)
+
+    def cells_to_delta(self, cells: torch.Tensor) -> torch.Tensor:
+        """The network proper, on cell colours (B, 3, rows, cols) in [0, 1]."""
+        y = self.body(cells * 2 - 1)
+        return self.eps * torch.tanh(self.out(torch.cat([y, cells * 2 - 1], dim=1)))
 
 
 @register_model("pixelwise", kind="generator")
@@ -93,4 +103,4 @@ def pixelwise_tiny(**kwargs) -> PixelwiseGenerator:
 
 @register_model("blockwise_tiny", kind="generator")
 def blockwise_tiny(**kwargs) -> BlockwiseGenerator:
-    return BlockwiseGenerator(**{"width": 8, **kwargs})
+    return BlockwiseGenerator(**{"width": 8, "depth": 2, **kwargs})
