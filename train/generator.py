@@ -18,7 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from streamguard.models.losses import adversarial_loss  # noqa: E402
+from streamguard.models.losses import (  # noqa: E402
+    adversarial_loss, cell_cost, identity_loss, smoothing_attacks,
+)
 from streamguard.models.registry import create_model, model_kind  # noqa: E402
 from streamguard.protect.pixelize import pixelize_regions, sample_ratio  # noqa: E402
 from train.common import (  # noqa: E402
@@ -43,6 +45,9 @@ DEFAULTS = dict(
     lambda1=1.0,
     lambda2=0.0,                # 0 = the paper's value for the model: 3 pixel-wise, 8 block-wise
     normalization="cell",       # "cell" (ours, see losses.py) or "pixel" (per-pixel, for comparison)
+    objective="paper",          # "paper": Eq. 14 vs the IDN; "identity": push the identity of what
+                                # bicubic, Gaussian and the IDN recover away from the original's
+    lambda_id=1.0,              # identity objective: weight of the identity term (λ2 prices δ)
     device="auto",
     amp=True,
     seed=0,
@@ -62,6 +67,24 @@ def perturb(generator, pixelized, mask, boxes, blocks):
         delta[i:i + 1, :, y0:y1, x0:x1] = generator(pixelized[i:i + 1, :, y0:y1, x0:x1],
                                                     int(blocks[i]))
     return delta
+
+
+def _affine_theta(m, size: int) -> torch.Tensor:
+    """affine_grid's normalized theta for sampling a 112 x 112 output from a size x size input
+    given the pixel-space 2 x 3 affine m (input -> output)."""
+    import numpy as np
+
+    full = np.vstack([m, [0, 0, 1]])
+    inv = np.linalg.inv(full)  # output pixel -> input pixel
+
+    def norm(n):  # pixel -> [-1, 1] (align_corners=False)
+        return np.array([[2 / n, 0, 1 / n - 1], [0, 2 / n, 1 / n - 1], [0, 0, 1]])
+
+    def denorm(n):
+        return np.linalg.inv(norm(n))
+
+    theta = norm(size) @ inv @ denorm(112)
+    return torch.tensor(theta[:2], dtype=torch.float32)[None]
 
 
 def main(argv=None):
@@ -84,6 +107,22 @@ def main(argv=None):
     attacker = create_model(a_name, **a_args).to(device)
     attacker.load_state_dict(a_ckpt["model"])
     attacker.eval().requires_grad_(False)
+
+    embed = None
+    if cfg["objective"] == "identity":
+        # corpus crops are aligned: one fixed affine takes them to the identity net's input
+        from streamguard.models.identity import OnnxIdentityNet
+        from train.data.build_corpus import crop_to_arcface
+
+        net = OnnxIdentityNet().to(device)
+        theta = _affine_theta(crop_to_arcface(), cfg["size"]).to(device)
+
+        def embed(images):
+            grid = torch.nn.functional.affine_grid(theta.expand(len(images), 2, 3),
+                                                   (len(images), 3, 112, 112), align_corners=False)
+            return net(torch.nn.functional.grid_sample(images, grid, align_corners=False))
+    elif cfg["objective"] != "paper":
+        sys.exit(f"objective must be paper or identity, got '{cfg['objective']}'")
 
     # -- data, generator, optimizer ----------------------------------------------------------
     data = open_dataset(cfg["data"], "train", cfg["size"], augment=True, seed=cfg["seed"])
@@ -110,7 +149,7 @@ def main(argv=None):
             ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(), step=step,
             model_args=model.model_args, config=cfg, metrics=metrics,
             attacker=a_ckpt["model_args"], lambda1=cfg["lambda1"], lambda2=lambda2,
-            normalization=cfg["normalization"],
+            normalization=cfg["normalization"], objective=cfg["objective"],
             data=cfg["data"], train_images=len(data), wall_s=time.time() - t_start + prior_s,
         )
 
@@ -126,9 +165,20 @@ def main(argv=None):
             pixelized, mask = pixelized.to(device), mask.to(device)
             with torch.autocast(device.type, enabled=use_amp):
                 delta = perturb(model, pixelized, mask, boxes, blocks)
-                recovered = attacker((pixelized + delta).clamp(0, 1), mask)
-            loss, terms = adversarial_loss(recovered.float(), pixelized, delta.float(), boxes,
-                                           blocks, cfg["lambda1"], lambda2, cfg["normalization"])
+                protected = (pixelized + delta).clamp(0, 1)
+                recovered = attacker(protected, mask)
+            if embed is None:
+                loss, terms = adversarial_loss(recovered.float(), pixelized, delta.float(), boxes,
+                                               blocks, cfg["lambda1"], lambda2,
+                                               cfg["normalization"])
+            else:
+                with torch.no_grad():
+                    target = embed(gt.to(device))
+                attacks = {"idn": recovered.float(), **smoothing_attacks(protected, boxes, blocks)}
+                id_loss, terms = identity_loss(attacks, target, embed)
+                budget = cell_cost(delta, boxes, blocks).mean() / pixelized[0].numel()
+                loss = cfg["lambda_id"] * id_loss + lambda2 * budget
+                terms["l2"] = float(budget)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -106,3 +106,44 @@ def adversarial_loss(recovered: torch.Tensor, pixelized: torch.Tensor, delta: to
     else:
         raise ValueError(f"normalization must be 'cell' or 'pixel', got '{normalization}'")
     return lambda1 * l1 + lambda2 * l2, {"l1": float(l1.detach()), "l2": float(l2.detach())}
+
+
+# -- identity-aware objective (beyond the paper) ------------------------------------------------
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur with reflect padding (a differentiable "attacker")."""
+    import torch.nn.functional as F
+
+    radius = max(1, int(round(3 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-t * t / (2 * sigma * sigma))
+    k = (k / k.sum()).view(1, 1, 1, -1).expand(x.shape[1], 1, 1, -1)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k, groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"),
+                    k.transpose(-1, -2), groups=x.shape[1])
+
+
+def smoothing_attacks(protected: torch.Tensor, boxes: torch.Tensor, blocks: torch.Tensor):
+    """The attacks that need no training: bicubic upsampling of each region's cells and a
+    Gaussian blur of the mosaic (σ = half a block). Returns {name: (B, 3, H, W)}."""
+    import torch.nn.functional as F
+
+    bicubic, gauss = protected.clone(), protected.clone()
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        s = int(blocks[i])
+        region = protected[i:i + 1, :, y0:y1, x0:x1]
+        cells = F.avg_pool2d(region, s, s, ceil_mode=True)
+        rows, cols = cells.shape[-2:]
+        up = F.interpolate(cells, size=(rows * s, cols * s), mode="bicubic", align_corners=False)
+        bicubic[i:i + 1, :, y0:y1, x0:x1] = up[..., : y1 - y0, : x1 - x0].clamp(0, 1)
+        gauss[i:i + 1, :, y0:y1, x0:x1] = gaussian_blur(region, max(s / 2, 0.5))
+    return {"bicubic": bicubic, "gaussian": gauss}
+
+
+def identity_loss(recoveries: dict, original_embedding: torch.Tensor, embed) -> tuple:
+    """Mean plus worst case (max) over attackers of the cosine between the identity embedding
+    of what each attacker recovers and the original's. Lower = less identifiable."""
+    sims = torch.stack([(embed(r) * original_embedding).sum(1) for r in recoveries.values()])
+    per_attacker = sims.mean(1)
+    loss = per_attacker.mean() + per_attacker.max()
+    return loss, {f"cos_{k}": float(v) for k, v in zip(recoveries, per_attacker.detach())}
