@@ -35,7 +35,8 @@ def _build_parser() -> argparse.ArgumentParser:
     anon.add_argument("-o", "--output", metavar="OUT",
                       help="output file (one input) or folder; default: next to each input, "
                            "named NAME_anonymized.EXT")
-    anon.add_argument("--mode", choices=["mosaic", "blur", "solid", "adversarial"],
+    anon.add_argument("--mode", choices=["mosaic", "adversarial-block", "adversarial-identity",
+                                         "adversarial-pixel", "blur", "solid"],
                       help="protection mode (config protect.mode)")
     anon.add_argument("--blocks", type=int, help="mosaic blocks across a face (protect.blocks)")
     anon.add_argument("--config", metavar="TOML", help="config file (default: built-in defaults)")

@@ -81,8 +81,12 @@ class TrackConfig(_Section):
 
 
 class ProtectConfig(_Section):
-    mode: Literal["mosaic", "blur", "solid", "adversarial"] = Field(
-        "mosaic", description="How face regions are protected."
+    mode: Literal["mosaic", "blur", "solid", "adversarial-block", "adversarial-identity",
+                  "adversarial-pixel"] = Field(
+        "mosaic",
+        description="How face regions are protected: mosaic, blur, solid, or a mosaic with a "
+        "shipped generator's perturbation (block-wise paper, block-wise identity-aware, "
+        "pixel-wise paper).",
     )
     blocks: int = Field(
         8, ge=2, le=64,

@@ -122,9 +122,12 @@ def test_unknown_config_key_is_named(small_clip, tmp_path):
     assert_one_line_error(proc, 2, "detect.tilez")
 
 
-def test_adversarial_mode_refuses_rather_than_pretends(small_clip, tmp_path):
-    proc = run("anonymize", small_clip.path, "-o", tmp_path / "o.mp4", "--mode", "adversarial")
-    assert_one_line_error(proc, 9, "generator")
+def test_adversarial_mode_refuses_rather_than_pretends(small_clip, tmp_path, monkeypatch):
+    """Missing weights: a clear error and no output, never a silent fall back to a bare mosaic."""
+    monkeypatch.setenv("STREAMGUARD_WEIGHTS", str(tmp_path / "no-weights"))
+    proc = run("anonymize", small_clip.path, "-o", tmp_path / "o.mp4",
+               "--mode", "adversarial-identity")
+    assert_one_line_error(proc, 9, "no shipped weights")
     assert not (tmp_path / "o.mp4").exists()
 
 

@@ -10,7 +10,11 @@ pixelize. Pixelization itself happens in the training loop with the shared opera
   (128 x 128 at S = 256, the paper's mask). `variant="wild"` reads `img_celeba/` and
   `list_bbox_celeba.txt`, crops a square of twice the face box around it and uses the box.
 - `FaceFolder(root)`: every image under a folder (recursively) is a face crop; the region is the
-  central `region_frac` of the side. A `split.txt` ("relative/path<TAB>split") selects a split.
+  central `region_frac` of the side and the face the central `face_frac` (the corpus builder's
+  layout: face box 1/2, protected region 3/4). A `split.txt` ("relative/path<TAB>split")
+  selects a split.
+Each dataset's `face_fraction` (face width / region width) lets the ratio count blocks across
+the face, as the paper and the pipeline do.
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ class _Base(Dataset):
 
 class FaceFolder(_Base):
     def __init__(self, root: str | Path, split: str | None = None, size: int = 128,
-                 region_frac: float = 0.75, augment: Augment | None = None, seed: int = 0):
+                 region_frac: float = 0.75, augment: Augment | None = None, seed: int = 0,
+                 face_frac: float = 0.5):
         super().__init__(size, augment, seed)
         self.root = Path(root)
         if not self.root.is_dir():
@@ -98,6 +103,8 @@ class FaceFolder(_Base):
         side -= side % 2
         o = (size - side) // 2
         self.box = torch.tensor([o, o, o + side, o + side])
+        # corpus crops: the face box is half the crop, the region three quarters of it
+        self.face_fraction = face_frac / region_frac
 
     def __len__(self) -> int:
         return len(self.files)
@@ -111,6 +118,8 @@ class FaceFolder(_Base):
 
 
 class CelebA(_Base):
+    face_fraction = 1.0  # the paper's mask is the face box itself
+
     # centre and side of the face in img_align_celeba (178 x 218), measured on the layout
     _ALIGNED_CENTER = (89, 121)
     _ALIGNED_SIDE = 110

@@ -52,7 +52,9 @@ DEFAULTS = dict(
 )
 
 
-def main(argv=None):
+def main(argv=None, protect=None):
+    """protect: optional (pixelized, mask, boxes, blocks) -> protected images, applied to every
+    batch before the attacker sees it (how benchmarks/privacy.py trains an adaptive attacker)."""
     cfg = parse_config(DEFAULTS, "depixelizer", argv)
     if model_kind(cfg["model"]) != "attacker":
         sys.exit(f"{cfg['model']} is not a depixelizer")
@@ -111,7 +113,10 @@ def main(argv=None):
             for group in opt.param_groups:
                 group["lr"] = lr
             ratio = sample_ratio(cfg["ratio_strategy"], gen)
-            pixelized, mask, _ = pixelize_regions(gt, boxes, ratio)
+            pixelized, mask, blocks = pixelize_regions(gt, boxes, ratio, data.face_fraction)
+            if protect is not None:
+                with torch.no_grad():
+                    pixelized = protect(pixelized, mask, boxes, blocks)
             gt, pixelized, mask = gt.to(device), pixelized.to(device), mask.to(device)
             with torch.autocast(device.type, enabled=use_amp):
                 pred = model(pixelized, mask)

@@ -130,12 +130,12 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # -- a whole evaluation ------------------------------------------------------------------------
 @torch.no_grad()
 def recover(attacker, images: torch.Tensor, boxes: torch.Tensor, ratio: float, batch: int = 8,
-            perturb=None):
+            perturb=None, face_fraction: float = 0.5 / 0.75):
     """Pixelize at `ratio`, optionally perturb, and run the attacker. Returns
     (pixelized, protected, recovered)."""
     from streamguard.protect.pixelize import pixelize_regions
 
-    pix, mask, blocks = pixelize_regions(images, boxes, ratio)
+    pix, mask, blocks = pixelize_regions(images, boxes, ratio, face_fraction)
     prot = pix if perturb is None else (pix + perturb(pix, mask, boxes, blocks)).clamp(0, 1)
     rec = torch.cat([attacker(prot[i:i + batch], mask[i:i + batch])
                      for i in range(0, len(prot), batch)])

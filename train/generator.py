@@ -161,7 +161,7 @@ def main(argv=None):
             if step >= total:
                 break
             ratio = sample_ratio(cfg["ratio_strategy"], gen)
-            pixelized, mask, blocks = pixelize_regions(gt, boxes, ratio)
+            pixelized, mask, blocks = pixelize_regions(gt, boxes, ratio, data.face_fraction)
             pixelized, mask = pixelized.to(device), mask.to(device)
             with torch.autocast(device.type, enabled=use_amp):
                 delta = perturb(model, pixelized, mask, boxes, blocks)

@@ -16,7 +16,9 @@ import numpy as np
 from streamguard.config import ProtectConfig
 from streamguard.errors import ConfigError, ModelUnavailableError
 from streamguard.frames import Faces
-from streamguard.protect.pixelize import face_regions, pixelize, pixelize_frame
+from streamguard.protect.pixelize import (
+    block_size, cell_means, face_regions, mosaic_region, paint_cells, pixelize, pixelize_frame,
+)
 
 Protector = Callable[[np.ndarray, Faces], np.ndarray]
 _MODES: dict[str, Callable[[ProtectConfig], Protector]] = {}
@@ -80,9 +82,97 @@ def _solid(cfg: ProtectConfig) -> Protector:
     return partial(solid, color=cfg.solid_color, margin=cfg.margin)
 
 
-@register_mode("adversarial")
-def _adversarial(cfg: ProtectConfig) -> Protector:
-    raise ModelUnavailableError(
-        "protect.mode 'adversarial' needs the trained block-wise generator, which this build "
-        "does not ship yet; use --mode mosaic (the default), blur or solid"
-    )
+# -- adversarial pixelization: shipped generators on top of the mosaic --------------------------
+
+# mode -> shipped weights (streamguard/weights/NAME.safetensors + NAME.json)
+ADVERSARIAL_WEIGHTS = {
+    "adversarial-block": "blockwise_paper",
+    "adversarial-identity": "blockwise_identity",
+    "adversarial-pixel": "pixelwise_paper",
+}
+
+
+class BlockwiseProtector:
+    """Mosaic plus a block-wise generator's δ per cell: the output stays a clean mosaic.
+
+    All faces of a frame whose grids have the same shape go through the generator in one batch.
+    """
+
+    def __init__(self, model, cfg: ProtectConfig):
+        self.model = model
+        self.cfg = cfg
+
+    def __call__(self, image: np.ndarray, faces: Faces) -> np.ndarray:
+        import torch
+
+        out = image.copy()
+        jobs = []
+        for x0, y0, x1, y1, face_w in face_regions(faces, image.shape, self.cfg.margin):
+            s = block_size(face_w, self.cfg.blocks, self.cfg.min_block_px)
+            means, dy, dx = cell_means(image[y0:y1, x0:x1], s)
+            jobs.append(((x0, y0, x1, y1), means, dy, dx))
+        groups: dict[tuple, list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(job[1].shape, []).append(i)
+        deltas: dict[int, np.ndarray] = {}
+        for idx in groups.values():
+            cells = torch.from_numpy(np.stack([jobs[i][1] for i in idx])).permute(0, 3, 1, 2)
+            with torch.inference_mode():
+                d = self.model.cells_to_delta(cells / 255.0) * 255.0
+            for k, i in enumerate(idx):
+                deltas[i] = d[k].permute(1, 2, 0).numpy()
+        for i, ((x0, y0, x1, y1), means, dy, dx) in enumerate(jobs):
+            out[y0:y1, x0:x1] = paint_cells(means + deltas[i], dy, dx)
+        return out
+
+
+class PixelwiseProtector:
+    """Mosaic plus the pixel-wise generator's δ, computed in the training layout (the region
+    is the central 3/4 of a 128 px crop with context) and resized back to the region."""
+
+    SIZE, REGION = 128, 96
+
+    def __init__(self, model, cfg: ProtectConfig):
+        self.model = model
+        self.cfg = cfg
+
+    def __call__(self, image: np.ndarray, faces: Faces) -> np.ndarray:
+        import torch
+
+        out = image.copy()
+        mask = torch.ones(1, 1, self.SIZE, self.SIZE)
+        o = (self.SIZE - self.REGION) // 2
+        mask[..., o:o + self.REGION, o:o + self.REGION] = 0
+        for x0, y0, x1, y1, face_w in face_regions(faces, image.shape, self.cfg.margin):
+            s = block_size(face_w, self.cfg.blocks, self.cfg.min_block_px)
+            mosaic = mosaic_region(image[y0:y1, x0:x1], s)
+            canvas = out.copy()
+            canvas[y0:y1, x0:x1] = mosaic
+            # a context square around the region, REGION/SIZE of it being the region
+            side_x, side_y = (x1 - x0) * self.SIZE / self.REGION, (y1 - y0) * self.SIZE / self.REGION
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            m = np.array([[self.SIZE / side_x, 0, self.SIZE / 2 - cx * self.SIZE / side_x],
+                          [0, self.SIZE / side_y, self.SIZE / 2 - cy * self.SIZE / side_y]],
+                         np.float32)
+            ctx = cv2.warpAffine(canvas, m, (self.SIZE, self.SIZE), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REPLICATE)
+            x = torch.from_numpy(ctx).permute(2, 0, 1)[None].float() / 255
+            with torch.inference_mode():
+                delta = self.model(x, mask)[0, :, o:o + self.REGION, o:o + self.REGION]
+            d = cv2.resize(delta.permute(1, 2, 0).numpy(), (x1 - x0, y1 - y0),
+                           interpolation=cv2.INTER_LINEAR)
+            out[y0:y1, x0:x1] = np.clip(mosaic + d * 255 + 0.5, 0, 255).astype(np.uint8)
+        return out
+
+
+def _adversarial(mode: str, cfg: ProtectConfig) -> Protector:
+    from streamguard.models.weights import load_shipped
+
+    model = load_shipped(ADVERSARIAL_WEIGHTS[mode])  # raises when missing or corrupt
+    if mode == "adversarial-pixel":
+        return PixelwiseProtector(model, cfg)
+    return BlockwiseProtector(model, cfg)
+
+
+for _mode in ADVERSARIAL_WEIGHTS:
+    register_mode(_mode)(partial(_adversarial, _mode))

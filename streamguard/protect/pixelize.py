@@ -41,27 +41,38 @@ def ratio_to_blocks(ratio: float, face_px: int = 128) -> int:
     return max(1, int(round(face_px * ratio)))
 
 
+def cell_means(crop: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean colour of every s x s cell of an (h, w, C) crop: ((rows, cols, C) float32, dy, dx),
+    dy/dx being the cell heights and widths (the last row/column may be partial)."""
+    h, w = crop.shape[:2]
+    ys = np.arange(0, h, s)
+    xs = np.arange(0, w, s)
+    sums = np.add.reduceat(np.add.reduceat(crop.astype(np.float32), ys, axis=0), xs, axis=1)
+    dy = np.diff(np.append(ys, h))
+    dx = np.diff(np.append(xs, w))
+    return sums / (dy[:, None] * dx[None, :])[..., None], dy, dx
+
+
+def paint_cells(means: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Round cell colours to uint8 and repeat each over its cell: the mosaic image."""
+    cells = np.clip(np.rint(means), 0, 255).astype(np.uint8)
+    return np.repeat(np.repeat(cells, dy, axis=0), dx, axis=1)
+
+
 def mosaic_region(crop: np.ndarray, s: int, delta: np.ndarray | None = None) -> np.ndarray:
     """Block-mean mosaic of an (h, w, C) uint8 crop with s x s cells; returns a new array.
 
     delta: optional (rows, cols, C) float offsets in pixel units added to each cell's mean
     (clipped to 0..255), so the result stays flat inside every cell.
     """
-    h, w = crop.shape[:2]
-    if h == 0 or w == 0:
+    if crop.shape[0] == 0 or crop.shape[1] == 0:
         return crop.copy()
-    ys = np.arange(0, h, s)
-    xs = np.arange(0, w, s)
-    sums = np.add.reduceat(np.add.reduceat(crop.astype(np.float32), ys, axis=0), xs, axis=1)
-    dy = np.diff(np.append(ys, h))
-    dx = np.diff(np.append(xs, w))
-    means = sums / (dy[:, None] * dx[None, :])[..., None]
+    means, dy, dx = cell_means(crop, s)
     if delta is not None:
         if delta.shape != means.shape:
             raise ValueError(f"delta shape {delta.shape} does not match the grid {means.shape}")
         means = means + delta
-    cells = np.clip(np.rint(means), 0, 255).astype(np.uint8)
-    return np.repeat(np.repeat(cells, dy, axis=0), dx, axis=1)
+    return paint_cells(means, dy, dx)
 
 
 def face_regions(
@@ -126,12 +137,17 @@ def upsample_cells(cells: torch.Tensor, s: int, height: int, width: int) -> torc
 
 # -- training-side helpers: the paper's ratio strategies on tensors ---------------------------
 
-RATIO_STRATEGIES = ("single", "multiple", "infinite")
+RATIO_STRATEGIES = ("single", "multiple", "infinite", "wide")
+
+# Our corpus crops protect the face box grown by the pipeline's 25 % margin per side, so the
+# face is 1 / 1.5 of the region's width; in the paper's CelebA protocol the region is the face.
+CORPUS_FACE_FRACTION = 1 / 1.5
 
 
 def sample_ratio(strategy: str, generator: torch.Generator | None = None) -> float:
     """The paper's training strategies: single 0.10, multiple {0.08, 0.10, 0.12}, infinite
-    uniform in [0.08, 0.12]."""
+    uniform in [0.08, 0.12]; plus "wide", uniform in [0.05, 0.13], which also covers the
+    coarser mosaics the product uses (0.06 = 8 blocks across the face)."""
     import torch
 
     u = float(torch.rand((), generator=generator))
@@ -141,16 +157,20 @@ def sample_ratio(strategy: str, generator: torch.Generator | None = None) -> flo
         return (0.08, 0.10, 0.12)[min(int(u * 3), 2)]
     if strategy == "infinite":
         return 0.08 + 0.04 * u
+    if strategy == "wide":
+        return 0.05 + 0.08 * u
     raise ValueError(f"ratio strategy must be one of {RATIO_STRATEGIES}, got '{strategy}'")
 
 
 def pixelize_regions(images: torch.Tensor, boxes: torch.Tensor, ratio: float,
-                     min_block_px: int = 2):
+                     face_fraction: float = 1.0, min_block_px: int = 2):
     """Pixelize one region per image at a pixelization ratio.
 
-    images: (B, C, H, W); boxes: (B, 4) integer x0, y0, x1, y1. The region is cut into cells of
-    `block_size(region width, ratio_to_blocks(ratio, region width))` pixels anchored at its
-    top-left corner, exactly as the pipeline does for a face.
+    images: (B, C, H, W); boxes: (B, 4) integer x0, y0, x1, y1. The ratio counts blocks across
+    the face as the paper does on its 128 px faces (`ratio_to_blocks(ratio)`: 0.10 -> 13), the
+    face being `face_fraction` of the region's width; cells of
+    `block_size(face width, blocks)` pixels are anchored at the region's top-left corner,
+    exactly as the pipeline does with `protect.blocks`.
     Returns (pixelized, mask (B, 1, H, W) with 1 = non-pixelized, block sizes (B,) long).
     """
     import torch
@@ -159,8 +179,8 @@ def pixelize_regions(images: torch.Tensor, boxes: torch.Tensor, ratio: float,
     mask = torch.ones_like(images[:, :1])
     blocks = torch.zeros(len(images), dtype=torch.long)
     for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
-        width = x1 - x0
-        s = block_size(width, ratio_to_blocks(ratio, width), min_block_px)
+        face_w = (x1 - x0) * face_fraction
+        s = block_size(face_w, ratio_to_blocks(ratio), min_block_px)
         out[i, :, y0:y1, x0:x1] = mosaic_tensor(images[i:i + 1, :, y0:y1, x0:x1], s)[0]
         mask[i, :, y0:y1, x0:x1] = 0
         blocks[i] = s

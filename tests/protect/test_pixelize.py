@@ -135,6 +135,9 @@ def test_modes_change_face_pixels_only(mode):
         assert (out[30:90, 40:100] == 0).all()
 
 
-def test_adversarial_mode_refuses_without_weights():
-    with pytest.raises(ModelUnavailableError, match="generator"):
-        build_protector(ProtectConfig(mode="adversarial"))
+@pytest.mark.parametrize("mode", ["adversarial-block", "adversarial-identity",
+                                  "adversarial-pixel"])
+def test_adversarial_modes_refuse_without_weights(mode, tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAMGUARD_WEIGHTS", str(tmp_path))  # an empty weights folder
+    with pytest.raises(ModelUnavailableError, match="no shipped weights"):
+        build_protector(ProtectConfig(mode=mode))
