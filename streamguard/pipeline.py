@@ -114,7 +114,7 @@ class Stage(threading.Thread):
             if self._outbox is not None:
                 self._outbox.put(_END)
         except _Stopped:
-            pass
+            return  # another stage failed or the run was stopped: its error is already recorded
         except BaseException as exc:  # handed to the caller, never swallowed
             self._run.fail(exc)
 

@@ -35,7 +35,7 @@ def test_library_fails_closed_too():
             raise RuntimeError("no model")
 
         def close(self):
-            pass
+            """Nothing to release."""
 
     img = load_rgb("single_face.jpg")
     with streamguard.Anonymizer(detector=Broken()) as anon:

@@ -212,10 +212,6 @@ def test_drop_policy_drops_failed_frames_and_counts_them(synthetic_clip, tmp_pat
     assert report.frames_dropped == 15 and len(frames) == 30
 
 
-class ExplodingProtector:
-    pass
-
-
 def test_a_stage_that_raises_stops_the_run_and_leaves_no_output(synthetic_clip, tmp_path, monkeypatch):
     import streamguard.pipeline as pipeline
 
@@ -246,7 +242,7 @@ def test_a_hung_detector_aborts_instead_of_hanging(synthetic_clip, tmp_path):
             return Faces.empty()
 
         def close(self):
-            pass
+            """Nothing to release."""
 
     cfg = load_config(None, ["pipeline.stall_timeout_s=1.0", "detect.timeout_ms=100000"])
     out = tmp_path / "hung.mp4"
