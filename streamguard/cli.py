@@ -45,6 +45,14 @@ def _build_parser() -> argparse.ArgumentParser:
     anon.add_argument("--report", metavar="JSON", help="write a run report")
     anon.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    eng = sub.add_parser("engine", help="build, list or clear cached inference engines")
+    eng.add_argument("action", choices=["build", "list", "clear"])
+    eng.add_argument("names", nargs="*", help="shipped weights to build (default: all)")
+    eng.add_argument("--backend", default="auto",
+                     help="auto, torch, onnxruntime, compile or tensorrt")
+    eng.add_argument("--device", default="cpu", help="cpu or cuda")
+    eng.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+
     fetch = sub.add_parser("fetch", help="download and verify model files (setup only)")
     fetch.add_argument("names", nargs="*", help="asset names (default: all)")
     return parser
@@ -61,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             return _anonymize(args)
         if args.command == "fetch":
             return _fetch(args)
+        if args.command == "engine":
+            return _engine(args)
     except KeyboardInterrupt:
         print("streamguard: interrupted; no partial output was kept", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -81,6 +91,39 @@ def _fetch(args: argparse.Namespace) -> int:
 
     paths = fetch(args.names or None)
     print(f"{len(paths)} file(s) verified in {cache_dir()}")
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> int:
+    from streamguard.backends import clear_cache, list_cache
+    from streamguard.backends.base import engines_dir
+
+    if args.action == "clear":
+        print(f"removed {clear_cache()} file(s) from {engines_dir()}")
+        return 0
+    if args.action == "list":
+        entries = list_cache()
+        for e in entries:
+            print(f"{e.get('file', '?'):<60} {e.get('backend', '?'):<12} {e.get('device', '')}")
+        print(f"{len(entries)} engine(s) in {engines_dir()}")
+        return 0
+    from streamguard.backends import EngineSpec, load_engine
+    from streamguard.models.registry import model_kind
+    from streamguard.models.weights import available, card, load_shipped
+    from streamguard.protect.modes import cells_engine
+
+    for name in args.names or available():
+        model = load_shipped(name)
+        kind = model_kind(card(name)["model_args"]["name"])
+        if name.startswith("blockwise"):
+            engine = cells_engine(model, name, args.backend)
+        else:
+            shapes = ((1, 3, 128, 128), (1, 1, 128, 128))
+            spec = EngineSpec(("image", "mask"), shapes,
+                              {"image": {0: (1, 4, 16)}, "mask": {0: (1, 4, 16)}},
+                              precision=args.precision, device=args.device)
+            engine = load_engine(model, name, spec, args.backend)
+        print(f"{name} ({kind}): {engine.backend} {engine.info.get('file', '')}")
     return 0
 
 

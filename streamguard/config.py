@@ -112,6 +112,11 @@ class ProtectConfig(_Section):
     frame_blocks: int = Field(
         24, ge=4, le=256, description="Blocks across the width of a whole-frame mosaic."
     )
+    backend: str = Field(
+        "auto",
+        description="Inference backend for the adversarial generators: auto (fastest available, "
+        "timed at start-up), torch, onnxruntime, compile or tensorrt.",
+    )
 
     @model_validator(mode="after")
     def _colors_in_range(self) -> ProtectConfig:

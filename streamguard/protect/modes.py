@@ -92,15 +92,36 @@ ADVERSARIAL_WEIGHTS = {
 }
 
 
+def cells_engine(model, name: str, backend: str):
+    """The block-wise generator's cell network (cells (B, 3, rows, cols) -> δ) as an engine:
+    batch and grid size vary."""
+    import torch
+
+    from streamguard.backends import EngineSpec, load_engine
+
+    class CellsToDelta(torch.nn.Module):
+        def __init__(self, generator):
+            super().__init__()
+            self.generator = generator
+
+        def forward(self, cells):
+            return self.generator.cells_to_delta(cells)
+
+    spec = EngineSpec(input_names=("cells",), example_shapes=((2, 3, 14, 14),),
+                      dynamic={"cells": {0: (1, 4, 32), 2: (2, 16, 96), 3: (2, 16, 96)}})
+    return load_engine(CellsToDelta(model), name, spec, backend)
+
+
 class BlockwiseProtector:
     """Mosaic plus a block-wise generator's δ per cell: the output stays a clean mosaic.
 
-    All faces of a frame whose grids have the same shape go through the generator in one batch.
+    All faces of a frame whose grids have the same shape go through the engine in one batch.
     """
 
-    def __init__(self, model, cfg: ProtectConfig):
+    def __init__(self, model, cfg: ProtectConfig, name: str = "blockwise"):
         self.model = model
         self.cfg = cfg
+        self.engine = cells_engine(model, name, cfg.backend)
 
     def __call__(self, image: np.ndarray, faces: Faces) -> np.ndarray:
         import torch
@@ -117,8 +138,7 @@ class BlockwiseProtector:
         deltas: dict[int, np.ndarray] = {}
         for idx in groups.values():
             cells = torch.from_numpy(np.stack([jobs[i][1] for i in idx])).permute(0, 3, 1, 2)
-            with torch.inference_mode():
-                d = self.model.cells_to_delta(cells / 255.0) * 255.0
+            d = self.engine(cells.contiguous() / 255.0) * 255.0
             for k, i in enumerate(idx):
                 deltas[i] = d[k].permute(1, 2, 0).numpy()
         for i, ((x0, y0, x1, y1), means, dy, dx) in enumerate(jobs):
@@ -168,10 +188,11 @@ class PixelwiseProtector:
 def _adversarial(mode: str, cfg: ProtectConfig) -> Protector:
     from streamguard.models.weights import load_shipped
 
-    model = load_shipped(ADVERSARIAL_WEIGHTS[mode])  # raises when missing or corrupt
+    name = ADVERSARIAL_WEIGHTS[mode]
+    model = load_shipped(name)  # raises when missing or corrupt
     if mode == "adversarial-pixel":
         return PixelwiseProtector(model, cfg)
-    return BlockwiseProtector(model, cfg)
+    return BlockwiseProtector(model, cfg, name)
 
 
 for _mode in ADVERSARIAL_WEIGHTS:

@@ -1,0 +1,185 @@
+"""One engine layer for every model: pick a backend, build (or reuse) its artifact, run batches.
+
+    engine = load_engine(module, name="blockwise_identity", spec=EngineSpec(...), backend="auto")
+    out = engine(cells)          # torch tensors in, a torch tensor out
+
+Backends register by name (`@register_backend`); only `backends/tensorrt.py` imports
+torch_tensorrt. Built artifacts are cached in `engines/` (or $STREAMGUARD_ENGINES) under a
+name that hashes the weights, the input spec, the precision, the library versions and the
+device, with a JSON sidecar describing the build; an entry that fails to load is rebuilt with
+the reason logged. `backend="auto"` times every available backend on the example inputs and
+keeps the fastest, logging each timing and each backend it skipped and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from streamguard.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+_REPO_ENGINES = Path(__file__).resolve().parents[2] / "engines"
+
+
+def engines_dir() -> Path:
+    env = os.environ.get("STREAMGUARD_ENGINES")
+    return Path(env) if env else _REPO_ENGINES
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Inputs of the module: names, example shapes, and the dims that vary.
+
+    dynamic: {input name: {dim index: (min, opt, max)}} — batch and grid sizes, for example.
+    """
+
+    input_names: tuple[str, ...]
+    example_shapes: tuple[tuple[int, ...], ...]
+    dynamic: dict[str, dict[int, tuple[int, int, int]]] = field(default_factory=dict)
+    precision: str = "fp32"  # fp32 | fp16 (fp16 only on CUDA)
+    device: str = "cpu"
+
+    def examples(self) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(0)
+        return [torch.rand(s, generator=g).to(self.device) for s in self.example_shapes]
+
+
+class Engine:
+    """A built model: call it with tensors. `info` says what was built and how."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], backend: str, info: dict[str, Any]):
+        self._fn = fn
+        self.backend = backend
+        self.info = info
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self._fn(*inputs)
+
+
+# A backend builder: (module, name, spec, cache_dir) -> Engine; raises EngineError when it
+# cannot run here (missing library, no GPU, ...), with the reason.
+Builder = Callable[[torch.nn.Module, str, EngineSpec, Path], Engine]
+_BACKENDS: dict[str, Builder] = {}
+
+
+def register_backend(name: str):
+    def wrap(builder: Builder) -> Builder:
+        if name in _BACKENDS:
+            raise ValueError(f"backend '{name}' is already registered")
+        _BACKENDS[name] = builder
+        return builder
+
+    return wrap
+
+
+def available_backends() -> list[str]:
+    _load_builtin()
+    return sorted(_BACKENDS)
+
+
+def _load_builtin() -> None:
+    from streamguard.backends import onnxruntime, tensorrt, torch_backend  # noqa: F401
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cache_key(module: torch.nn.Module, name: str, backend: str, spec: EngineSpec,
+              versions: dict[str, str]) -> str:
+    device_name = (torch.cuda.get_device_name() if spec.device.startswith("cuda")
+                   and torch.cuda.is_available() else "cpu")
+    payload = json.dumps({"name": name, "backend": backend, "weights": weights_digest(module),
+                          "spec": asdict(spec), "versions": versions, "device": device_name},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def write_sidecar(path: Path, info: dict[str, Any]) -> None:
+    path.with_suffix(path.suffix + ".json").write_text(json.dumps(info, indent=2, default=str))
+
+
+def load_engine(module: torch.nn.Module, name: str, spec: EngineSpec, backend: str = "auto",
+                cache: Path | None = None) -> Engine:
+    """Build or reuse an engine for `module`. Raises EngineError with the reason."""
+    _load_builtin()
+    module = module.eval().to(spec.device)
+    cache = cache or engines_dir()
+    if backend != "auto":
+        builder = _BACKENDS.get(backend)
+        if builder is None:
+            raise EngineError(f"unknown backend '{backend}'; known: {available_backends()}")
+        return builder(module, name, spec, cache)
+    return _auto(module, name, spec, cache)
+
+
+def _auto(module: torch.nn.Module, name: str, spec: EngineSpec, cache: Path) -> Engine:
+    examples = spec.examples()
+    timings: dict[str, float] = {}
+    engines: dict[str, Engine] = {}
+    for backend in available_backends():
+        if backend == "compile":
+            continue  # minutes of compile time for a few percent: only when asked by name
+        try:
+            engine = _BACKENDS[backend](module, name, spec, cache)
+            timings[backend] = median_ms(engine, examples)
+            engines[backend] = engine
+        except EngineError as exc:
+            log.info("engine %s: backend %s unavailable: %s", name, backend, exc)
+    if not engines:
+        raise EngineError(f"no backend can run {name} on {spec.device}")
+    best = min(timings, key=timings.get)
+    log.info("engine %s: chose %s (%s)", name, best,
+             ", ".join(f"{b} {t:.2f} ms" for b, t in sorted(timings.items(), key=lambda x: x[1])))
+    chosen = engines[best]
+    chosen.info["auto_timings_ms"] = timings
+    return chosen
+
+
+def median_ms(engine: Engine, inputs: list[torch.Tensor], runs: int = 15) -> float:
+    for _ in range(3):
+        engine(*inputs)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        engine(*inputs)
+        if inputs and inputs[0].is_cuda:
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t) * 1000)
+    return sorted(times)[len(times) // 2]
+
+
+def list_cache(cache: Path | None = None) -> list[dict[str, Any]]:
+    cache = cache or engines_dir()
+    out = []
+    for side in sorted(cache.glob("*.json")):
+        try:
+            out.append(json.loads(side.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            out.append({"file": side.name, "error": str(exc)})
+    return out
+
+
+def clear_cache(cache: Path | None = None) -> int:
+    cache = cache or engines_dir()
+    n = 0
+    for p in cache.iterdir() if cache.is_dir() else []:
+        if p.name != "README.md" and p.is_file():
+            p.unlink()
+            n += 1
+    return n

@@ -1,0 +1,114 @@
+"""The engine layer: every available backend matches torch fp32, the cache is reused and
+rebuilt when it should be, and `auto` says why it skipped what it skipped."""
+
+import logging
+import sys
+
+import pytest
+import torch
+
+from streamguard.backends import EngineSpec, available_backends, list_cache, load_engine
+from streamguard.backends.tensorrt import _import_trt
+from streamguard.errors import EngineError
+from streamguard.models.registry import create_model
+
+TOL = 1e-4
+
+
+class Cells(torch.nn.Module):
+    def __init__(self, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.g = create_model("blockwise_tiny")
+
+    def forward(self, cells):
+        return self.g.cells_to_delta(cells)
+
+
+SPEC = EngineSpec(("cells",), ((2, 3, 9, 9),), {"cells": {0: (1, 2, 8), 2: (2, 9, 32),
+                                                            3: (2, 9, 32)}})
+
+
+@pytest.fixture(autouse=True)
+def engine_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAMGUARD_ENGINES", str(tmp_path / "engines"))
+    return tmp_path / "engines"
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "compile"])
+def test_each_cpu_backend_matches_torch_fp32_on_new_shapes(backend):
+    model = Cells()
+    engine = load_engine(model, "cells", SPEC, backend)
+    for shape in [(1, 3, 9, 9), (3, 3, 13, 17)]:  # dynamic batch and grid
+        x = torch.rand(shape)
+        with torch.no_grad():
+            ref = model(x)
+        assert torch.allclose(engine(x), ref, atol=TOL), backend
+
+
+def test_onnx_cache_is_reused_and_rebuilt_after_the_weights_change(engine_cache):
+    first = load_engine(Cells(0), "cells", SPEC, "onnxruntime")
+    again = load_engine(Cells(0), "cells", SPEC, "onnxruntime")
+    assert not first.info["reused"] and again.info["reused"]
+    assert again.info["file"] == first.info["file"]
+    changed = load_engine(Cells(1), "cells", SPEC, "onnxruntime")
+    assert not changed.info["reused"] and changed.info["file"] != first.info["file"]
+    assert len(list_cache(engine_cache)) == 2  # one sidecar per build
+
+
+def test_a_damaged_cache_entry_is_rebuilt_with_its_reason(engine_cache, caplog):
+    first = load_engine(Cells(), "cells", SPEC, "onnxruntime")
+    (engine_cache / first.info["file"]).write_bytes(b"not an onnx file")
+    with caplog.at_level(logging.WARNING):
+        rebuilt = load_engine(Cells(), "cells", SPEC, "onnxruntime")
+    assert "rebuilding" in caplog.text and "rebuilt_because" in rebuilt.info
+    x = torch.rand(1, 3, 9, 9)
+    assert torch.allclose(rebuilt(x), Cells()(x), atol=TOL)
+
+
+def test_auto_picks_a_working_backend_and_logs_why_tensorrt_was_skipped(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", None)  # simulate: not installed
+    with pytest.raises(EngineError, match="not installed"):
+        _import_trt()
+    with caplog.at_level(logging.INFO):
+        engine = load_engine(Cells(), "cells", SPEC, "auto")
+    assert engine.backend in ("torch", "onnxruntime")
+    assert "backend tensorrt unavailable" in caplog.text
+    assert "chose" in caplog.text
+    assert set(engine.info["auto_timings_ms"]) >= {"torch", "onnxruntime"}
+
+
+def test_unknown_backend_is_an_error():
+    with pytest.raises(EngineError, match="unknown backend 'fast'"):
+        load_engine(Cells(), "cells", SPEC, "fast")
+
+
+def test_fp16_on_cpu_is_refused_with_the_reason():
+    spec = EngineSpec(("cells",), ((1, 3, 9, 9),), precision="fp16")
+    with pytest.raises(EngineError, match="CUDA"):
+        load_engine(Cells(), "cells", spec, "torch")
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+@cuda
+def test_torch_cuda_fp16_matches_fp32():
+    model = Cells()
+    spec = EngineSpec(("cells",), ((2, 3, 9, 9),), precision="fp16", device="cuda")
+    engine = load_engine(model, "cells", spec, "torch")
+    x = torch.rand(2, 3, 9, 9)
+    assert torch.allclose(engine(x).cpu(), model(x), atol=1e-2)
+
+
+@cuda
+def test_tensorrt_builds_saves_and_reloads():
+    pytest.importorskip("torch_tensorrt", reason="torch_tensorrt is not installed")
+    model = Cells()
+    spec = EngineSpec(("cells",), ((2, 3, 9, 9),), {"cells": {0: (1, 2, 8)}}, "fp16", "cuda")
+    built = load_engine(model, "cells", spec, "tensorrt")
+    again = load_engine(model, "cells", spec, "tensorrt")
+    assert again.info["reused"]
+    x = torch.rand(2, 3, 9, 9)
+    assert torch.allclose(again(x).float().cpu(), model(x), atol=1e-2)
+    assert built.backend == "tensorrt"
