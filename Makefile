@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export STREAMGUARD_CACHE ?= $(CURDIR)/.cache/streamguard
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean rtsp-server
 
 setup: $(VENV)/.installed $(STREAMGUARD_CACHE)/.fetched
 
@@ -25,8 +25,17 @@ demo: setup
 		-o out/demo.mp4 --report out/demo.json
 	@echo "protected clip: out/demo.mp4   run report: out/demo.json"
 
-test: setup
+test: setup rtsp-server
 	$(BIN)/python -m pytest -q
+
+# The live tests serve RTSP with Debian's GStreamer RTSP server (they skip, saying so, without it)
+GST_PKGS := gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-rtsp python3-gi
+rtsp-server:
+	@/usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(GST_PKGS) >/dev/null; } || \
+	echo "note: GStreamer RTSP server not installed; live RTSP tests will be skipped"
 
 bench: setup
 	$(BIN)/python benchmarks/pipeline.py

@@ -213,7 +213,10 @@ def main() -> int:
                 if ratio == 0.10 and codec == "none":
                     grid_rows.append((p, seen[:6], {k: v[:6] for k, v in recoveries.items()}))
 
-    out = {"machine_note": "2-core CPU VM", "probes": n, "identities": int(len(set(probe_ids))),
+    chosen = choose_default(records)
+    print(f"chosen default: {chosen}", flush=True)
+    out = {"machine_note": "2-core CPU VM", "probes": n, "chosen_default": chosen,
+           "look_budget_db": LOOK_BUDGET_DB, "identities": int(len(set(probe_ids))),
            "gallery": len(gallery), "far1_threshold": tau,
            "chance_rank1": round(float(np.mean([(gallery_ids == i).sum() for i in probe_ids]))
                                  / len(gallery), 4),
@@ -223,6 +226,35 @@ def main() -> int:
     write_report(out, probes, grid_rows)
     print(f"wrote benchmarks/results/privacy.json and docs/privacy.md ({out['wall_s']} s)")
     return 0
+
+
+# "Still looks like a normal mosaic": protected vs bare mosaic PSNR >= 28 dB, an RMS change of
+# at most 10 grey levels spread over flat blocks (the paper's block-wise rows sit at 30.8 dB).
+LOOK_BUDGET_DB = 28.0
+MODE_OF = {"mosaic": "mosaic", "paper-block": "adversarial-block",
+           "paper-pixel": "adversarial-pixel", "identity-block": "adversarial-identity"}
+
+
+def choose_default(records: list[dict]) -> dict:
+    """Lowest worst-case rank-1 (over every attacker and codec) among the (ratio, protection)
+    pairs within the look budget; ties go to the finer mosaic, then to the simpler protection."""
+    best = None
+    for ratio in sorted({r["ratio"] for r in records}):
+        for prot in PROTECTIONS:
+            cell = [r for r in records if r["ratio"] == ratio and r["protection"] == prot]
+            if not cell:
+                continue
+            look = min(r["psnr_protected"] for r in cell if r["attacker"] == "none"
+                       and r["codec"] == "none")
+            if look < LOOK_BUDGET_DB:
+                continue
+            worst = max(r["rank1"] for r in cell)
+            key = (worst, -ratio, PROTECTIONS.index(prot))
+            if best is None or key < best[0]:
+                best = (key, {"ratio": ratio, "protection": prot, "mode": MODE_OF[prot],
+                              "blocks": ratio_to_blocks(ratio), "worst_rank1": worst,
+                              "psnr_protected": look})
+    return best[1] if best else {}
 
 
 def write_report(out: dict, probes: torch.Tensor, grid_rows) -> None:
@@ -237,6 +269,10 @@ def write_report(out: dict, probes: torch.Tensor, grid_rows) -> None:
         f"photos; chance rank-1 ≈ {out['chance_rank1']:.3f}; dlib distance threshold at 1 % "
         f"false accepts: {out['far1_threshold']:.3f}). Intervals are 95 % Wilson intervals: "
         "with this few probes they are wide, and no cell was tuned on these identities.",
+        "",
+        f"**Chosen default**: `{out['chosen_default']}` — the lowest worst-case rank-1 among "
+        f"protections whose protected image stays within {out['look_budget_db']:.0f} dB PSNR "
+        "of the bare mosaic.",
         "",
         "## Worst case over attackers (rank-1, both codecs)",
         "",

@@ -45,6 +45,19 @@ def _build_parser() -> argparse.ArgumentParser:
     anon.add_argument("--report", metavar="JSON", help="write a run report")
     anon.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    srv = sub.add_parser("serve", help="protect live camera feeds until stopped")
+    srv.add_argument("--config", metavar="TOML", help="config with [[streams]] tables")
+    srv.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    srv.add_argument("--input", help="one stream: rtsp://, /dev/videoN or a file")
+    srv.add_argument("--name", default="cam", help="one stream: its name")
+    srv.add_argument("--publish", help="one stream: RTSP URL to publish to")
+    srv.add_argument("--zmq", help="one stream: ZeroMQ PUB endpoint to bind")
+    srv.add_argument("--record", help="one stream: folder for rolling mp4 segments")
+    srv.add_argument("--loop", action="store_true", help="one stream: replay a file input")
+    srv.add_argument("--duration", type=float, default=0, help="stop after N seconds (0: never)")
+    srv.add_argument("--mode", choices=["mosaic", "adversarial-block", "adversarial-identity",
+                                        "adversarial-pixel", "blur", "solid"])
+
     eng = sub.add_parser("engine", help="build, list or clear cached inference engines")
     eng.add_argument("action", choices=["build", "list", "clear"])
     eng.add_argument("names", nargs="*", help="shipped weights to build (default: all)")
@@ -71,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             return _fetch(args)
         if args.command == "engine":
             return _engine(args)
+        if args.command == "serve":
+            return _serve(args)
     except KeyboardInterrupt:
         print("streamguard: interrupted; no partial output was kept", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -91,6 +106,35 @@ def _fetch(args: argparse.Namespace) -> int:
 
     paths = fetch(args.names or None)
     print(f"{len(paths)} file(s) verified in {cache_dir()}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    import threading
+
+    from streamguard.config import StreamConfig, load_config
+    from streamguard.errors import ConfigError
+    from streamguard.live import serve
+
+    overrides = list(args.overrides)
+    if args.mode:
+        overrides.append(f'protect.mode="{args.mode}"')
+    cfg = load_config(args.config, overrides)
+    if args.input:
+        one = StreamConfig(name=args.name, input=args.input, publish=args.publish, zmq=args.zmq,
+                           record_dir=args.record, loop=args.loop)
+        cfg = cfg.model_copy(update={"streams": [*cfg.streams, one]})
+    if not cfg.streams:
+        raise ConfigError("nothing to serve: give --input or [[streams]] in --config")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.duration:
+        threading.Timer(args.duration, stop.set).start()
+    stats = serve(cfg, stop)
+    print(json.dumps(stats))
     return 0
 
 

@@ -157,12 +157,51 @@ class PipelineConfig(_Section):
     decode_threads: int = Field(0, ge=0, le=64, description="Decoder threads (0 = auto).")
 
 
+class StreamConfig(_Section):
+    name: str = Field(..., min_length=1, description="Stream name (metrics label, ZeroMQ header).")
+    input: str = Field(..., description="rtsp://... URL, /dev/videoN webcam, or a file played "
+                       "in real time.")
+    publish: str | None = Field(None, description="RTSP URL to publish the protected stream to "
+                                "(ANNOUNCE/RECORD), or none.")
+    zmq: str | None = Field(None, description="ZeroMQ PUB endpoint to bind, e.g. "
+                            "tcp://127.0.0.1:5555, or none.")
+    record_dir: str | None = Field(None, description="Folder for rolling recordings, or none.")
+    segment_s: float = Field(60.0, gt=1, description="Length of each recorded segment, seconds.")
+    loop: bool = Field(False, description="Files only: start again at the end (demos, tests).")
+
+
+class LiveConfig(_Section):
+    max_queue: int = Field(
+        3, ge=1, le=120,
+        description="Frames waiting for processing; when full the oldest is dropped (counted), "
+        "which bounds the added latency.",
+    )
+    stall_timeout_s: float = Field(
+        5.0, gt=0, description="No frame for this long: the camera is treated as disconnected."
+    )
+    reconnect_initial_s: float = Field(0.5, gt=0, description="First reconnect delay.")
+    reconnect_max_s: float = Field(10.0, gt=0, description="Reconnect delays double up to this.")
+    placeholder: Literal["black", "last"] = Field(
+        "black", description="What the output shows while the camera is away: black, or the "
+        "last protected frame.",
+    )
+    placeholder_fps: float = Field(10.0, gt=0, le=120,
+                                   description="Placeholder frames per second while away.")
+    rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP input transport.")
+    metrics_port: int = Field(0, ge=0, le=65535,
+                              description="Prometheus metrics on 127.0.0.1:PORT (0 = off).")
+    bind_host: str = Field("127.0.0.1", description="Host for metrics and ZeroMQ defaults.")
+
+
 class Config(_Section):
     detect: DetectConfig = DetectConfig()
     track: TrackConfig = TrackConfig()
     protect: ProtectConfig = ProtectConfig()
     encode: EncodeConfig = EncodeConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    live: LiveConfig = LiveConfig()
+    streams: list[StreamConfig] = Field(default_factory=list,
+                                        description="Cameras for `streamguard serve`.")
 
     @model_validator(mode="after")
     def _tracks_outlive_tiled_passes(self) -> Config:

@@ -1,0 +1,234 @@
+"""Live streams against a real RTSP server (Debian's GStreamer RTSP server, started here)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import zmq
+
+from streamguard.config import Config, StreamConfig
+from streamguard.live import DropOldest, LiveStream, prometheus_text, redact
+from media import Sprite, detail_similarity, write_clip
+
+HERE = Path(__file__).resolve().parent
+GST = Path("/usr/bin/python3")
+
+
+def _gst_available() -> bool:
+    if not GST.exists():
+        return False
+    probe = subprocess.run([str(GST), "-c", "import gi; gi.require_version('GstRtspServer', "
+                            "'1.0'); from gi.repository import GstRtspServer"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+needs_rtsp = pytest.mark.skipif(not _gst_available(),
+                                reason="GStreamer RTSP server not installed (.ci/run installs it)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RtspServer:
+    def __init__(self, clip: Path, port: int, creds: str | None = None):
+        self.args = [str(GST), str(HERE / "rtsp_server.py"), str(port), str(clip)]
+        if creds:
+            self.args.append(creds)
+        self.port = port
+        self.proc = None
+
+    def start(self) -> RtspServer:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture(scope="module")
+def live_clip(crops, tmp_path_factory):
+    """20 s of 320x240 with one moving face, GOP 15, with audio."""
+    return write_clip(tmp_path_factory.mktemp("live") / "cam.mp4",
+                      [Sprite(crops[0], 90, (40, 40), (0.3, 0.1))], width=320, height=240,
+                      n_frames=600, gop=15)
+
+
+def _face_protected(image: np.ndarray, clip) -> bool:
+    x0, y0, x1, y1 = clip.boxes[0][0]
+    ref = clip.frames[0][y0 + 20:y1 - 20, x0 + 20:x1 - 20]
+    return detail_similarity(ref, image[y0 + 20:y1 - 20, x0 + 20:x1 - 20]) < 0.45
+
+
+def _cfg(**live) -> Config:
+    return Config().model_copy(update={"live": Config().live.model_copy(update=live)})
+
+
+def test_credentials_never_appear_in_logs():
+    assert redact("rtsp://bob:s3cr3t@10.0.0.5:554/x") == "rtsp://bob:***@10.0.0.5:554/x"
+    assert redact("rtsp://10.0.0.5/x") == "rtsp://10.0.0.5/x"
+
+
+def test_drop_oldest_bounds_the_queue():
+    q = DropOldest(2)
+    assert [q.put(i) for i in range(4)] == [False, False, True, True]
+    assert q.get(0.01) == 2 and q.get(0.01) == 3 and q.get(0.01) is None
+
+
+def test_zmq_consumer_receives_every_frame_in_order_with_pts(live_clip, tmp_path):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    short = tmp_path / "short.mp4"
+    with av.open(str(live_clip.path)) as src, av.open(str(short), "w") as dst:
+        v = dst.add_stream_from_template(src.streams.video[0])
+        for i, p in enumerate(src.demux(src.streams.video[0])):
+            if i >= 45 or p.dts is None:
+                break
+            p.stream = v
+            dst.mux(p)
+    stream = LiveStream(StreamConfig(name="door", input=str(short), zmq=endpoint),
+                        _cfg(max_queue=45))
+    sub.connect(endpoint)
+    time.sleep(0.3)  # PUB/SUB: let the subscription arrive before the first frame
+    stream.start()
+    got = []
+    deadline = time.time() + 30
+    while time.time() < deadline and len(got) < 45:
+        if sub.poll(500):
+            header, buf = sub.recv_multipart()
+            h = json.loads(header)
+            got.append((h, np.frombuffer(buf, dtype=h["dtype"]).reshape(h["shape"])))
+    stream.stop()
+    sub.close(0)
+    assert len(got) >= 40  # the last few may be flushed out by stop
+    assert [h["index"] for h, _ in got] == list(range(len(got)))
+    pts = [h["pts"] for h, _ in got]
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert got[0][0]["stream"] == "door" and got[0][0]["time_base"] == [1, 90000]
+    assert all(_face_protected(img, live_clip) for _, img in got[:5])
+    assert stream.stats.dropped == 0
+
+
+@needs_rtsp
+def test_camera_to_protected_rtsp_and_recovery_after_server_restart(live_clip, tmp_path):
+    cam_port, out_port = free_port(), free_port()
+    server = RtspServer(live_clip.path, cam_port).start()
+    received, errors = [], []
+
+    def listen():
+        try:
+            with av.open(f"rtsp://127.0.0.1:{out_port}/out",
+                         options={"rtsp_flags": "listen", "listen_timeout": "30"}) as c:
+                for f in c.decode(video=0):
+                    received.append(f.to_ndarray(format="rgb24"))
+                    if len(received) >= 40:
+                        return
+        except (av.error.FFmpegError, OSError) as exc:
+            errors.append(exc)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(0.5)
+    cfg = _cfg(stall_timeout_s=2.0, reconnect_initial_s=0.3, reconnect_max_s=2.0)
+    stream = LiveStream(StreamConfig(name="cam", input=f"rtsp://127.0.0.1:{cam_port}/cam",
+                                     publish=f"rtsp://127.0.0.1:{out_port}/out"), cfg).start()
+    try:
+        listener.join(30)
+        assert len(received) >= 40, errors
+        assert all(_face_protected(img, live_clip) for img in received[:10])
+        # the camera's server dies mid-stream and comes back
+        frames_before = stream.stats.frames_in
+        server.stop()
+        time.sleep(3)
+        assert stream.stats.reconnects >= 1 and not stream.stats.connected
+        server.start()
+        t0 = time.time()
+        while time.time() - t0 < 10 and stream.stats.frames_in <= frames_before + 10:
+            time.sleep(0.2)
+        assert stream.stats.frames_in > frames_before + 10, "no frames within 10 s of restart"
+        assert stream.stats.placeholders > 0  # the output kept its clock meanwhile
+    finally:
+        stream.stop()
+        server.stop()
+
+
+@needs_rtsp
+@pytest.mark.parametrize("case", ["refused", "not_found", "bad_credentials"])
+def test_bad_inputs_give_a_clear_reason_not_a_crash(live_clip, case):
+    port = free_port()
+    server = None
+    if case == "not_found":
+        server = RtspServer(live_clip.path, port).start()
+        url = f"rtsp://127.0.0.1:{port}/nope"
+    elif case == "bad_credentials":
+        server = RtspServer(live_clip.path, port, "bob:secret").start()
+        url = f"rtsp://bob:wrong@127.0.0.1:{port}/cam"
+    else:
+        url = f"rtsp://127.0.0.1:{port}/cam"
+    stream = LiveStream(StreamConfig(name="x", input=url), _cfg(reconnect_initial_s=5)).start()
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 10 and not stream.stats.last_error:
+            time.sleep(0.1)
+        expected = {"refused": "connection refused", "not_found": "not found",
+                    "bad_credentials": "bad credentials"}[case]
+        assert expected in stream.stats.last_error
+        assert "wrong" not in stream.stats.last_error  # the password is never echoed
+        assert stream.error is None  # the worker is alive, waiting to reconnect
+        text = prometheus_text([stream])
+        assert 'streamguard_connected{stream="x"} 0' in text
+    finally:
+        stream.stop()
+        if server:
+            server.stop()
+
+
+def test_sigterm_leaves_a_playable_recording(live_clip, tmp_path):
+    rec = tmp_path / "rec"
+    env = dict(os.environ)
+    proc = subprocess.Popen([sys.executable, "-m", "streamguard", "serve", "--input",
+                             str(live_clip.path), "--record", str(rec), "--name", "lobby"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(6)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    stats = json.loads(out.strip().splitlines()[-1])
+    assert stats[0]["frames_out"] > 30
+    files = sorted(rec.glob("lobby-*.mp4"))
+    assert files and not list(rec.glob(".*partial"))
+    with av.open(str(files[0])) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) > 30
+    assert _face_protected(frames[0], live_clip)
+
+
+def test_serve_without_streams_is_a_config_error():
+    proc = subprocess.run([sys.executable, "-m", "streamguard", "serve"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "nothing to serve" in proc.stderr
+
+
