@@ -50,6 +50,8 @@ from streamguard.protect.pixelize import (  # noqa: E402
 )
 from train.evaluate import DlibIdentity, load_attacker, load_split, psnr  # noqa: E402
 
+# adaptive attackers are training runs (kept out of git): runs/adaptive_<protection>/
+
 RATIOS = (0.06, 0.08, 0.10, 0.12)
 PROTECTIONS = ("mosaic", "paper-block", "paper-pixel", "identity-block")
 SHIPPED = {"paper-block": "blockwise_paper", "paper-pixel": "pixelwise_paper",
@@ -106,23 +108,25 @@ class Protections:
         return (pix + delta).clamp(0, 1)
 
 
-def finetune_adaptive(base_ckpt: Path, protect, name: str, steps: int, out: Path) -> Path:
+def finetune_adaptive(base, protect, name: str, steps: int, out: Path) -> Path:
     """The IDN fine-tuned on (protected, original) pairs of the training identities."""
     from train import depixelizer
     from train.common import load_checkpoint, save_checkpoint
 
     if (out / "ckpt.pt").exists() and load_checkpoint(out / "ckpt.pt")["step"] >= steps:
         return out / "ckpt.pt"
-    ckpt = load_checkpoint(base_ckpt)
     out.mkdir(parents=True, exist_ok=True)
-    # start from the attacker's weights; the training script resumes from this checkpoint
-    save_checkpoint(out / "ckpt.pt", **{**ckpt, "step": 0})
+    # start from the shipped attacker; the training script resumes from this checkpoint
+    opt = torch.optim.Adam(base.parameters(), lr=1e-4)
+    ckpt = {"model": base.state_dict(), "optimizer": opt.state_dict(), "step": 0,
+            "model_args": base.model_args}
+    save_checkpoint(out / "ckpt.pt", **ckpt)
     hook = {"fn": lambda pix, mask, boxes, blocks: protect(name, pix, mask, boxes, blocks)}
     depixelizer.main([
         "--set", f'data="{CORPUS}"', "--set", f"max_steps={steps}", "--set", "log_every=50",
         "--set", f'out_dir="{out}"', "--set", f'model="{ckpt["model_args"]["name"]}"',
         "--set", 'loss_backbone="none"', "--set", "lr=1e-4", "--set", "lr_finetune=5e-5",
-        "--set", "ckpt_every=100000",
+        "--set", "ckpt_every=100000", "--set", 'ratio_strategy="wide"',
     ], protect=hook["fn"])
     return out / "ckpt.pt"
 
@@ -157,10 +161,13 @@ def main() -> int:
     print(f"{n} probes ({len(set(probe_ids))} identities), gallery {len(gallery)}, "
           f"threshold at FAR 1 %: {tau:.3f}", flush=True)
 
-    attackers = {"idn": load_attacker(runs / "idn_small" / "ckpt.pt")}
+    from streamguard.models.weights import available, load_shipped
+
+    # every attacker comes from the shipped weights (streamguard/weights/)
+    attackers = {"idn": load_shipped("idn_small")}
     for held in ("unet", "srres"):
-        if (runs / held / "ckpt.pt").exists():
-            attackers[held] = load_attacker(runs / held / "ckpt.pt")
+        if held in available():
+            attackers[held] = load_shipped(held)
     protections = [p for p in PROTECTIONS if p == "mosaic" or
                    (ROOT / "streamguard" / "weights" / f"{SHIPPED[p]}.json").exists()]
     protect = Protections(protections)
@@ -170,7 +177,7 @@ def main() -> int:
             if p == "mosaic":
                 adaptive[p] = attackers["idn"]  # the IDN is already trained on bare mosaics
                 continue
-            path = finetune_adaptive(runs / "idn_small" / "ckpt.pt", protect, p,
+            path = finetune_adaptive(load_shipped("idn_small"), protect, p,
                                      args.adaptive_steps, runs / f"adaptive_{p}")
             adaptive[p] = load_attacker(path)
 
