@@ -373,10 +373,9 @@ class LiveStream:
                     continue
                 analyzed = self.processor.analyze(frame)
                 protected = self.processor.protect(analyzed)
-                if protected is None:  # fail-closed drop policy
-                    self.stats.failed_closed += 1
-                    continue
                 self.stats.failed_closed = self.processor.failed_closed
+                if protected is None:  # fail-closed "drop" policy: nothing goes out
+                    continue
                 self.stats.faces += 0 if protected.faces is None else len(protected.faces)
                 self._emit(protected, placeholder=False)
                 self.stats.latencies_ms.append((time.monotonic() - frame.meta["t_in"]) * 1000)
