@@ -7,15 +7,16 @@ PY=${PY:-.venv/bin/python}
 [ -f .cache/streamguard/faces/split.txt ] || $PY train/data/build_corpus.py
 C=train/configs/cpu.toml
 $PY train/depixelizer.py --config $C
-$PY train/depixelizer.py --config $C --set model='"unet"' --set out_dir='"runs/unet"' \
-    --set time_budget_s=420 --set loss_backbone='"none"'
+# (runs/unet: 7 minutes, pixel losses only; trained once, kept)
+[ -f runs/unet/ckpt.pt ] || $PY train/depixelizer.py --config $C --set model='"unet"' \
+    --set out_dir='"runs/unet"' --set time_budget_s=420 --set loss_backbone='"none"'
 $PY train/depixelizer.py --config $C --set model='"srres"' --set out_dir='"runs/srres"' \
-    --set time_budget_s=360 --set loss_backbone='"none"'
+    --set time_budget_s=300 --set loss_backbone='"none"'
 $PY train/generator.py --config $C
 $PY train/generator.py --config $C --set model='"pixelwise"' --set out_dir='"runs/pixelwise"' \
-    --set time_budget_s=300
+    --set time_budget_s=240
 # beyond the paper: the identity-aware block-wise generator (ε 16/255), trained against
 # bicubic, Gaussian and the IDN; never against the held-out U-Net / SR networks
 $PY train/generator.py --config $C --set objective='"identity"' \
     --set out_dir='"runs/blockwise_identity"' --set model_args='{eps = 0.0627}' \
-    --set time_budget_s=600
+    --set time_budget_s=480

@@ -13,9 +13,11 @@ Output: the recovered image in [0, 1]; non-pixelized pixels are passed through u
 
 Choices the paper leaves open, made here: width 64 at 1/4 resolution (128 and 256 deeper);
 3 dynamic dilated layers per recurrence with dilation 2 (so six recurrences shrink a 128 px
-region, 32 feature px wide, to nothing: 6 x 3 = 18 >= 16 per side); instance-free (no
-normalization) LeakyReLU convs; attention patch size 1 at 1/8 resolution (an 8 x 8 image
-patch) with temperature 10; sigmoid output; the prediction is pasted into the pixelized region.
+region, 32 feature px wide, to nothing: 6 x 3 = 18 >= 16 per side); no normalization,
+LeakyReLU convs; attention patch size 1 at 1/8 resolution (an 8 x 8 image patch) with
+temperature 10; the output is a zero-initialized residual added to the mosaic (a direct
+sigmoid output, tried first, had not even reached the mosaic's own fidelity after 2,300 CPU
+steps), clamped to [0, 1] and pasted into the pixelized region.
 """
 
 from __future__ import annotations
@@ -101,6 +103,10 @@ class IterativeDepixelizationNetwork(nn.Module):
         self.dfr = DFRModule(width, stages, dd_layers, dilation, conv, attention)
         self.up = nn.Sequential(_up(width, width // 2), _up(width // 2, width // 2))
         self.to_rgb = nn.Conv2d(width // 2 + 3, 3, 3, padding=1)
+        # the output is a residual on the mosaic, starting at zero: an untrained IDN returns the
+        # mosaic itself, and training only has to learn what the mosaic lacks
+        nn.init.zeros_(self.to_rgb.weight)
+        nn.init.zeros_(self.to_rgb.bias)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
@@ -119,7 +125,8 @@ class IterativeDepixelizationNetwork(nn.Module):
             fused = average_fusion(features, masks)
         else:
             fused = features[-1]
-        pred = torch.sigmoid(self.to_rgb(torch.cat([self.up(fused), image], dim=1)))
+        residual = self.to_rgb(torch.cat([self.up(fused), image], dim=1))
+        pred = (image + residual).clamp(0, 1)
         return pred * (1 - mask) + image * mask
 
 
