@@ -112,7 +112,7 @@ def frames_of(path: Path) -> int:
 
 def run_streamguard(clip: Path, out: Path) -> tuple[float, float]:
     exe = [sys.executable, "-m", "streamguard", "anonymize", str(clip), "-o", str(out),
-           "--no-progress"]
+           "--no-progress", "--mode", "mosaic"]
     return peak_rss_of(exe)
 
 

@@ -83,16 +83,17 @@ class TrackConfig(_Section):
 class ProtectConfig(_Section):
     mode: Literal["mosaic", "blur", "solid", "adversarial-block", "adversarial-identity",
                   "adversarial-pixel"] = Field(
-        "mosaic",
+        "adversarial-identity",
         description="How face regions are protected: mosaic, blur, solid, or a mosaic with a "
         "shipped generator's perturbation (block-wise paper, block-wise identity-aware, "
-        "pixel-wise paper).",
+        "pixel-wise paper). The default is the identity scorecard's choice "
+        "(docs/privacy.md).",
     )
     blocks: int = Field(
         8, ge=2, le=64,
         description="Mosaic blocks across the detected face width. Identity depends on blocks "
-        "across the face: bicubic upsampling re-identifies 13-block mosaics; 8 until the "
-        "identity scorecard picks the default.",
+        "across the face: bicubic upsampling re-identifies 13-block mosaics; 8 is the identity "
+        "scorecard's choice (docs/privacy.md).",
     )
     min_block_px: int = Field(2, ge=1, le=64, description="Smallest block side in pixels.")
     margin: float = Field(
