@@ -90,3 +90,29 @@ class Logger:
         text = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in rec.items())
         print(text, flush=True)
+
+
+def train_loader(cfg: dict, gen: torch.Generator):
+    """The training split of cfg["data"], its loader and the total step count."""
+    from torch.utils.data import DataLoader
+
+    from train.datasets import open_dataset
+
+    data = open_dataset(cfg["data"], "train", cfg["size"], augment=True, seed=cfg["seed"])
+    loader = DataLoader(data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
+                        num_workers=cfg["workers"], generator=gen)
+    steps_per_epoch = max(len(loader), 1)
+    total = cfg["max_steps"] or int(np.ceil(cfg["epochs"] * steps_per_epoch))
+    return data, loader, steps_per_epoch, total
+
+
+def resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
+           device: torch.device) -> tuple[int, float]:
+    """Load model and optimizer state from `path` if it exists: (step, wall seconds so far)."""
+    if not path.exists():
+        return 0, 0.0
+    ckpt = load_checkpoint(path, device)
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    print(f"resumed from {path} at step {ckpt['step']}")
+    return ckpt["step"], ckpt.get("wall_s", 0.0)

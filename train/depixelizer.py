@@ -6,7 +6,6 @@ Reads top to bottom: config, data, model, loss, optimizer, loop. Resumes from
 out_dir/ckpt.pt when it exists. Runs on CPU or CUDA (AMP on CUDA).
 """
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -14,16 +13,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
 
 from streamguard.models.features import loss_backbone  # noqa: E402
 from streamguard.models.losses import DepixWeights, depixelization_loss  # noqa: E402
 from streamguard.models.registry import create_model, model_kind  # noqa: E402
 from streamguard.protect.pixelize import pixelize_regions, sample_ratio  # noqa: E402
 from train.common import (  # noqa: E402
-    Logger, load_checkpoint, parse_config, pick_device, save_checkpoint, seed_everything,
+    Logger, parse_config, pick_device, resume, save_checkpoint, seed_everything, train_loader,
 )
-from train.datasets import open_dataset  # noqa: E402
 
 # -- config: every default with its reason ----------------------------------------------------
 DEFAULTS = dict(
@@ -64,11 +61,7 @@ def main(argv=None, protect=None):
     use_amp = cfg["amp"] and device.type == "cuda"
 
     # -- data --------------------------------------------------------------------------------
-    data = open_dataset(cfg["data"], "train", cfg["size"], augment=True, seed=cfg["seed"])
-    loader = DataLoader(data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
-                        num_workers=cfg["workers"], generator=gen)
-    steps_per_epoch = max(len(loader), 1)
-    total = cfg["max_steps"] or math.ceil(cfg["epochs"] * steps_per_epoch)
+    data, loader, steps_per_epoch, total = train_loader(cfg, gen)
 
     # -- model, loss, optimizer --------------------------------------------------------------
     model = create_model(cfg["model"], **cfg["model_args"]).to(device)
@@ -77,14 +70,8 @@ def main(argv=None, protect=None):
     weights = DepixWeights(**cfg["weights"])
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.999))
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    step, prior_s = 0, 0.0
     ckpt_path = out / "ckpt.pt"
-    if ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, device)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        step, prior_s = ckpt["step"], ckpt.get("wall_s", 0.0)
-        print(f"resumed from {ckpt_path} at step {step}")
+    step, prior_s = resume(ckpt_path, model, opt, device)
 
     def checkpoint(metrics):
         save_checkpoint(

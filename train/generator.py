@@ -8,7 +8,6 @@ streamguard/models/losses.py). Baseline attackers (unet, srres) are refused as t
 attackers: they are kept unseen for transfer tests.
 """
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
 
 from streamguard.models.losses import (  # noqa: E402
     adversarial_loss, cell_cost, identity_loss, smoothing_attacks,
@@ -24,9 +22,9 @@ from streamguard.models.losses import (  # noqa: E402
 from streamguard.models.registry import create_model, model_kind  # noqa: E402
 from streamguard.protect.pixelize import pixelize_regions, sample_ratio  # noqa: E402
 from train.common import (  # noqa: E402
-    Logger, load_checkpoint, parse_config, pick_device, save_checkpoint, seed_everything,
+    Logger, load_checkpoint, parse_config, pick_device, resume, save_checkpoint,
+    seed_everything, train_loader,
 )
-from train.datasets import open_dataset  # noqa: E402
 
 HELD_OUT_ATTACKERS = ("unet", "srres")  # never trained against: transfer tests only
 
@@ -125,21 +123,11 @@ def main(argv=None):
         sys.exit(f"objective must be paper or identity, got '{cfg['objective']}'")
 
     # -- data, generator, optimizer ----------------------------------------------------------
-    data = open_dataset(cfg["data"], "train", cfg["size"], augment=True, seed=cfg["seed"])
-    loader = DataLoader(data, batch_size=cfg["batch_size"], shuffle=True, drop_last=True,
-                        num_workers=cfg["workers"], generator=gen)
-    steps_per_epoch = max(len(loader), 1)
-    total = cfg["max_steps"] or math.ceil(cfg["epochs"] * steps_per_epoch)
+    data, loader, steps_per_epoch, total = train_loader(cfg, gen)
     model = create_model(cfg["model"], **cfg["model_args"]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.999))
-    step, prior_s = 0, 0.0
     ckpt_path = out / "ckpt.pt"
-    if ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, device)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        step, prior_s = ckpt["step"], ckpt.get("wall_s", 0.0)
-        print(f"resumed from {ckpt_path} at step {step}")
+    step, prior_s = resume(ckpt_path, model, opt, device)
     log = Logger(out)
     t_start = time.time()
     metrics = {}
