@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from streamguard.errors import EngineError
+from streamguard.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -70,22 +71,13 @@ class Engine:
 # A backend builder: (module, name, spec, cache_dir) -> Engine; raises EngineError when it
 # cannot run here (missing library, no GPU, ...), with the reason.
 Builder = Callable[[torch.nn.Module, str, EngineSpec, Path], Engine]
-_BACKENDS: dict[str, Builder] = {}
-
-
-def register_backend(name: str):
-    def wrap(builder: Builder) -> Builder:
-        if name in _BACKENDS:
-            raise ValueError(f"backend '{name}' is already registered")
-        _BACKENDS[name] = builder
-        return builder
-
-    return wrap
+_BACKENDS: Registry[Builder] = Registry("backend")
+register_backend = _BACKENDS.register
 
 
 def available_backends() -> list[str]:
     _load_builtin()
-    return sorted(_BACKENDS)
+    return _BACKENDS.names()
 
 
 def _load_builtin() -> None:
@@ -136,7 +128,7 @@ def _auto(module: torch.nn.Module, name: str, spec: EngineSpec, cache: Path) -> 
         if backend == "compile":
             continue  # minutes of compile time for a few percent: only when asked by name
         try:
-            engine = _BACKENDS[backend](module, name, spec, cache)
+            engine = _BACKENDS.get(backend)(module, name, spec, cache)
             timings[backend] = median_ms(engine, examples)
             engines[backend] = engine
         except EngineError as exc:

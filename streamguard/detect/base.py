@@ -15,6 +15,7 @@ import numpy as np
 from streamguard.config import DetectConfig
 from streamguard.errors import ConfigError
 from streamguard.frames import Faces
+from streamguard.registry import Registry
 
 # A box model: RGB image -> (xyxy (N, 4) float32 in image pixels, score (N,) float32)
 BoxModel = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -27,22 +28,13 @@ class Detector(Protocol):
     def close(self) -> None: ...
 
 
-_DETECTORS: dict[str, Callable[[DetectConfig], Detector]] = {}
-
-
-def register_detector(name: str):
-    def wrap(factory: Callable[[DetectConfig], Detector]):
-        if name in _DETECTORS:
-            raise ValueError(f"detector '{name}' is already registered")
-        _DETECTORS[name] = factory
-        return factory
-
-    return wrap
+_DETECTORS: Registry[Callable[[DetectConfig], Detector]] = Registry("detector")
+register_detector = _DETECTORS.register
 
 
 def available_detectors() -> list[str]:
     _load_builtin()
-    return sorted(_DETECTORS)
+    return _DETECTORS.names()
 
 
 def create_detector(cfg: DetectConfig) -> Detector:

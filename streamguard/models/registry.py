@@ -11,7 +11,9 @@ from typing import Any
 
 import torch.nn as nn
 
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+from streamguard.registry import Registry
+
+_MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 _KIND: dict[str, str] = {}  # name -> "attacker" | "generator"
 
 
@@ -20,9 +22,7 @@ def register_model(name: str, kind: str):
         raise ValueError(f"model kind must be 'attacker' or 'generator', got '{kind}'")
 
     def wrap(factory: Callable[..., nn.Module]):
-        if name in _MODELS:
-            raise ValueError(f"model '{name}' is already registered")
-        _MODELS[name] = factory
+        _MODELS.register(name)(factory)
         _KIND[name] = kind
         return factory
 
@@ -31,7 +31,7 @@ def register_model(name: str, kind: str):
 
 def list_models(kind: str | None = None) -> list[str]:
     _load_builtin()
-    return sorted(n for n in _MODELS if kind is None or _KIND[n] == kind)
+    return [n for n in _MODELS.names() if kind is None or _KIND[n] == kind]
 
 
 def model_kind(name: str) -> str:

@@ -16,26 +16,18 @@ import numpy as np
 from streamguard.config import ProtectConfig
 from streamguard.errors import ConfigError, ModelUnavailableError
 from streamguard.frames import Faces
+from streamguard.registry import Registry
 from streamguard.protect.pixelize import (
     block_size, cell_means, face_regions, mosaic_region, paint_cells, pixelize, pixelize_frame,
 )
 
 Protector = Callable[[np.ndarray, Faces], np.ndarray]
-_MODES: dict[str, Callable[[ProtectConfig], Protector]] = {}
-
-
-def register_mode(name: str):
-    def wrap(builder: Callable[[ProtectConfig], Protector]):
-        if name in _MODES:
-            raise ValueError(f"protection mode '{name}' is already registered")
-        _MODES[name] = builder
-        return builder
-
-    return wrap
+_MODES: Registry[Callable[[ProtectConfig], Protector]] = Registry("protection mode")
+register_mode = _MODES.register
 
 
 def available_modes() -> list[str]:
-    return sorted(_MODES)
+    return _MODES.names()
 
 
 def build_protector(cfg: ProtectConfig) -> Protector:
