@@ -44,6 +44,11 @@ def _build_parser() -> argparse.ArgumentParser:
                       metavar="KEY=VALUE", help="override a config key, e.g. detect.tile_every=3")
     anon.add_argument("--report", metavar="JSON", help="write a run report")
     anon.add_argument("--no-progress", action="store_true", help="no progress bar")
+    anon.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                      help="run on a Ray cluster: --ray (RAY_ADDRESS, a running local cluster, "
+                           "or a new one), --ray=auto, --ray=local or --ray=HOST:PORT; long "
+                           "videos are split into segments; finished outputs are skipped on "
+                           "rerun (needs streamguard[ray])")
 
     srv = sub.add_parser("serve", help="protect live camera feeds until stopped")
     srv.add_argument("--config", metavar="TOML", help="config with [[streams]] tables")
@@ -253,6 +258,8 @@ def _anonymize(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)
     pairs = plan_outputs(args.inputs, args.output)
     show = not args.no_progress and sys.stderr.isatty()
+    if args.ray is not None:
+        return _anonymize_ray(args, cfg, pairs, show)
     reports, first_error = [], None
     for src, dst in pairs:
         progress = _Progress(src.name, show)
@@ -273,6 +280,52 @@ def _anonymize(args: argparse.Namespace) -> int:
     if args.report:
         write_reports(args.report, reports)
     return first_error.exit_code if first_error else 0
+
+
+def _anonymize_ray(args: argparse.Namespace, cfg, pairs: list[tuple[Path, Path]],
+                   show: bool) -> int:
+    from streamguard.distributed import anonymize_on_ray, import_ray
+    from streamguard.report import write_reports
+
+    import_ray()  # a missing extra is reported before anything else happens
+    start = time.perf_counter()
+    last = [0.0]
+
+    def progress(files_done: int, files: int, frames_done: int, frames: int) -> None:
+        now = time.perf_counter()
+        if not show or now - last[0] < 0.25:
+            return
+        last[0] = now
+        fps = frames_done / max(now - start, 1e-6)
+        print(f"\rcluster: {files_done}/{files} files, {frames_done}/{frames or '?'} frames, "
+              f"{fps:5.1f} fps", end="", file=sys.stderr, flush=True)
+
+    def on_file(result) -> None:
+        if show:
+            print(file=sys.stderr)
+        if result.skipped:
+            print(f"{result.src} -> {result.dst}: already done (manifest), skipped")
+        elif result.error is not None:
+            print(f"streamguard: error: {result.error}", file=sys.stderr)
+        else:
+            r = result.report
+            closed = f", {r.failed_closed} failed closed" if r.failed_closed else ""
+            print(f"{result.src} -> {result.dst}: {r.frames} frames, {r.tracks} face tracks"
+                  f"{closed}, {r.fps:.1f} fps")
+
+    summary = anonymize_on_ray(pairs, cfg, args.ray or None, on_progress=progress,
+                               on_file=on_file)
+    if show:
+        print(file=sys.stderr)
+    done = [f for f in summary.files if f.report]
+    print(f"cluster: {len(done)} done, {sum(f.skipped for f in summary.files)} skipped, "
+          f"{sum(f.error is not None for f in summary.files)} failed; {summary.segments} "
+          f"segments on {summary.workers} workers / {summary.nodes} nodes, "
+          f"{summary.retried} rerun; {summary.fps:.1f} fps")
+    if args.report:
+        write_reports(args.report, [f.report for f in done], extra={"cluster": summary.to_dict()})
+    errors = [f.error for f in summary.files if f.error is not None]
+    return errors[0].exit_code if errors else 0
 
 
 if __name__ == "__main__":

@@ -194,6 +194,32 @@ class LiveConfig(_Section):
     bind_host: str = Field("127.0.0.1", description="Host for metrics and ZeroMQ defaults.")
 
 
+class RayConfig(_Section):
+    segment_s: float = Field(
+        30.0, ge=1,
+        description="`anonymize --ray`: long videos are cut at keyframes about this many seconds "
+        "apart; each segment is one task.",
+    )
+    context_frames: int = Field(
+        30, ge=0, le=600,
+        description="Frames before and after each cut that a segment also analyzes (not "
+        "emits), so tracks and the look-back cross the cut as in one pass.",
+    )
+    workers: int = Field(0, ge=0, description="Worker actors (0 = as many as the cluster's "
+                         "CPUs hold at cpus_per_worker each).")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each worker actor reserves.")
+    gpus_per_worker: float = Field(
+        0.0, ge=0, description="GPUs each worker reserves (e.g. 0.25: four per GPU); above 0, "
+        "workers run only on GPU nodes and the generator uses CUDA there.",
+    )
+    tasks_per_worker: int = Field(2, ge=1, le=16, description="Segments queued on each worker "
+                                  "(2 keeps it busy while results travel).")
+    max_retries: int = Field(3, ge=0, le=100, description="Times a segment lost with its worker "
+                             "or node is rerun elsewhere.")
+    worker_start_timeout_s: float = Field(120.0, gt=0, description="Give up when no worker can "
+                                          "start (no resources) for this long.")
+
+
 class Config(_Section):
     detect: DetectConfig = DetectConfig()
     track: TrackConfig = TrackConfig()
@@ -201,6 +227,7 @@ class Config(_Section):
     encode: EncodeConfig = EncodeConfig()
     pipeline: PipelineConfig = PipelineConfig()
     live: LiveConfig = LiveConfig()
+    ray: RayConfig = RayConfig()
     streams: list[StreamConfig] = Field(default_factory=list,
                                         description="Cameras for `streamguard serve`.")
 
@@ -211,6 +238,16 @@ class Config(_Section):
                 f"track.max_missed ({self.track.max_missed}) must be at least "
                 f"detect.tile_every - 1 ({self.detect.tile_every - 1}), or faces only the tiled "
                 "pass finds would go unprotected between tiled passes"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _segments_see_the_lookback(self) -> Config:
+        if self.ray.context_frames < self.track.lookback:
+            raise ValueError(
+                f"ray.context_frames ({self.ray.context_frames}) must be at least track.lookback "
+                f"({self.track.lookback}), or a face first seen just after a cut would miss "
+                "its look-back frames before it"
             )
         return self
 

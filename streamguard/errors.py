@@ -70,3 +70,15 @@ class EngineError(StreamguardError, RuntimeError):
     """An inference backend failed to build or load."""
 
     exit_code = 11
+
+
+class MissingDependencyError(StreamguardError, ImportError):
+    """An optional extra (e.g. `streamguard[ray]`) is needed for what was asked."""
+
+    exit_code = 12
+
+
+class ClusterError(StreamguardError, RuntimeError):
+    """The Ray cluster cannot be reached, or lost every worker."""
+
+    exit_code = 13

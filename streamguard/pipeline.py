@@ -136,6 +136,10 @@ class FrameProcessor:
         self.detect_errors = 0
         self._timeout_s = cfg.detect.timeout_ms / 1000
 
+    def reset_tracking(self) -> None:
+        """Forget every track (a new file or segment); the models stay loaded."""
+        self.tracker = Tracker(self.cfg.track)
+
     def close(self) -> None:
         if self._owns_detector:
             self.detector.close()

@@ -51,11 +51,11 @@ class RunReport:
         return data
 
 
-def write_reports(path: str | Path, reports: list[RunReport]) -> None:
+def write_reports(path: str | Path, reports: list[RunReport], extra: dict | None = None) -> None:
     """One JSON document: totals plus one record per file."""
     totals = Counter()
     for r in reports:
         totals.update({"files": 1, "frames": r.frames, "faces": r.faces, "tracks": r.tracks,
                        "failed_closed": r.failed_closed, "frames_dropped": r.frames_dropped})
-    doc = {"totals": dict(totals), "files": [r.to_dict() for r in reports]}
+    doc = {"totals": dict(totals), "files": [r.to_dict() for r in reports], **(extra or {})}
     Path(path).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

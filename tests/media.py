@@ -90,7 +90,7 @@ def paste(frame: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int]) -
 def write_clip(path: Path, sprites: list[Sprite], *, width: int = 1280, height: int = 720,
                n_frames: int = 45, fps: int = 30, audio: bool = True, vfr: bool = False,
                codec: str = "libx264", gop: int = 30, metadata: dict | None = None,
-               rotation: int = 0) -> Clip:
+               rotation: int = 0, preset: str = "ultrafast") -> Clip:
     """Write a clip with moving pasted faces (and a sine audio track) using PyAV."""
     bg = background(width, height)
     rng = np.random.default_rng(1)
@@ -114,7 +114,7 @@ def write_clip(path: Path, sprites: list[Sprite], *, width: int = 1280, height: 
     if rotation:
         vs.set_display_rotation(rotation)
     if codec == "libx264":
-        vs.codec_context.options = {"crf": "16", "preset": "ultrafast"}
+        vs.codec_context.options = {"crf": "16", "preset": preset}  # veryfast: B-frames
     elif codec == "libx265":
         vs.codec_context.options = {"crf": "18", "preset": "ultrafast", "x265-params": "log-level=none"}
     elif codec in ("mpeg4", "libvpx-vp9"):
@@ -191,3 +191,30 @@ def visible_core(box: tuple[int, int, int, int], shape: tuple[int, ...], frac: f
     if a1 - a0 < 6 or b1 - b0 < 6:
         return None
     return a0, b0, a1, b1
+
+
+PROTECTED = 0.45  # detail correlation below this: the face's fine detail is gone
+
+
+def unprotected_faces(clip, out_frames, min_visible=0.5):
+    """(frame, face) pairs whose visible face core still shows the original detail."""
+    bad = []
+    for i, (orig, out) in enumerate(zip(clip.frames, out_frames)):
+        for j, box in enumerate(clip.boxes[i]):
+            x0, y0, x1, y1 = box
+            full = (x1 - x0) * (y1 - y0)
+            vis = (min(x1, orig.shape[1]) - max(x0, 0)) * (min(y1, orig.shape[0]) - max(y0, 0))
+            if vis <= 0 or vis / full < min_visible:
+                continue  # mostly off-frame: not "a face known to be there"
+            core = visible_core(box, orig.shape)
+            if core is None:
+                continue
+            a0, b0, a1, b1 = core
+            sim = detail_similarity(orig[b0:b1, a0:a1], out[b0:b1, a0:a1])
+            if sim > PROTECTED:
+                bad.append((i, j, round(sim, 2)))
+    return bad
+
+
+def pts_seconds(times):
+    return [Fraction(p) * tb for p, tb in times]

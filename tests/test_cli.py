@@ -170,3 +170,25 @@ def test_one_bad_file_in_a_batch_does_not_stop_the_others(small_clip, tmp_path):
     assert (tmp_path / "o" / "batch" / "good.mp4").is_file()
     assert not (tmp_path / "o" / "batch" / "bad.mp4").exists()
     assert "empty file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ray_without_the_extra_says_how_to_install_it(small_clip, tmp_path):
+    """Simulates a machine without Ray: `import ray` fails in the child process."""
+    code = ("import sys; sys.modules['ray'] = None; from streamguard.cli import main; "
+            f"raise SystemExit(main(['anonymize', {str(small_clip.path)!r}, '-o', "
+            f"{str(tmp_path / 'o.mp4')!r}, '--ray']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert_one_line_error(proc, 12, "pip install 'streamguard[ray]'")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_ray_with_an_unreachable_cluster_is_a_clear_error(small_clip, tmp_path):
+    pytest.importorskip("ray")
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here
+    proc = run("anonymize", small_clip.path, "-o", tmp_path / "o.mp4", f"--ray=127.0.0.1:{port}")
+    assert proc.returncode == 13, proc.stderr
+    assert "cannot connect to the Ray cluster" in proc.stderr
+    assert not (tmp_path / "o.mp4").exists()

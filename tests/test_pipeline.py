@@ -16,34 +16,17 @@ from streamguard.detect.base import create_detector
 from streamguard.errors import CorruptMediaError, PipelineError
 from streamguard.frames import Faces
 from streamguard.pipeline import anonymize_file
-from media import Sprite, audio_packets, decode_rgb, detail_similarity, visible_core, write_clip
-
-PROTECTED = 0.45  # detail correlation below this: the face's fine detail is gone
-
-
-def unprotected_faces(clip, out_frames, min_visible=0.5):
-    """(frame, face) pairs whose visible face core still shows the original detail."""
-    bad = []
-    for i, (orig, out) in enumerate(zip(clip.frames, out_frames)):
-        for j, box in enumerate(clip.boxes[i]):
-            x0, y0, x1, y1 = box
-            full = (x1 - x0) * (y1 - y0)
-            vis = (min(x1, orig.shape[1]) - max(x0, 0)) * (min(y1, orig.shape[0]) - max(y0, 0))
-            if vis <= 0 or vis / full < min_visible:
-                continue  # mostly off-frame: not "a face known to be there"
-            core = visible_core(box, orig.shape)
-            if core is None:
-                continue
-            a0, b0, a1, b1 = core
-            sim = detail_similarity(orig[b0:b1, a0:a1], out[b0:b1, a0:a1])
-            if sim > PROTECTED:
-                bad.append((i, j, round(sim, 2)))
-    return bad
-
-
-def pts_seconds(times):
-    return [Fraction(p) * tb for p, tb in times]
-
+from media import (
+    PROTECTED,
+    Sprite,
+    audio_packets,
+    decode_rgb,
+    detail_similarity,
+    pts_seconds,
+    unprotected_faces,
+    visible_core,
+    write_clip,
+)
 
 @pytest.fixture(scope="module")
 def synthetic_result(synthetic_clip, tmp_path_factory):

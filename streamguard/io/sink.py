@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from fractions import Fraction
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,122 @@ def check_writable(path: Path) -> None:
         raise OutputError(f"{path}: output folder is not writable")
 
 
+_FORMATS = {".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts", ".m4v": "mp4"}
+
+
+def add_video_stream(container: Any, path: Path, codec: str, info: SourceInfo,
+                     cfg: EncodeConfig, width: int, height: int, rotation: int = 0,
+                     time_base: Fraction | None = None) -> tuple[Any, str]:
+    """Add the protected video stream to `container`: returns (stream, codec actually used).
+
+    One place decides every encoder setting, so packets encoded elsewhere (`PacketEncoder`, on
+    another machine) carry exactly the headers of the stream they are muxed into.
+    """
+    ext = path.suffix.lower()
+    rate = info.average_rate or 30
+    if ext == ".avi" and codec == "libx264":
+        # FFmpeg reads H.264-in-AVI back one frame late (it guesses pts from dts); AVI's
+        # native MPEG-4 Part 2 keeps every timestamp
+        log.info("%s: AVI output: encoding MPEG-4 Part 2 instead of H.264", path)
+        codec = "mpeg4"
+    try:
+        video = container.add_stream(codec, rate=rate)
+    except ValueError as exc:
+        if ext != ".webm":
+            raise OutputError(f"{path}: {exc}; choose another encode.codec or an .mkv "
+                              "output") from None
+        # WebM holds only VP8/VP9/AV1: keep the user's container, switch the codec
+        log.warning("%s: WebM cannot hold %s; encoding VP9 instead (slower)", path, codec)
+        codec = "libvpx-vp9"
+        video = container.add_stream(codec, rate=rate)
+    video.width, video.height = width, height
+    video.pix_fmt = cfg.pix_fmt
+    time_base = time_base or info.time_base
+    if time_base is not None:
+        video.codec_context.time_base = time_base
+        video.time_base = time_base
+    options = dict(cfg.options)
+    if codec in ("libx264", "libx265"):
+        options.setdefault("crf", str(cfg.crf))
+        options.setdefault("preset", cfg.preset)
+    elif codec.endswith("_nvenc"):
+        options.setdefault("cq", str(cfg.crf))
+    elif codec == "libvpx-vp9":
+        options.setdefault("crf", str(min(cfg.crf + 10, 63)))
+        options.setdefault("b", "0")
+        options.setdefault("deadline", "realtime")
+        options.setdefault("cpu-used", "8")
+    video.codec_context.options = options
+    if ext == ".avi":
+        # AVI stores no presentation timestamps: B-frame reordering would scramble them
+        video.codec_context.max_b_frames = 0
+    if codec == "mpeg4":
+        video.codec_context.qscale = 3  # near-transparent quality for MPEG-4 Part 2
+    if rotation:
+        video.set_display_rotation(rotation)
+    for key, value in info.video_metadata.items():
+        if key not in ("handler_name", "encoder", "vendor_id"):
+            video.metadata[key] = value
+    return video, codec
+
+
+@dataclass(frozen=True)
+class EncodedPacket:
+    """One encoded video packet, detached from any container (picklable)."""
+
+    data: bytes
+    pts: int | None
+    dts: int | None
+    time_base: Fraction
+    key: bool
+
+
+class PacketEncoder:
+    """Encodes frames exactly as a `VideoSink` writing `path` would, keeping the packets.
+
+    Used where the encoding runs away from the output file (a Ray worker); the packets are
+    muxed later with `VideoSink.write_encoded`. No file is created: the container is only a
+    template that gives the encoder the output format's flags (e.g. global headers for mp4).
+    """
+
+    def __init__(self, path: str | Path, info: SourceInfo, cfg: EncodeConfig,
+                 width: int, height: int, time_base: Fraction | None = None):
+        self.path = Path(path)
+        self.info = info
+        try:
+            self._container = av.open(str(self.path), "w",
+                                      format=_FORMATS.get(self.path.suffix.lower()))
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise OutputError(f"{self.path}: cannot write this container ({exc})") from None
+        self._video, self.codec = add_video_stream(
+            self._container, self.path, resolve_encoder(cfg.codec), info, cfg, width, height,
+            time_base=time_base)
+        self.frames = 0
+
+    def encode(self, frame: Frame | None) -> list[EncodedPacket]:
+        """Encode one frame (None flushes the encoder)."""
+        vf = None
+        if frame is not None:
+            vf = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
+            vf.pts = frame.pts
+            if frame.time_base is not None:
+                vf.time_base = frame.time_base
+            self.frames += 1
+        try:
+            packets = self._video.encode(vf)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise OutputError(f"{self.path}: encoding failed ({exc})") from None
+        return [EncodedPacket(bytes(p), p.pts, p.dts, p.time_base, p.is_keyframe)
+                for p in packets]
+
+    @property
+    def extradata(self) -> bytes:
+        return bytes(self._video.codec_context.extradata or b"")
+
+    def close(self) -> None:
+        self._container = None  # never started: nothing was opened or written
+
+
 class VideoSink:
     def __init__(self, path: str | Path, info: SourceInfo, cfg: EncodeConfig):
         self.path = Path(path)
@@ -100,64 +217,21 @@ class VideoSink:
             self.abort()
 
     # -- setup on the first frame ---------------------------------------------------------
-    def _open(self, first: Frame) -> None:
+    def open(self, width: int, height: int, rotation: int = 0,
+             time_base: Fraction | None = None) -> None:
+        """Create the container and its streams (done by the first `write` when not called)."""
         ext = self.path.suffix.lower()
-        fmt = {".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts", ".m4v": "mp4"}.get(ext)
         try:
-            container = av.open(str(self._tmp), "w", format=fmt)
+            container = av.open(str(self._tmp), "w", format=_FORMATS.get(ext))
         except (av.error.FFmpegError, ValueError) as exc:
             raise OutputError(f"{self.path}: cannot write this container ({exc})") from None
         self._container = container
-        info, cfg = self.info, self.cfg
-        rate = info.average_rate or 30
-        if ext == ".avi" and self.codec == "libx264":
-            # FFmpeg reads H.264-in-AVI back one frame late (it guesses pts from dts); AVI's
-            # native MPEG-4 Part 2 keeps every timestamp
-            log.info("%s: AVI output: encoding MPEG-4 Part 2 instead of H.264", self.path)
-            self.codec = "mpeg4"
-        try:
-            video = container.add_stream(self.codec, rate=rate)
-        except ValueError as exc:
-            if ext != ".webm":
-                raise OutputError(f"{self.path}: {exc}; choose another encode.codec or an .mkv "
-                                  "output") from None
-            # WebM holds only VP8/VP9/AV1: keep the user's container, switch the codec
-            log.warning("%s: WebM cannot hold %s; encoding VP9 instead (slower)", self.path,
-                        self.codec)
-            self.codec = "libvpx-vp9"
-            video = container.add_stream(self.codec, rate=rate)
-        video.width, video.height = first.image.shape[1], first.image.shape[0]
-        video.pix_fmt = cfg.pix_fmt
-        if first.time_base is not None:
-            video.codec_context.time_base = first.time_base
-            video.time_base = first.time_base
-        options = dict(cfg.options)
-        if self.codec in ("libx264", "libx265"):
-            options.setdefault("crf", str(cfg.crf))
-            options.setdefault("preset", cfg.preset)
-        elif self.codec.endswith("_nvenc"):
-            options.setdefault("cq", str(cfg.crf))
-        elif self.codec == "libvpx-vp9":
-            options.setdefault("crf", str(min(cfg.crf + 10, 63)))
-            options.setdefault("b", "0")
-            options.setdefault("deadline", "realtime")
-            options.setdefault("cpu-used", "8")
-        video.codec_context.options = options
-        if ext == ".avi":
-            # AVI stores no presentation timestamps: B-frame reordering would scramble them
-            video.codec_context.max_b_frames = 0
-        if self.codec == "mpeg4":
-            video.codec_context.qscale = 3  # near-transparent quality for MPEG-4 Part 2
-        rotation = first.meta.get("rotation") or 0
-        if rotation:
-            video.set_display_rotation(rotation)
-        for key, value in info.video_metadata.items():
-            if key not in ("handler_name", "encoder", "vendor_id"):
-                video.metadata[key] = value
+        info = self.info
+        self._video, self.codec = add_video_stream(
+            container, self.path, self.codec, info, self.cfg, width, height, rotation, time_base)
         for key, value in info.container_metadata.items():
             if key not in _SKIP_METADATA:
                 container.metadata[key] = value
-        self._video = video
         for stream in info.copy_streams:
             try:
                 self._stream_map[stream.index] = container.add_stream_from_template(stream)
@@ -170,6 +244,14 @@ class VideoSink:
                 f"{self.path}: the {ext or 'output'} container cannot hold these streams "
                 f"({exc}); try .mkv"
             ) from None
+        for item in self._pending:
+            self.passthrough(item)
+        self._pending.clear()
+
+    @property
+    def extradata(self) -> bytes:
+        """The video encoder's global header (SPS/PPS...), b"" when the format keeps it inline."""
+        return bytes(self._video.codec_context.extradata or b"") if self._video else b""
 
     def _refuse_stream(self, stream: Any, why: str) -> None:
         desc = f"#{stream.index} {stream.type}/{stream.codec_context.name if stream.codec_context else '?'}"
@@ -184,15 +266,25 @@ class VideoSink:
     # -- writing ----------------------------------------------------------------------------
     def write(self, frame: Frame) -> None:
         if self._container is None:
-            self._open(frame)
-            for item in self._pending:
-                self.passthrough(item)
-            self._pending.clear()
+            self.open(frame.image.shape[1], frame.image.shape[0],
+                      frame.meta.get("rotation") or 0, frame.time_base)
         vf = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
         vf.pts = frame.pts
         if frame.time_base is not None:
             vf.time_base = frame.time_base
         self._mux(self._video.encode(vf))
+        self.frames_written += 1
+
+    def write_encoded(self, packet: EncodedPacket) -> None:
+        """Mux a packet encoded elsewhere with this sink's settings (see `PacketEncoder`)."""
+        if self._container is None:
+            raise OutputError(f"{self.path}: write_encoded() before open()")
+        pkt = av.Packet(packet.data)
+        pkt.pts, pkt.dts = packet.pts, packet.dts
+        pkt.time_base = packet.time_base
+        pkt.is_keyframe = packet.key
+        pkt.stream = self._video
+        self._mux([pkt])
         self.frames_written += 1
 
     def passthrough(self, item: Passthrough) -> None:

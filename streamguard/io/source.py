@@ -186,6 +186,20 @@ class VideoSource:
             )
 
 
+    def passthrough(self) -> Iterator[Passthrough]:
+        """Only the packets of the streams to copy (audio, subtitles, data), in demux order."""
+        if self._container is None:
+            raise RuntimeError("VideoSource.passthrough() before open()")
+        if not self.info.copy_streams:
+            return
+        try:
+            for packet in self._container.demux(*self.info.copy_streams):
+                if packet.dts is not None:
+                    yield Passthrough(packet, packet.stream.index)
+        except av.error.FFmpegError as exc:
+            raise CorruptMediaError(f"{self.path}: demuxing failed ({_reason(exc)})") from None
+
+
 class _PtsFallback:
     """Fills in pts for the rare frames decoded without one, continuing the last step."""
 

@@ -1,0 +1,223 @@
+"""A footage folder on a real two-node Ray cluster on loopback (`ray start` head + worker
+node, separate process groups): outputs checked like the single-machine tests, a worker node
+killed mid-job, a rerun that redoes nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is the optional extra streamguard[ray]")
+
+from streamguard.config import load_config  # noqa: E402
+from streamguard.distributed import anonymize_on_ray  # noqa: E402
+from streamguard.manifest import NAME as MANIFEST  # noqa: E402
+from media import (  # noqa: E402
+    Sprite,
+    audio_packets,
+    decode_rgb,
+    pts_seconds,
+    unprotected_faces,
+    write_clip,
+)
+
+RAY = str(Path(sys.executable).with_name("ray"))
+# a loopback test cluster: no auth token, and a dead node is noticed within ~3 s
+CLUSTER_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_health_check_period_ms": "1000",
+               "RAY_health_check_failure_threshold": "3", "RAY_USAGE_STATS_ENABLED": "0"}
+CFG = load_config(None, ["ray.segment_s=1.0", "ray.worker_start_timeout_s=60"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    """One `ray start --block` process group; stopped by its own pid only."""
+
+    def __init__(self, args: list[str], log: Path):
+        env = {**os.environ, **CLUSTER_ENV}
+        self.log = open(log, "wb")
+        self.proc = subprocess.Popen([RAY, "start", "--block", "--num-cpus", "1", *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+
+def _alive_nodes() -> int:
+    return sum(1 for n in ray.nodes() if n["Alive"])
+
+
+def _wait_nodes(n: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive_nodes() != n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"cluster did not reach {n} alive nodes")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("ray-logs")
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    old = {k: os.environ.get(k) for k in CLUSTER_ENV}
+    os.environ.update(CLUSTER_ENV)
+    head = Node(["--head", "--port", str(port), "--include-dashboard=false",
+                 "--disable-usage-stats"], logs / "head.log")
+    nodes = {"head": head}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ray.init(address=address, log_to_driver=False, include_dashboard=False)
+                break
+            except Exception:
+                if time.monotonic() > deadline or head.proc.poll() is not None:
+                    raise
+                time.sleep(1)
+        nodes["worker"] = Node(["--address", address], logs / "worker.log")
+        _wait_nodes(2)
+        yield {"address": address, "nodes": nodes, "logs": logs}
+    finally:
+        ray.shutdown()
+        for node in reversed(list(nodes.values())):
+            node.kill(signal.SIGTERM)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def library(crops, tmp_path_factory):
+    """A folder of short clips, one (4 s) long enough to be cut into segments."""
+    root = tmp_path_factory.mktemp("library")
+    (root / "cam2").mkdir()
+    clips = [
+        write_clip(root / "long.mp4", [Sprite(crops[0], 70, (10, 40), (4, 0.5)),
+                                       Sprite(crops[1], 56, (520, 230), (-3, -1))],
+                   width=640, height=360, n_frames=120, gop=15, preset="veryfast"),
+        write_clip(root / "short.mp4", [Sprite(crops[2], 80, (100, 60), (2, 1))],
+                   width=640, height=360, n_frames=30),
+        write_clip(root / "cam2" / "vfr.mkv", [Sprite(crops[3], 64, (300, 100), (-2, 2))],
+                   width=480, height=270, n_frames=40, vfr=True),
+    ]
+    return root, clips
+
+
+def _pairs(root: Path, out: Path, clips) -> list[tuple[Path, Path]]:
+    return [(c.path, out / c.path.relative_to(root)) for c in clips]
+
+
+def _check_outputs(root: Path, out: Path, clips) -> None:
+    for clip in clips:
+        dst = out / clip.path.relative_to(root)
+        frames, times = decode_rgb(dst)
+        _, t_in = decode_rgb(clip.path)
+        assert len(frames) == len(clip.frames), dst
+        assert pts_seconds(times) == pts_seconds(t_in), dst
+        assert audio_packets(dst) == audio_packets(clip.path) != [], dst
+        assert unprotected_faces(clip, frames) == [], dst
+
+
+def test_a_folder_on_two_nodes_matches_the_single_machine_checks(cluster, library, tmp_path):
+    root, clips = library
+    out = tmp_path / "out"
+    parts = []
+    summary = anonymize_on_ray(_pairs(root, out, clips), CFG, cluster["address"],
+                               on_segment=parts.append)
+    assert [f.error for f in summary.files] == [None, None, None]
+    assert summary.segments == len(parts) >= 5  # the long clip was cut
+    assert len({p.worker for p in parts}) == 2  # both nodes did work
+    _check_outputs(root, out, clips)
+    assert (out / MANIFEST).exists()
+
+
+def test_the_cli_runs_on_the_cluster_and_a_rerun_redoes_nothing(cluster, library, tmp_path):
+    root, clips = library
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "streamguard", "anonymize", str(root), "-o", str(out),
+           f"--ray={cluster['address']}", "--set", "ray.segment_s=1.0", "--report",
+           str(tmp_path / "run.json")]
+    env = {**os.environ, **CLUSTER_ENV}
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "3 done, 0 skipped, 0 failed" in first.stdout
+    produced = out / root.name
+    _check_outputs(root, produced, clips)
+    stamps = {p: p.stat().st_mtime_ns for p in produced.rglob("*.m*")}
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "0 done, 3 skipped, 0 failed" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in produced.rglob("*.m*")} == stamps
+    # an output that was changed since is not "finished": only it is done again
+    victim = produced / "short.mp4"
+    victim.write_bytes(victim.read_bytes()[:-100])
+    third = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert "1 done, 2 skipped, 0 failed" in third.stdout, third.stdout + third.stderr
+    _check_outputs(root, produced, clips)
+
+
+def test_a_bad_file_fails_alone_with_its_error(cluster, library, tmp_path):
+    root, clips = library
+    lib = tmp_path / "lib"
+    shutil.copytree(root, lib)
+    (lib / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 200)
+    out = tmp_path / "out"
+    pairs = [(lib / c.path.relative_to(root), out / c.path.relative_to(root)) for c in clips]
+    pairs.append((lib / "broken.mp4", out / "broken.mp4"))
+    summary = anonymize_on_ray(pairs, CFG, cluster["address"])
+    errors = {f.src.name: f.error for f in summary.files}
+    assert "damaged or truncated" in str(errors["broken.mp4"])
+    assert [e for n, e in errors.items() if n != "broken.mp4"] == [None, None, None]
+    assert not (out / "broken.mp4").exists()
+    assert not list(out.rglob(".*partial*"))
+
+
+def test_killing_the_worker_node_mid_job_still_completes_correctly(cluster, library,
+                                                                   tmp_path):
+    """Runs last: the worker node is killed (SIGKILL to its process group) while the job runs,
+    as the driver sends it its second segment; what it held is rerun on the head node."""
+    root, clips = library
+    out = tmp_path / "out"
+    node = cluster["nodes"]["worker"]
+    worker_id = next(n["NodeID"] for n in ray.nodes()
+                     if n["Alive"] and "node:__internal_head__" not in n["Resources"])
+    sent = []
+
+    def kill_on_second(node_id, job):
+        if node_id == worker_id:
+            sent.append(job.segment.index)
+            if len(sent) == 2:
+                node.kill()
+
+    summary = anonymize_on_ray(_pairs(root, out, clips), CFG, cluster["address"],
+                               on_dispatch=kill_on_second)
+    assert len(sent) >= 2 and node.proc.poll() is not None
+    assert [f.error for f in summary.files] == [None, None, None]
+    assert summary.retried >= 1  # the dead node's segments were rerun
+    _check_outputs(root, out, clips)
+    assert _alive_nodes() == 1

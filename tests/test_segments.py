@@ -1,0 +1,141 @@
+"""The split-protect-join path (what Ray workers run), in one process: the output must keep
+every frame, timestamp and audio byte of the single-machine path, and protect every face,
+across the cuts too."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import av
+import pytest
+
+from streamguard.assets import asset_path
+from streamguard.config import load_config
+from streamguard.errors import OutputError
+from streamguard.pipeline import FrameProcessor, anonymize_file
+from streamguard.segments import (
+    SegmentJoiner,
+    anonymize_segmented,
+    iter_jobs,
+    plan_segments,
+    process_segment,
+)
+from media import Sprite, audio_packets, decode_rgb, pts_seconds, unprotected_faces, write_clip
+
+CFG = load_config(None, ["ray.segment_s=1.0"])
+
+
+def keyframe_pts(path):
+    with av.open(str(path)) as c:
+        return [p.pts for p in c.demux(c.streams.video[0]) if p.size and p.is_keyframe]
+
+
+@pytest.fixture(scope="module")
+def long_clip(crops, tmp_path_factory):
+    """4 s at 30 fps, GOP 24, B-frames (x264 veryfast), audio; faces cross every cut, one
+    enters right after a cut."""
+    sprites = [Sprite(crops[0], 70, (10, 40), (4, 0.5)),
+               Sprite(crops[1], 56, (520, 230), (-3, -1)),
+               Sprite(crops[2], 60, (700, 60), (-4, 0))]  # enters from the right at ~frame 20
+    return write_clip(tmp_path_factory.mktemp("seg") / "long.mp4", sprites, width=640,
+                      height=360, n_frames=120, gop=24, preset="veryfast")
+
+
+def test_plan_cuts_only_at_keyframes_and_owns_every_frame_once(long_clip):
+    plan = plan_segments(long_clip.path, 1.0)
+    keys = keyframe_pts(long_clip.path)
+    cuts = [s.start for s in plan.segments[1:]]
+    assert len(plan.segments) >= 3
+    assert set(cuts) <= set(keys)
+    assert sum(s.frames for s in plan.segments) == plan.frames == 120
+
+
+def test_segmented_output_keeps_frames_pts_and_audio_and_protects_every_face(long_clip,
+                                                                             tmp_path):
+    out = tmp_path / "seg.mp4"
+    parts = []
+    report = anonymize_segmented(long_clip.path, out, CFG, 1.0, CFG.ray.context_frames,
+                                 on_segment=parts.append)
+    assert len(parts) >= 3
+    frames, times = decode_rgb(out)
+    _, t_in = decode_rgb(long_clip.path)
+    assert len(frames) == report.frames_written == 120
+    assert pts_seconds(times) == pts_seconds(t_in)
+    assert audio_packets(out) == audio_packets(long_clip.path)
+    assert unprotected_faces(long_clip, frames) == []
+    # the single-machine path gives the same frames and times
+    single = tmp_path / "single.mp4"
+    anonymize_file(long_clip.path, single, CFG)
+    _, t_single = decode_rgb(single)
+    assert pts_seconds(t_single) == pts_seconds(times)
+
+
+def test_a_face_entering_just_after_a_cut_is_backfilled_before_it(crops, tmp_path):
+    """Found only from frame 25 on (a cut at 24): the look-back must still cover frames
+    before the cut, which belong to the previous segment."""
+    clip = write_clip(tmp_path / "enter.mp4", [Sprite(crops[0], 90, (640, 120), (-8, 0))],
+                      width=640, height=360, n_frames=72, gop=24, audio=False)
+    plan = plan_segments(clip.path, 0.5)
+    assert plan.segments[1].start is not None
+    out = tmp_path / "enter_out.mp4"
+    anonymize_segmented(clip.path, out, CFG, 0.5, CFG.ray.context_frames)
+    frames, _ = decode_rgb(out)
+    assert unprotected_faces(clip, frames, min_visible=0.5) == []
+
+
+def test_without_context_frames_the_cut_would_leak(crops, tmp_path):
+    """The check above is meaningful: with no context a segment cannot see the face that
+    enters after its end, and frames before the cut keep it visible."""
+    clip = write_clip(tmp_path / "enter.mp4", [Sprite(crops[0], 90, (640, 120), (-8, 0))],
+                      width=640, height=360, n_frames=72, gop=24, audio=False)
+    cfg = load_config(None, ["ray.context_frames=0", "track.lookback=0"])
+    out = tmp_path / "enter_noctx.mp4"
+    anonymize_segmented(clip.path, out, cfg, 0.5, 0)
+    frames, _ = decode_rgb(out)
+    assert len(unprotected_faces(clip, frames, min_visible=0.3)) >= 1
+
+
+@pytest.mark.parametrize("ext,codec", [(".mkv", "libx264"), (".webm", "libvpx-vp9")])
+def test_vfr_and_other_containers(crops, tmp_path, ext, codec):
+    clip = write_clip(tmp_path / f"in{ext}", [Sprite(crops[1], 80, (60, 40), (5, 2))],
+                      width=480, height=270, n_frames=60, gop=12, vfr=ext == ".mkv",
+                      codec=codec, audio=ext == ".mkv")
+    out = tmp_path / f"out{ext}"
+    anonymize_segmented(clip.path, out, CFG, 0.5, CFG.ray.context_frames)
+    frames, times = decode_rgb(out)
+    _, t_in = decode_rgb(clip.path)
+    assert len(frames) == 60
+    assert pts_seconds(times) == pts_seconds(t_in)
+    assert audio_packets(out) == audio_packets(clip.path)
+    assert unprotected_faces(clip, frames) == []
+
+
+@pytest.mark.parametrize("name", ["single_face.mp4", "no_face.mp4"])
+def test_real_clips_with_edit_lists_keep_the_single_machine_frames(tmp_path, name):
+    src = asset_path(name)
+    seg, single = tmp_path / f"seg_{name}", tmp_path / f"one_{name}"
+    anonymize_segmented(src, seg, CFG, 1.0, CFG.ray.context_frames)
+    anonymize_file(src, single, CFG)
+    _, t_seg = decode_rgb(seg)
+    _, t_one = decode_rgb(single)
+    assert pts_seconds(t_seg) == pts_seconds(t_one)
+    assert audio_packets(seg) == audio_packets(single)
+
+
+def test_a_segment_from_a_mismatched_encoder_is_refused_and_nothing_is_left(long_clip,
+                                                                           tmp_path):
+    plan = plan_segments(long_clip.path, 1.0)
+    out = tmp_path / "mismatch.mp4"
+    processor = FrameProcessor(CFG)
+    try:
+        jobs = iter_jobs(plan, "long", ".mp4", CFG.ray.context_frames)
+        joiner = SegmentJoiner(plan, out, CFG)
+        joiner.add(process_segment(next(jobs), CFG, processor))
+        bad = process_segment(next(jobs), CFG, processor)  # then its headers are altered
+        with pytest.raises(OutputError, match="other codec headers"):
+            joiner.add(dataclasses.replace(bad, extradata=bad.extradata + b"\x00"))
+        joiner.abort()
+    finally:
+        processor.close()
+    assert not out.exists()
+    assert not list(tmp_path.glob(".*partial*"))
