@@ -60,6 +60,7 @@ def _build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--record", help="one stream: folder for rolling mp4 segments")
     srv.add_argument("--loop", action="store_true", help="one stream: replay a file input")
     srv.add_argument("--duration", type=float, default=0, help="stop after N seconds (0: never)")
+    srv.add_argument("--workers", type=int, help="processes protecting each stream (live.workers)")
     srv.add_argument("--mode", choices=["mosaic", "adversarial-block", "adversarial-identity",
                                         "adversarial-pixel", "blur", "solid"])
 
@@ -126,6 +127,8 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.mode:
         overrides.append(f'protect.mode="{args.mode}"')
+    if args.workers is not None:
+        overrides.append(f"live.workers={args.workers}")
     cfg = load_config(args.config, overrides)
     if args.input:
         one = StreamConfig(name=args.name, input=args.input, publish=args.publish, zmq=args.zmq,

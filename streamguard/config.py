@@ -192,6 +192,15 @@ class LiveConfig(_Section):
     metrics_port: int = Field(0, ge=0, le=65535,
                               description="Prometheus metrics on 127.0.0.1:PORT (0 = off).")
     bind_host: str = Field("127.0.0.1", description="Host for metrics and ZeroMQ defaults.")
+    workers: int = Field(
+        1, ge=1, le=64,
+        description="Processes detecting and protecting each stream's frames (fed over ZeroMQ "
+        "PUSH/PULL, reassembled in order); 1 = in the serve process.",
+    )
+    reorder_timeout_ms: float = Field(
+        500.0, gt=0, description="With workers > 1: a frame not back after this long (its "
+        "worker died) is skipped and counted as dropped; later frames go on.",
+    )
 
 
 class RayConfig(_Section):
@@ -201,9 +210,10 @@ class RayConfig(_Section):
         "apart; each segment is one task.",
     )
     context_frames: int = Field(
-        30, ge=0, le=600,
+        15, ge=0, le=600,
         description="Frames before and after each cut that a segment also analyzes (not "
-        "emits), so tracks and the look-back cross the cut as in one pass.",
+        "emits), so tracks and the look-back cross the cut as in one pass: at least "
+        "track.lookback, and tile_every + a few to pick up tile-only faces.",
     )
     workers: int = Field(0, ge=0, description="Worker actors (0 = as many as the cluster's "
                          "CPUs hold at cpus_per_worker each).")

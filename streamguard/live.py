@@ -12,7 +12,16 @@ One `LiveStream` per camera, each with two threads:
   clock per stream (90 kHz), so they never go backwards across reconnects.
 A failing output (an RTSP server that went away) is reopened with backoff; frames meanwhile
 are counted as not delivered there and never replaced by unprotected ones.
-Audio is not carried yet (the offline pipeline copies it; live does not).
+
+Timing: output pts = the input's own timestamp plus one offset per connection (anchored on the
+wall clock when the connection starts), so the camera's audio, copied packet for packet into
+the RTSP and recorded outputs, keeps its sync with the video; placeholders follow the wall
+clock; every output stream's pts only ever increases.
+
+`live.workers = N` (> 1) moves detection and protection into N worker processes
+(`streamguard.live_worker`) fed over ZeroMQ PUSH/PULL; a collector reassembles their results in
+input order, skipping (and counting) a frame whose worker died; a supervisor thread restarts
+dead workers. A frame is only ever emitted protected.
 """
 
 from __future__ import annotations
@@ -64,6 +73,8 @@ def classify(exc: BaseException) -> str:
 
 @dataclass
 class StreamStats:
+    audio_packets: int = 0
+    worker_restarts: int = 0
     frames_in: int = 0
     frames_out: int = 0
     dropped: int = 0
@@ -85,6 +96,7 @@ class StreamStats:
                 "dropped": self.dropped, "placeholders": self.placeholders,
                 "failed_closed": self.failed_closed, "faces": self.faces,
                 "reconnects": self.reconnects, "connected": int(self.connected),
+                "audio_packets": self.audio_packets, "worker_restarts": self.worker_restarts,
                 "fps_out": round(self.frames_out / elapsed, 2),
                 "latency_p50_ms": pick(0.5), "latency_p99_ms": pick(0.99),
                 "last_error": self.last_error}
@@ -139,14 +151,19 @@ class ZmqOutput:
                   "faces": faces, "placeholder": placeholder}
         self._sock.send_multipart([json.dumps(header).encode(), frame.image], copy=False)
 
+    def write_audio(self, packet: Any, pts: int) -> None:
+        """ZeroMQ carries video frames only."""
+
     def close(self) -> None:
         self._sock.close(0)
 
 
 class _Encoded:
-    """An H.264 encoder writing into a PyAV container (RTSP publish or a segment file)."""
+    """An H.264 encoder writing into a PyAV container (RTSP publish or a segment file), plus
+    the camera's audio stream copied packet for packet when the container takes it."""
 
-    def __init__(self, target: str, fmt: str | None, width: int, height: int, options=None):
+    def __init__(self, target: str, fmt: str | None, width: int, height: int, options=None,
+                 audio: Any = None):
         self.container = av.open(target, "w", format=fmt, options=options or {})
         self.stream = self.container.add_stream("libx264", rate=30)
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
@@ -154,11 +171,31 @@ class _Encoded:
         self.stream.time_base = TIME_BASE
         self.stream.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency",
                                              "crf": "23", "g": "30"}
+        self.audio = None
+        self._audio_last = -1
+        if audio is not None:
+            try:
+                self.audio = self.container.add_stream_from_template(audio)
+                self.audio.time_base = TIME_BASE
+            except (av.error.FFmpegError, ValueError) as exc:
+                log.warning("%s: cannot carry the camera's %s audio (%s); video only", target,
+                            audio.codec_context.name, exc)
 
     def write(self, frame: Frame) -> None:
         vf = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
         vf.pts, vf.time_base = frame.pts, TIME_BASE
         self.container.mux(self.stream.encode(vf))
+
+    def write_audio(self, packet: Any, pts: int) -> None:
+        if self.audio is None:
+            return
+        pts = max(pts, self._audio_last + 1)
+        self._audio_last = pts
+        packet.stream = self.audio
+        packet.time_base = TIME_BASE
+        packet.pts = packet.dts = pts
+        packet.duration = 0
+        self.container.mux(packet)
 
     def close(self) -> None:
         try:
@@ -170,8 +207,9 @@ class _Encoded:
 class RtspOutput:
     """Publishes to an RTSP server (ANNOUNCE/RECORD); reopens with backoff when it goes away."""
 
-    def __init__(self, url: str, backoff: tuple[float, float]):
+    def __init__(self, url: str, backoff: tuple[float, float], audio: Any = None):
         self.url = url
+        self.audio = audio  # the camera's audio stream (a template), or None
         self._enc: _Encoded | None = None
         self._retry_at = 0.0
         self._delay, self._max = backoff[0], backoff[1]
@@ -185,7 +223,8 @@ class RtspOutput:
                 return
             try:
                 h, w = frame.image.shape[:2]
-                self._enc = _Encoded(self.url, "rtsp", w, h, {"rtsp_transport": "tcp"})
+                self._enc = _Encoded(self.url, "rtsp", w, h, {"rtsp_transport": "tcp"},
+                                     audio=self.audio)
                 self._delay = self._first
                 log.info("publishing to %s", redact(self.url))
             except (av.error.FFmpegError, OSError) as exc:
@@ -193,6 +232,14 @@ class RtspOutput:
                 return
         try:
             self._enc.write(frame)
+        except (av.error.FFmpegError, OSError) as exc:
+            self._fail(exc)
+
+    def write_audio(self, packet: Any, pts: int) -> None:
+        if self._enc is None:
+            return  # not publishing right now: the audio waits for no one
+        try:
+            self._enc.write_audio(packet, pts)
         except (av.error.FFmpegError, OSError) as exc:
             self._fail(exc)
 
@@ -221,7 +268,8 @@ class RtspOutput:
 class SegmentRecorder:
     """Rolling mp4 files of `segment_s` seconds, each finalized (playable) when it ends."""
 
-    def __init__(self, folder: str, name: str, segment_s: float):
+    def __init__(self, folder: str, name: str, segment_s: float, audio: Any = None):
+        self.audio = audio
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.name, self.segment_s = name, segment_s
@@ -238,10 +286,14 @@ class SegmentRecorder:
             final = self.folder / f"{self.name}-{stamp}-{len(self.files):04d}.mp4"
             self._tmp = final.with_name(f".{final.name}.partial")
             h, w = frame.image.shape[:2]
-            self._enc = _Encoded(str(self._tmp), "mp4", w, h)
+            self._enc = _Encoded(str(self._tmp), "mp4", w, h, audio=self.audio)
             self._start_pts = frame.pts
             self._final = final
         self._enc.write(frame)
+
+    def write_audio(self, packet: Any, pts: int) -> None:
+        if self._enc is not None and pts >= self._start_pts:
+            self._enc.write_audio(packet, pts)
 
     def _finish(self) -> None:
         self._enc.close()
@@ -256,11 +308,28 @@ class SegmentRecorder:
 
 # -- one camera ----------------------------------------------------------------------------------
 
+class _AudioTemplate:
+    """The camera's audio stream parameters, kept alive after its connection closes (outputs
+    reopened later still need them): a stream of an in-memory container that is never
+    written."""
+
+    def __init__(self, stream: Any):
+        import io
+
+        self._holder = av.open(io.BytesIO(), "w", format="matroska")
+        self.stream = self._holder.add_stream_from_template(stream)
+        self.codec = stream.codec_context.name
+
+    def close(self) -> None:
+        self._holder.close()
+
+
 class LiveStream:
     def __init__(self, scfg: StreamConfig, cfg: Config, detector=None):
         self.scfg, self.cfg, self.live = scfg, cfg, cfg.live
+        self.remote = self.live.workers > 1 and detector is None
         # live output cannot wait for late detections: no lookback
-        self.processor = FrameProcessor(cfg.model_copy(update={
+        self.processor = None if self.remote else FrameProcessor(cfg.model_copy(update={
             "track": cfg.track.model_copy(update={"lookback": 0})}), detector)
         self.stats = StreamStats()
         self.queue = DropOldest(self.live.max_queue)
@@ -273,17 +342,29 @@ class LiveStream:
                                                           self.live.reconnect_max_s)))
         if scfg.record_dir:
             self.outputs.append(SegmentRecorder(scfg.record_dir, scfg.name, scfg.segment_s))
+        self._audio: _AudioTemplate | None = None
+        self._audio_q: deque[tuple[bytes, int, bool]] = deque(maxlen=512)
+        self._audio_lock = threading.Lock()
         self._threads = [threading.Thread(target=self._read_loop, name=f"{scfg.name}-read",
-                                          daemon=True),
-                         threading.Thread(target=self._work_loop, name=f"{scfg.name}-work",
                                           daemon=True)]
+        if self.remote:
+            from streamguard.live_pool import WorkerPool
+
+            self.pool = WorkerPool(self, self.live.workers)
+            self._threads += self.pool.threads()
+        else:
+            self._threads.append(threading.Thread(target=self._work_loop,
+                                                  name=f"{scfg.name}-work", daemon=True))
         self._t0 = time.monotonic()
+        self._offset: float | None = None  # output clock - input clock, this connection
         self._last_pts = -1
         self._last_out: np.ndarray | None = None
         self._index = 0
         self.error: BaseException | None = None
 
     def start(self) -> LiveStream:
+        if self.remote:
+            self.pool.start()
         for t in self._threads:
             t.start()
         return self
@@ -297,7 +378,12 @@ class LiveStream:
                 out.close()
             except (av.error.FFmpegError, OSError) as exc:
                 log.warning("%s: closing an output failed: %s", self.scfg.name, exc)
-        self.processor.close()
+        if self.remote:
+            self.pool.close()
+        else:
+            self.processor.close()
+        if self._audio is not None:
+            self._audio.close()
 
     # -- reader ----------------------------------------------------------------------------
     def _open(self):
@@ -337,28 +423,62 @@ class LiveStream:
                 delay = min(delay * 2, self.live.reconnect_max_s)
         self.stats.connected = False
 
+    def _out_time(self, t_src: float | None) -> float:
+        """This connection's input time on the output clock (seconds since the stream began)."""
+        now = time.monotonic() - self._t0
+        if t_src is None:
+            return now
+        if self._offset is None:
+            self._offset = now - t_src
+        return t_src + self._offset
+
     def _read(self, container, paced: bool) -> None:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        audio = container.streams.audio[0] if container.streams.audio else None
+        self._use_audio(audio)
+        self._offset = None
         start_wall, start_t = time.monotonic(), None
-        for vf in container.decode(stream):
+        for packet in container.demux(*(s for s in (stream, audio) if s is not None)):
             if self.stop_event.is_set():
                 return
-            if paced and vf.time is not None:  # a file: keep real time
-                start_t = vf.time if start_t is None else start_t
-                wait = (vf.time - start_t) - (time.monotonic() - start_wall)
-                if wait > 0 and self.stop_event.wait(wait):
-                    return
-            frame = Frame(self.stats.frames_in, None, None, vf.to_ndarray(format="rgb24"),
-                          meta={"t_in": time.monotonic()})
-            self.stats.frames_in += 1
-            if self.queue.put(frame):
-                self.stats.dropped += 1
+            if packet.stream is not stream:
+                if packet.pts is not None and self._audio is not None and packet.size:
+                    out = self._out_time(float(packet.pts * packet.time_base))
+                    with self._audio_lock:
+                        self._audio_q.append((bytes(packet), int(out / TIME_BASE),
+                                              packet.is_keyframe))
+                continue
+            for vf in stream.decode(packet):
+                if paced and vf.time is not None:  # a file: keep real time
+                    start_t = vf.time if start_t is None else start_t
+                    wait = (vf.time - start_t) - (time.monotonic() - start_wall)
+                    if wait > 0 and self.stop_event.wait(wait):
+                        return
+                frame = Frame(self.stats.frames_in, None, None, vf.to_ndarray(format="rgb24"),
+                              meta={"t_in": time.monotonic(), "t_out": self._out_time(vf.time)})
+                self.stats.frames_in += 1
+                if self.queue.put(frame):
+                    self.stats.dropped += 1
+
+    def _use_audio(self, audio: Any) -> None:
+        """Outputs carry the first connection's audio stream; later connections must match."""
+        if audio is None:
+            return
+        if self._audio is None:
+            self._audio = _AudioTemplate(audio)
+            for out in self.outputs:
+                if hasattr(out, "audio"):
+                    out.audio = self._audio.stream
+        elif audio.codec_context.name != self._audio.codec:
+            log.warning("%s: the camera's audio changed codec (%s -> %s); not carried",
+                        self.scfg.name, self._audio.codec, audio.codec_context.name)
 
     # -- worker ------------------------------------------------------------------------------
-    def _next_pts(self) -> int:
-        pts = int((time.monotonic() - self._t0) / TIME_BASE)
-        pts = max(pts, self._last_pts + 1)  # strictly increasing, whatever happens upstream
+    def _next_pts(self, t_out: float | None = None) -> int:
+        if t_out is None:
+            t_out = time.monotonic() - self._t0
+        pts = max(int(t_out / TIME_BASE), self._last_pts + 1)  # only ever increases
         self._last_pts = pts
         return pts
 
@@ -368,22 +488,32 @@ class LiveStream:
             while not self.stop_event.is_set():
                 frame = self.queue.get(timeout=placeholder_every)
                 if frame is None:
-                    if not self.stats.connected and self._last_out is not None:
-                        self._emit_placeholder()
+                    self._idle()
                     continue
                 analyzed = self.processor.analyze(frame)
                 protected = self.processor.protect(analyzed)
                 self.stats.failed_closed = self.processor.failed_closed
                 if protected is None:  # fail-closed "drop" policy: nothing goes out
                     continue
-                self.stats.faces += 0 if protected.faces is None else len(protected.faces)
-                self._emit(protected, placeholder=False)
-                self.stats.latencies_ms.append((time.monotonic() - frame.meta["t_in"]) * 1000)
+                self.deliver(protected, frame.meta)
         except BaseException as exc:  # the stream stops; the supervisor sees the error
-            self.error = exc
-            self.stats.last_error = f"worker failed: {type(exc).__name__}: {exc}"
-            log.error("%s: %s", self.scfg.name, self.stats.last_error)
-            self.stop_event.set()
+            self.fail(exc)
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.stats.last_error = f"worker failed: {type(exc).__name__}: {exc}"
+        log.error("%s: %s", self.scfg.name, self.stats.last_error)
+        self.stop_event.set()
+
+    def _idle(self) -> None:
+        if not self.stats.connected and self._last_out is not None:
+            self._emit_placeholder()
+
+    def deliver(self, protected: Frame, meta: dict[str, Any]) -> None:
+        """Hand one protected frame to the outputs (with the audio that came before it)."""
+        self.stats.faces += 0 if protected.faces is None else len(protected.faces)
+        self._emit(protected, placeholder=False, t_out=meta.get("t_out"))
+        self.stats.latencies_ms.append((time.monotonic() - meta["t_in"]) * 1000)
 
     def _emit_placeholder(self) -> None:
         image = (self._last_out if self.live.placeholder == "last"
@@ -391,13 +521,25 @@ class LiveStream:
         self.stats.placeholders += 1
         self._emit(Frame(-1, None, None, image), placeholder=True)
 
-    def _emit(self, frame: Frame, placeholder: bool) -> None:
-        frame = frame.replace(index=self._index, pts=self._next_pts(), time_base=TIME_BASE)
+    def _emit(self, frame: Frame, placeholder: bool, t_out: float | None = None) -> None:
+        frame = frame.replace(index=self._index, pts=self._next_pts(t_out), time_base=TIME_BASE)
         self._index += 1
         for out in self.outputs:
             out.write(frame, placeholder)
+        self._flush_audio()
         self._last_out = frame.image
         self.stats.frames_out += 1
+
+    def _flush_audio(self) -> None:
+        with self._audio_lock:
+            packets = list(self._audio_q)
+            self._audio_q.clear()
+        for data, pts, key in packets:
+            for out in self.outputs:
+                packet = av.Packet(data)  # a muxer consumes its packet: one copy per output
+                packet.is_keyframe = key
+                out.write_audio(packet, pts)
+            self.stats.audio_packets += 1
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -405,7 +547,8 @@ class LiveStream:
 def prometheus_text(streams: list[LiveStream]) -> str:
     lines = []
     gauges = ("frames_in", "frames_out", "dropped", "placeholders", "failed_closed", "faces",
-              "reconnects", "connected", "fps_out", "latency_p50_ms", "latency_p99_ms")
+              "reconnects", "connected", "fps_out", "latency_p50_ms", "latency_p99_ms",
+              "audio_packets", "worker_restarts")
     for key in gauges:
         lines.append(f"# TYPE streamguard_{key} gauge")
         for s in streams:

@@ -95,7 +95,9 @@ def test_drop_oldest_bounds_the_queue():
     assert q.get(0.01) == 2 and q.get(0.01) == 3 and q.get(0.01) is None
 
 
-def test_zmq_consumer_receives_every_frame_in_order_with_pts(live_clip, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_zmq_consumer_receives_every_frame_in_order_with_pts(live_clip, tmp_path, workers):
+    """With 2 workers the frames come back from two processes and are reassembled in order."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     ctx = zmq.Context.instance()
     sub = ctx.socket(zmq.SUB)
@@ -110,7 +112,7 @@ def test_zmq_consumer_receives_every_frame_in_order_with_pts(live_clip, tmp_path
             p.stream = v
             dst.mux(p)
     stream = LiveStream(StreamConfig(name="door", input=str(short), zmq=endpoint),
-                        _cfg(max_queue=45))
+                        _cfg(max_queue=45, workers=workers))
     sub.connect(endpoint)
     time.sleep(0.3)  # PUB/SUB: let the subscription arrive before the first frame
     stream.start()
@@ -126,25 +128,68 @@ def test_zmq_consumer_receives_every_frame_in_order_with_pts(live_clip, tmp_path
     assert len(got) >= 40  # the last few may be flushed out by stop
     assert [h["index"] for h, _ in got] == list(range(len(got)))
     pts = [h["pts"] for h, _ in got]
-    assert all(b > a for a, b in zip(pts, pts[1:]))
+    # the camera's own timing: 30 fps = 3000 ticks of 90 kHz apart (+-1 for rounding)
+    assert all(abs((b - a) - 3000) <= 1 for a, b in zip(pts, pts[1:])), pts[:10]
     assert got[0][0]["stream"] == "door" and got[0][0]["time_base"] == [1, 90000]
     assert all(_face_protected(img, live_clip) for _, img in got[:5])
     assert stream.stats.dropped == 0
 
 
 @needs_rtsp
+def test_a_killed_worker_process_is_restarted_and_order_holds(live_clip):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(endpoint)
+    stream = LiveStream(StreamConfig(name="door", input=str(live_clip.path), zmq=endpoint),
+                        _cfg(workers=2, reorder_timeout_ms=300)).start()
+    got = []
+
+    def receive(seconds):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if sub.poll(200):
+                header, buf = sub.recv_multipart()
+                h = json.loads(header)
+                got.append((h, np.frombuffer(buf, dtype=h["dtype"]).reshape(h["shape"])))
+
+    try:
+        receive(2)
+        before = len(got)
+        victim = stream.pool.pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        receive(6)
+        assert stream.stats.worker_restarts >= 1
+        assert victim not in stream.pool.pids() and len(stream.pool.ready) == 2
+        assert len(got) > before + 60  # frames kept coming through and after the restart
+        assert stream.error is None
+    finally:
+        stream.stop()
+        sub.close(0)
+    assert [h["index"] for h, _ in got] == list(range(got[0][0]["index"], got[0][0]["index"]
+                                                      + len(got)))
+    pts = [h["pts"] for h, _ in got]
+    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert all(_face_protected(img, live_clip) for _, img in got[::10])
+
+
 def test_camera_to_protected_rtsp_and_recovery_after_server_restart(live_clip, tmp_path):
     cam_port, out_port = free_port(), free_port()
     server = RtspServer(live_clip.path, cam_port).start()
-    received, errors = [], []
+    received, audio, errors = [], [], []
 
     def listen():
         try:
             with av.open(f"rtsp://127.0.0.1:{out_port}/out",
                          options={"rtsp_flags": "listen", "listen_timeout": "30"}) as c:
-                for f in c.decode(video=0):
-                    received.append(f.to_ndarray(format="rgb24"))
-                    if len(received) >= 40:
+                streams = [c.streams.video[0], *c.streams.audio[:1]]
+                for packet in c.demux(*streams):
+                    if packet.stream.type == "audio":
+                        audio.extend(packet.decode())
+                        continue
+                    received.extend(f.to_ndarray(format="rgb24") for f in packet.decode())
+                    if len(received) >= 40 and len(audio) >= 20:
                         return
         except (av.error.FFmpegError, OSError) as exc:
             errors.append(exc)
@@ -159,6 +204,10 @@ def test_camera_to_protected_rtsp_and_recovery_after_server_restart(live_clip, t
         listener.join(30)
         assert len(received) >= 40, errors
         assert all(_face_protected(img, live_clip) for img in received[:10])
+        # the camera's audio was published along (copied, so it decodes to the tone)
+        assert len(audio) >= 20 and audio[0].sample_rate == 48000
+        tone = np.concatenate([a.to_ndarray()[0] for a in audio[5:20]])
+        assert np.abs(tone).max() > 0.1
         # the camera's server dies mid-stream and comes back
         frames_before = stream.stats.frames_in
         server.stop()
@@ -222,7 +271,10 @@ def test_sigterm_leaves_a_playable_recording(live_clip, tmp_path):
     assert files and not list(rec.glob(".*partial"))
     with av.open(str(files[0])) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    with av.open(str(files[0])) as c:
+        audio = [p for p in c.demux(audio=0) if p.size] if c.streams.audio else []
     assert len(frames) > 30
+    assert len(audio) > 30  # the input's audio is recorded along
     assert _face_protected(frames[0], live_clip)
 
 

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ ray = pytest.importorskip("ray", reason="Ray is the optional extra streamguard[r
 from streamguard.config import load_config  # noqa: E402
 from streamguard.distributed import anonymize_on_ray  # noqa: E402
 from streamguard.manifest import NAME as MANIFEST  # noqa: E402
+from raycluster import CLUSTER_ENV, LoopbackCluster, alive_nodes  # noqa: E402
 from media import (  # noqa: E402
     Sprite,
     audio_packets,
@@ -29,86 +27,17 @@ from media import (  # noqa: E402
     write_clip,
 )
 
-RAY = str(Path(sys.executable).with_name("ray"))
-# a loopback test cluster: no auth token, and a dead node is noticed within ~3 s
-CLUSTER_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_health_check_period_ms": "1000",
-               "RAY_health_check_failure_threshold": "3", "RAY_USAGE_STATS_ENABLED": "0"}
 CFG = load_config(None, ["ray.segment_s=1.0", "ray.worker_start_timeout_s=60"])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Node:
-    """One `ray start --block` process group; stopped by its own pid only."""
-
-    def __init__(self, args: list[str], log: Path):
-        env = {**os.environ, **CLUSTER_ENV}
-        self.log = open(log, "wb")
-        self.proc = subprocess.Popen([RAY, "start", "--block", "--num-cpus", "1", *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        try:
-            os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.log.close()
-
-
-def _alive_nodes() -> int:
-    return sum(1 for n in ray.nodes() if n["Alive"])
-
-
-def _wait_nodes(n: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while _alive_nodes() != n:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"cluster did not reach {n} alive nodes")
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    logs = tmp_path_factory.mktemp("ray-logs")
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    old = {k: os.environ.get(k) for k in CLUSTER_ENV}
-    os.environ.update(CLUSTER_ENV)
-    head = Node(["--head", "--port", str(port), "--include-dashboard=false",
-                 "--disable-usage-stats"], logs / "head.log")
-    nodes = {"head": head}
+    loop = LoopbackCluster(tmp_path_factory.mktemp("ray-logs")).start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                ray.init(address=address, log_to_driver=False, include_dashboard=False)
-                break
-            except Exception:
-                if time.monotonic() > deadline or head.proc.poll() is not None:
-                    raise
-                time.sleep(1)
-        nodes["worker"] = Node(["--address", address], logs / "worker.log")
-        _wait_nodes(2)
-        yield {"address": address, "nodes": nodes, "logs": logs}
+        worker = loop.add_worker()
+        yield {"address": loop.address, "nodes": {"head": loop.nodes[0], "worker": worker}}
     finally:
-        ray.shutdown()
-        for node in reversed(list(nodes.values())):
-            node.kill(signal.SIGTERM)
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        loop.stop()
 
 
 @pytest.fixture(scope="module")
@@ -220,4 +149,4 @@ def test_killing_the_worker_node_mid_job_still_completes_correctly(cluster, libr
     assert [f.error for f in summary.files] == [None, None, None]
     assert summary.retried >= 1  # the dead node's segments were rerun
     _check_outputs(root, out, clips)
-    assert _alive_nodes() == 1
+    assert alive_nodes() == 1
