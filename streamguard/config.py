@@ -168,6 +168,8 @@ class StreamConfig(_Section):
                             "tcp://127.0.0.1:5555, or none.")
     record_dir: str | None = Field(None, description="Folder for rolling recordings, or none.")
     segment_s: float = Field(60.0, gt=1, description="Length of each recorded segment, seconds.")
+    record_format: Literal["mp4", "mkv"] = Field(
+        "mp4", description="Container of the recorded segments (each finalized when it ends).")
     loop: bool = Field(False, description="Files only: start again at the end (demos, tests).")
 
 
@@ -198,8 +200,9 @@ class LiveConfig(_Section):
         "PUSH/PULL, reassembled in order); 1 = in the serve process.",
     )
     reorder_timeout_ms: float = Field(
-        500.0, gt=0, description="With workers > 1: a frame not back after this long (its "
-        "worker died) is skipped and counted as dropped; later frames go on.",
+        2000.0, gt=0, description="With workers > 1: a frame not back after this long (a hung "
+        "worker) is skipped and counted as dropped; frames of a worker that died are skipped "
+        "at once.",
     )
 
 

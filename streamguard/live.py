@@ -266,10 +266,12 @@ class RtspOutput:
 
 
 class SegmentRecorder:
-    """Rolling mp4 files of `segment_s` seconds, each finalized (playable) when it ends."""
+    """Rolling mp4/mkv files of `segment_s` seconds, each finalized (playable) when it ends."""
 
-    def __init__(self, folder: str, name: str, segment_s: float, audio: Any = None):
+    def __init__(self, folder: str, name: str, segment_s: float, audio: Any = None,
+                 fmt: str = "mp4"):
         self.audio = audio
+        self.ext, self._format = (".mkv", "matroska") if fmt == "mkv" else (".mp4", "mp4")
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.name, self.segment_s = name, segment_s
@@ -283,10 +285,10 @@ class SegmentRecorder:
             self._finish()
         if self._enc is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            final = self.folder / f"{self.name}-{stamp}-{len(self.files):04d}.mp4"
+            final = self.folder / f"{self.name}-{stamp}-{len(self.files):04d}{self.ext}"
             self._tmp = final.with_name(f".{final.name}.partial")
             h, w = frame.image.shape[:2]
-            self._enc = _Encoded(str(self._tmp), "mp4", w, h, audio=self.audio)
+            self._enc = _Encoded(str(self._tmp), self._format, w, h, audio=self.audio)
             self._start_pts = frame.pts
             self._final = final
         self._enc.write(frame)
@@ -341,7 +343,8 @@ class LiveStream:
             self.outputs.append(RtspOutput(scfg.publish, (self.live.reconnect_initial_s,
                                                           self.live.reconnect_max_s)))
         if scfg.record_dir:
-            self.outputs.append(SegmentRecorder(scfg.record_dir, scfg.name, scfg.segment_s))
+            self.outputs.append(SegmentRecorder(scfg.record_dir, scfg.name, scfg.segment_s,
+                                                fmt=scfg.record_format))
         self._audio: _AudioTemplate | None = None
         self._audio_q: deque[tuple[bytes, int, bool]] = deque(maxlen=512)
         self._audio_lock = threading.Lock()

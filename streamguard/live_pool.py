@@ -6,8 +6,10 @@ dispatcher thread --PUSH--> N worker processes --PUSH--> collector thread (reord
 - The dispatcher takes frames from the stream's drop-oldest queue and sends them without
   blocking; when every worker's inbox is full, the frame is dropped and counted (the live
   policy: latency stays bounded).
-- The collector emits results strictly in input order. A frame whose worker died is waited
-  for `live.reorder_timeout_ms`, then skipped and counted as dropped: it is never emitted,
+- The collector emits results strictly in input order. When a worker dies, the frames sent
+  before its death that are still missing a moment later are skipped and counted as dropped
+  (PUSH does not say which worker got which frame); a frame not back after
+  `live.reorder_timeout_ms` (a hung worker) is skipped too. A skipped frame is never emitted,
   protected or not. It also emits the placeholders while the camera is away, so only this
   thread writes to the outputs.
 - The supervisor restarts dead workers (counted in `worker_restarts`); endpoints are ipc://
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 120.0
-INBOX_HWM = 2  # frames queued per worker: beyond that a frame is dropped, not delayed
+INBOX_HWM = 1  # frames queued per worker: beyond that a frame is dropped, not delayed
+DEATH_GRACE_S = 0.2  # after a worker died, frames sent before it are awaited this much longer
 
 
 class WorkerPool:
@@ -58,6 +61,7 @@ class WorkerPool:
         self._cfg_json = stream.cfg.model_dump_json()
         self._sent: dict[int, float] = {}  # index -> send time, until its result is back
         self._next_send = 0
+        self._death: tuple[float, int] | None = None  # (when, frames sent by then)
         self.ready: set[int] = set()
 
     def threads(self) -> list[threading.Thread]:
@@ -99,7 +103,7 @@ class WorkerPool:
     def _spawn(self, i: int) -> None:
         proc = self._mp.Process(target=run_worker, name=f"streamguard-worker-{i}",
                                 args=(self._cfg_json, self.inbox_endpoint,
-                                      self.outbox_endpoint, i), daemon=True)
+                                      self.outbox_endpoint, i, self.n), daemon=True)
         proc.start()
         self._procs[i] = proc
 
@@ -167,11 +171,10 @@ class WorkerPool:
                     stream.deliver(Frame(header["index"], None, None, image, faces),
                                    header)
                     last_out = now
-                elif next_index < self._next_send and \
-                        now - self._sent.get(next_index, now) > timeout:
+                elif next_index < self._next_send and self._lost(next_index, now, timeout):
                     self._sent.pop(next_index, None)
-                    log.warning("%s: frame %d lost with its worker; skipped",
-                                stream.scfg.name, next_index)
+                    log.warning("%s: frame %d lost with its worker (or over %.0f ms late); "
+                                "skipped", stream.scfg.name, next_index, timeout * 1000)
                     stream.stats.dropped += 1
                     next_index += 1
                 else:
@@ -179,6 +182,13 @@ class WorkerPool:
             if now - last_out > idle_every and not stream.stats.connected:
                 stream._idle()
                 last_out = now
+
+    def _lost(self, index: int, now: float, timeout: float) -> bool:
+        """A missing frame is given up when its worker surely died or it is far too late."""
+        if now - self._sent.get(index, now) > timeout:
+            return True
+        death = self._death
+        return death is not None and index < death[1] and now - death[0] > DEATH_GRACE_S
 
     def _supervise(self) -> None:
         stream = self.stream
@@ -188,5 +198,6 @@ class WorkerPool:
                     log.error("%s: worker %d died (exit %s); restarting", stream.scfg.name, i,
                               proc.exitcode)
                     self.ready.discard(i)
+                    self._death = (time.monotonic(), self._next_send)
                     stream.stats.worker_restarts += 1
                     self._spawn(i)

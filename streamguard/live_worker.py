@@ -40,10 +40,17 @@ def decode_frame(parts: list[Any]) -> tuple[dict[str, Any], np.ndarray | None]:
     return header, image
 
 
-def run_worker(cfg_json: str, pull: str, push: str, worker_id: int) -> None:
+def run_worker(cfg_json: str, pull: str, push: str, worker_id: int, n_workers: int = 1) -> None:
     """Process entry point (spawned by `LiveStream`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    import cv2
+    import torch
     import zmq
+
+    # N workers share the machine's cores: no worker may start a thread pool of its own size
+    threads = max(1, (os.cpu_count() or 1) // n_workers)
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
 
     from streamguard.config import Config
     from streamguard.frames import Frame
@@ -54,7 +61,7 @@ def run_worker(cfg_json: str, pull: str, push: str, worker_id: int) -> None:
     processor = FrameProcessor(cfg)
     ctx = zmq.Context()
     inbox = ctx.socket(zmq.PULL)
-    inbox.setsockopt(zmq.RCVHWM, 2)
+    inbox.setsockopt(zmq.RCVHWM, 1)
     inbox.connect(pull)
     outbox = ctx.socket(zmq.PUSH)
     outbox.setsockopt(zmq.LINGER, 1000)

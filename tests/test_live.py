@@ -284,3 +284,62 @@ def test_serve_without_streams_is_a_config_error():
     assert proc.returncode == 2 and "nothing to serve" in proc.stderr
 
 
+
+
+def test_one_dead_camera_never_stops_another_and_metrics_are_served(live_clip, tmp_path):
+    """`serve` with two [[streams]]: one camera refuses connections, the other records mkv
+    segments; Prometheus metrics on loopback show both; SIGTERM ends it cleanly."""
+    import urllib.request
+
+    rec, metrics_port = tmp_path / "rec", free_port()
+    cfg = tmp_path / "serve.toml"
+    cfg.write_text(f"""
+[live]
+metrics_port = {metrics_port}
+reconnect_initial_s = 0.2
+reconnect_max_s = 1.0
+
+[[streams]]
+name = "dead"
+input = "rtsp://cam:s3cretpw@127.0.0.1:{free_port()}/cam"
+
+[[streams]]
+name = "lobby"
+input = "{live_clip.path}"
+record_dir = "{rec}"
+record_format = "mkv"
+segment_s = 2.0
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "streamguard", "serve", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        text = ""
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            time.sleep(1)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                            timeout=2) as r:
+                    text = r.read().decode()
+            except OSError:
+                continue
+            if 'streamguard_frames_out{stream="lobby"}' in text and \
+                    float(text.split('streamguard_frames_out{stream="lobby"} ')[1].split()[0]) > 60:
+                break
+        assert 'streamguard_connected{stream="dead"} 0' in text
+        reconnects = float(text.split('streamguard_reconnects{stream="dead"} ')[1].split()[0])
+        assert reconnects >= 2
+        assert 'streamguard_connected{stream="lobby"} 1' in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "s3cretpw" not in err + out  # credentials redacted in every log line and report
+    stats = {s["stream"]: s for s in json.loads(out.strip().splitlines()[-1])}
+    assert stats["lobby"]["frames_out"] > 60 and stats["dead"]["frames_out"] == 0
+    files = sorted(rec.glob("lobby-*.mkv"))
+    assert len(files) >= 2 and not list(rec.glob(".*partial"))
+    with av.open(str(files[0])) as c:
+        assert len([f for f in c.decode(video=0)]) > 30
+    with av.open(str(files[0])) as c:
+        assert len([p for p in c.demux(audio=0) if p.size]) > 30
