@@ -39,6 +39,7 @@ from streamguard.segments import (
     Plan,
     SegmentJob,
     SegmentJoiner,
+    SegmentMismatchError,
     iter_jobs,
     plan_segments,
     process_segment,
@@ -118,6 +119,12 @@ class _File:
     joiner: SegmentJoiner
     started: float
     remaining: int  # segments not yet joined
+    whole: bool = False  # processed uncut (after its segments did not add up)
+    superseded: bool = False  # given up in favour of an uncut rerun
+
+    @property
+    def dead(self) -> bool:
+        return self.superseded or self.result.error is not None
 
 
 @dataclass
@@ -294,7 +301,8 @@ def anonymize_on_ray(pairs: list[tuple[Path, Path]], cfg: Config, address: str |
     files: list[_File] = []
     in_flight: dict[Any, tuple[Any, _Task]] = {}  # result ref -> (actor, task)
     retry: deque[_Task] = deque()
-    jobs = _jobs(todo, cfg, summary, files, on_file)
+    queue: deque[tuple[Path, Path, bool]] = deque((src, dst, False) for src, dst in todo)
+    jobs = _jobs(queue, cfg, summary, files, on_file)
     exhausted = False
 
     def fail_file(f: _File, exc: StreamguardError) -> None:
@@ -318,8 +326,8 @@ def anonymize_on_ray(pairs: list[tuple[Path, Path]], cfg: Config, address: str |
                     exhausted = task is None
                 if task is None:
                     break
-                if task.file.result.error is not None:
-                    continue  # its file already failed
+                if task.file.dead:
+                    continue  # its file already failed or is being redone whole
                 in_flight[actor.process.remote(task.ref)] = (actor, task)
                 pool.load[actor] += 1
                 if on_dispatch:
@@ -359,12 +367,22 @@ def anonymize_on_ray(pairs: list[tuple[Path, Path]], cfg: Config, address: str |
                     continue
                 except ray.exceptions.RayTaskError as exc:
                     cause = getattr(exc, "cause", None)
+                    if isinstance(cause, SegmentMismatchError) and not f.dead:
+                        log.warning("%s: %s; processing it uncut instead", f.result.src, cause)
+                        f.superseded = True
+                        f.joiner.abort()
+                        summary.files.remove(f.result)
+                        queue.appendleft((f.result.src, f.result.dst, True))
+                        if exhausted:  # a finished generator sees no new work: start anew
+                            jobs = _jobs(queue, cfg, summary, files, on_file)
+                            exhausted = False
+                        continue
                     err = cause if isinstance(cause, StreamguardError) else PipelineError(
                         f"{f.result.src}: segment {task.job.segment.index} failed: "
                         f"{_first_line(exc)}")
                     fail_file(f, err)
                     continue
-                if f.result.error is not None:
+                if f.dead:
                     continue
                 if on_segment:
                     on_segment(part)
@@ -395,7 +413,7 @@ def anonymize_on_ray(pairs: list[tuple[Path, Path]], cfg: Config, address: str |
         summary.nodes = pool.nodes()
         pool.shutdown()
     for f in files:
-        if not f.joiner.done and f.result.error is None:
+        if not f.joiner.done and not f.dead:
             f.joiner.abort()
             f.result.error = PipelineError(f"{f.result.src}: not every segment was written")
     summary.frames = sum(r.report.frames for r in summary.files if r.report)
@@ -404,32 +422,37 @@ def anonymize_on_ray(pairs: list[tuple[Path, Path]], cfg: Config, address: str |
     return summary
 
 
-def _jobs(todo: list[tuple[Path, Path]], cfg: Config, summary: BatchSummary,
+def _jobs(queue: deque[tuple[Path, Path, bool]], cfg: Config, summary: BatchSummary,
           files: list[_File], on_file: Callable[[FileResult], None] | None) -> Iterator[_Task]:
-    """Tasks file by file, segment by segment, read lazily (memory stays bounded)."""
+    """Tasks file by file, segment by segment, read lazily (memory stays bounded). A file put
+    back on the queue (whole=True) is planned as one segment."""
     import ray
 
-    for src, dst in todo:
+    while queue:
+        src, dst, whole = queue.popleft()
         result = FileResult(src, dst)
         summary.files.append(result)
         try:
-            plan = plan_segments(src, cfg.ray.segment_s)
+            plan = plan_segments(src, float("inf") if whole else cfg.ray.segment_s)
             joiner = SegmentJoiner(plan, dst, cfg)
         except StreamguardError as exc:
             result.error = exc
             if on_file:
                 on_file(result)
             continue
-        f = _File(result, plan, joiner, time.perf_counter(), len(plan.segments))
+        f = _File(result, plan, joiner, time.perf_counter(), len(plan.segments), whole)
         files.append(f)
         try:
             for job in iter_jobs(plan, str(src), dst.suffix, cfg.ray.context_frames):
-                if result.error is not None:
+                if f.dead:
                     break
                 yield _Task(f, job, ray.put(job))
         except StreamguardError as exc:
-            result.error = exc
-            joiner.abort()
+            if not f.dead:
+                result.error = exc
+                joiner.abort()
+                if on_file:
+                    on_file(result)
 
 
 def _expected_frames(path: Path) -> int:

@@ -48,6 +48,11 @@ log = logging.getLogger(__name__)
 REORDER_MARGIN = 16  # packets past the context frames: covers any B-frame reordering depth
 
 
+class SegmentMismatchError(CorruptMediaError):
+    """A segment decoded other frames than the plan counted: the file cannot be cut exactly
+    (packed B-frames, damaged packets...). The caller processes it whole instead."""
+
+
 @dataclass(frozen=True)
 class Packet:
     """A demuxed video packet, detached from its container."""
@@ -262,8 +267,9 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
     out.extend(encoder.encode(None))
     extradata = encoder.extradata
     encoder.close()
-    if owned != seg.frames:
-        raise CorruptMediaError(
+    whole = seg.start is None and seg.end is None  # the file uncut: as the single-machine path
+    if owned != seg.frames and not whole:
+        raise SegmentMismatchError(
             f"{job.key}: segment {seg.index} decoded {owned} of its {seg.frames} frames")
     report.tracks = processor.tracker.tracks_started
     report.failed_closed = processor.failed_closed - closed0
@@ -430,6 +436,7 @@ def anonymize_segmented(src: str | Path, dst: str | Path, cfg: Config, segment_s
 
 
 __all__ = [
-    "EncodedSegment", "Packet", "Plan", "Segment", "SegmentJob", "SegmentJoiner", "VideoParams",
+    "EncodedSegment", "Packet", "Plan", "Segment", "SegmentJob", "SegmentJoiner",
+    "SegmentMismatchError", "VideoParams",
     "anonymize_segmented", "iter_jobs", "plan_segments", "process_segment",
 ]

@@ -126,6 +126,35 @@ def test_a_bad_file_fails_alone_with_its_error(cluster, library, tmp_path):
     assert not list(out.rglob(".*partial*"))
 
 
+def test_a_file_whose_segments_do_not_add_up_is_redone_uncut(cluster, library, tmp_path,
+                                                            monkeypatch):
+    """A plan that miscounts a segment's frames (as packed B-frames or damaged packets
+    would) makes the worker refuse it; the driver then processes that file uncut."""
+    import dataclasses
+
+    import streamguard.distributed as dist
+    from streamguard.segments import plan_segments
+
+    def miscounting(path, segment_s):
+        plan = plan_segments(path, segment_s)
+        if len(plan.segments) < 2:
+            return plan
+        bad = dataclasses.replace(plan.segments[1], frames=plan.segments[1].frames + 1)
+        return dataclasses.replace(plan, segments=(plan.segments[0], bad, *plan.segments[2:]))
+
+    monkeypatch.setattr(dist, "plan_segments", miscounting)
+    root, clips = library
+    out = tmp_path / "out"
+    parts = []
+    summary = anonymize_on_ray(_pairs(root, out, clips), CFG, cluster["address"],
+                               on_segment=parts.append)
+    assert [f.error for f in summary.files] == [None, None, None]
+    assert sorted(f.src.name for f in summary.files) == ["long.mp4", "short.mp4", "vfr.mkv"]
+    long_parts = [p for p in parts if p.key.endswith("long.mp4")]
+    assert long_parts[-1].frames == 120  # the uncut rerun owned every frame
+    _check_outputs(root, out, clips)
+
+
 def test_killing_the_worker_node_mid_job_still_completes_correctly(cluster, library,
                                                                    tmp_path):
     """Runs last: the worker node is killed (SIGKILL to its process group) while the job runs,
