@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,13 +74,20 @@ def _check_outputs(root: Path, out: Path, clips) -> None:
         assert unprotected_faces(clip, frames) == [], dst
 
 
+def _run_clean(cluster, library, out: Path, **hooks):
+    """Anonymize the library on the cluster; every file must succeed. (summary, segments)"""
+    root, clips = library
+    parts = []
+    summary = anonymize_on_ray(_pairs(root, out, clips), CFG, cluster["address"],
+                               on_segment=parts.append, **hooks)
+    assert [f.error for f in summary.files] == [None] * len(clips)
+    return summary, parts
+
+
 def test_a_folder_on_two_nodes_matches_the_single_machine_checks(cluster, library, tmp_path):
     root, clips = library
     out = tmp_path / "out"
-    parts = []
-    summary = anonymize_on_ray(_pairs(root, out, clips), CFG, cluster["address"],
-                               on_segment=parts.append)
-    assert [f.error for f in summary.files] == [None, None, None]
+    summary, parts = _run_clean(cluster, library, out)
     assert summary.segments == len(parts) >= 5  # the long clip was cut
     assert len({p.worker for p in parts}) == 2  # both nodes did work
     _check_outputs(root, out, clips)
@@ -107,6 +116,36 @@ def test_the_cli_runs_on_the_cluster_and_a_rerun_redoes_nothing(cluster, library
     victim.write_bytes(victim.read_bytes()[:-100])
     third = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert "1 done, 2 skipped, 0 failed" in third.stdout, third.stdout + third.stderr
+    _check_outputs(root, produced, clips)
+
+
+def test_an_interrupted_job_keeps_what_finished_and_a_rerun_does_only_the_rest(
+        cluster, library, tmp_path):
+    """Ctrl-C (SIGINT) once the first output is finished: exit 130, no partial output; the
+    rerun skips the finished output and completes the others."""
+    root, clips = library
+    out = tmp_path / "int"
+    cmd = [sys.executable, "-m", "streamguard", "anonymize", str(root), "-o", str(out),
+           f"--ray={cluster['address']}", "--set", "ray.segment_s=1.0", "--set",
+           "ray.workers=1"]
+    env = {**os.environ, **CLUSTER_ENV}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    manifest = out / root.name / MANIFEST
+    deadline = time.monotonic() + 120
+    while not manifest.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    produced = out / root.name
+    finished = {p.name for p in produced.rglob("*.m*") if p.name != MANIFEST}
+    assert 1 <= len(finished) < 3  # one finished, the rest not
+    assert not list(produced.rglob(".*partial*"))
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{3 - len(finished)} done, {len(finished)} skipped, 0 failed" in again.stdout
     _check_outputs(root, produced, clips)
 
 
@@ -145,10 +184,7 @@ def test_a_file_whose_segments_do_not_add_up_is_redone_uncut(cluster, library, t
     monkeypatch.setattr(dist, "plan_segments", miscounting)
     root, clips = library
     out = tmp_path / "out"
-    parts = []
-    summary = anonymize_on_ray(_pairs(root, out, clips), CFG, cluster["address"],
-                               on_segment=parts.append)
-    assert [f.error for f in summary.files] == [None, None, None]
+    summary, parts = _run_clean(cluster, library, out)
     assert sorted(f.src.name for f in summary.files) == ["long.mp4", "short.mp4", "vfr.mkv"]
     long_parts = [p for p in parts if p.key.endswith("long.mp4")]
     assert long_parts[-1].frames == 120  # the uncut rerun owned every frame
@@ -172,10 +208,8 @@ def test_killing_the_worker_node_mid_job_still_completes_correctly(cluster, libr
             if len(sent) == 2:
                 node.kill()
 
-    summary = anonymize_on_ray(_pairs(root, out, clips), CFG, cluster["address"],
-                               on_dispatch=kill_on_second)
+    summary, _ = _run_clean(cluster, library, out, on_dispatch=kill_on_second)
     assert len(sent) >= 2 and node.proc.poll() is not None
-    assert [f.error for f in summary.files] == [None, None, None]
     assert summary.retried >= 1  # the dead node's segments were rerun
     _check_outputs(root, out, clips)
     assert alive_nodes() == 1
