@@ -44,6 +44,7 @@ import numpy as np
 
 from streamguard.config import Config, StreamConfig
 from streamguard.frames import Frame
+from streamguard.io.sink import encodable_size, pad_to
 from streamguard.pipeline import FrameProcessor
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,8 @@ class _Encoded:
                  audio: Any = None):
         self.container = av.open(target, "w", format=fmt, options=options or {})
         self.stream = self.container.add_stream("libx264", rate=30)
-        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
+        self.stream.width, self.stream.height = encodable_size("yuv420p", width, height)
+        self.stream.pix_fmt = "yuv420p"
         self.stream.codec_context.time_base = TIME_BASE
         self.stream.time_base = TIME_BASE
         self.stream.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency",
@@ -182,7 +184,8 @@ class _Encoded:
                             audio.codec_context.name, exc)
 
     def write(self, frame: Frame) -> None:
-        vf = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
+        image = pad_to(frame.image, self.stream.width, self.stream.height)
+        vf = av.VideoFrame.from_ndarray(image, format="rgb24")
         vf.pts, vf.time_base = frame.pts, TIME_BASE
         self.container.mux(self.stream.encode(vf))
 

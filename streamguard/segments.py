@@ -70,6 +70,7 @@ class VideoParams:
 
     codec: str
     extradata: bytes
+    pix_fmt: str | None  # some decoders (FFV1, raw video) need it besides the bitstream
     width: int
     height: int
     time_base: Fraction
@@ -135,6 +136,7 @@ def plan_segments(path: str | Path, segment_s: float) -> Plan:
         params = VideoParams(
             codec=video.codec_context.name,
             extradata=bytes(video.codec_context.extradata or b""),
+            pix_fmt=video.codec_context.format.name if video.codec_context.format else None,
             width=info.width, height=info.height, time_base=tb, rotation=rotation,
             info=dataclasses.replace(info, copy_streams=()),
         )
@@ -286,6 +288,9 @@ def _decode(job: SegmentJob) -> Iterator[Frame]:
         raise CorruptMediaError(f"{job.key}: no decoder for '{params.codec}'") from None
     if params.extradata:
         ctx.extradata = params.extradata
+    ctx.width, ctx.height = params.width, params.height
+    if params.pix_fmt:
+        ctx.pix_fmt = params.pix_fmt
     ctx.thread_type = "AUTO"
     tb = params.time_base
     last: int | None = None

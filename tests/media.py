@@ -90,7 +90,7 @@ def paste(frame: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int]) -
 def write_clip(path: Path, sprites: list[Sprite], *, width: int = 1280, height: int = 720,
                n_frames: int = 45, fps: int = 30, audio: bool = True, vfr: bool = False,
                codec: str = "libx264", gop: int = 30, metadata: dict | None = None,
-               rotation: int = 0, preset: str = "ultrafast") -> Clip:
+               rotation: int = 0, preset: str = "ultrafast", pix_fmt: str = "yuv420p") -> Clip:
     """Write a clip with moving pasted faces (and a sine audio track) using PyAV."""
     bg = background(width, height)
     rng = np.random.default_rng(1)
@@ -107,7 +107,7 @@ def write_clip(path: Path, sprites: list[Sprite], *, width: int = 1280, height: 
     for k, v in (metadata or {}).items():
         out.metadata[k] = v
     vs = out.add_stream(codec, rate=fps)
-    vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+    vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
     vs.codec_context.time_base = tb
     vs.time_base = tb
     vs.codec_context.gop_size = gop

@@ -256,3 +256,19 @@ def test_truncated_file_is_an_error_and_leaves_no_output(synthetic_clip, tmp_pat
         with pytest.raises(CorruptMediaError):
             anonymize_file(src, out, Config())
         assert not out.exists()
+
+
+def test_odd_frame_sizes_are_padded_by_one_repeated_row_and_column(crops, tmp_path):
+    """yuv420p cannot hold 321x241: the output is 322x242, the extra column/row repeat the
+    last ones, every frame and face is there."""
+    clip = write_clip(tmp_path / "odd.mkv", [Sprite(crops[0], 90, (120, 60), (2, 1))],
+                      width=321, height=241, n_frames=20, codec="ffv1", pix_fmt="yuv444p",
+                      audio=False)
+    out = tmp_path / "odd_out.mp4"
+    anonymize_file(clip.path, out, Config())
+    frames, times = decode_rgb(out)
+    _, t_in = decode_rgb(clip.path)
+    assert len(frames) == 20 and pts_seconds(times) == pts_seconds(t_in)
+    assert frames[0].shape == (242, 322, 3)
+    assert np.abs(frames[5][:, 321].astype(int) - frames[5][:, 320]).mean() < 4
+    assert unprotected_faces(clip, [f[:241, :321] for f in frames]) == []

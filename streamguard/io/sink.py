@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
-from fractions import Fraction
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
 import av.error
+import numpy as np
 
 from streamguard.config import EncodeConfig
 from streamguard.errors import OutputError, UnsupportedCodecError
@@ -76,6 +77,27 @@ def check_writable(path: Path) -> None:
         raise OutputError(f"{path}: output folder is not writable")
 
 
+def encodable_size(pix_fmt: str, width: int, height: int) -> tuple[int, int]:
+    """The smallest size >= (width, height) the pixel format can hold: chroma-subsampled
+    formats (yuv420p: both sides, yuv422p: the width) need even sides."""
+    try:
+        fmt = av.VideoFormat(pix_fmt, width, height)
+    except (ValueError, av.error.FFmpegError):
+        raise UnsupportedCodecError(f"unknown pixel format '{pix_fmt}'") from None
+    chroma = [c for c in fmt.components if c.is_chroma]
+    step_w = 2 if chroma and width > 1 and chroma[0].width < width else 1
+    step_h = 2 if chroma and height > 1 and chroma[0].height < height else 1
+    return -(-width // step_w) * step_w, -(-height // step_h) * step_h
+
+
+def pad_to(image: Any, width: int, height: int) -> Any:
+    """Grow an RGB frame to (width, height) by repeating its last column/row (odd sizes)."""
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    return np.pad(image, ((0, height - h), (0, width - w), (0, 0)), mode="edge")
+
+
 _FORMATS = {".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts", ".m4v": "mp4"}
 
 
@@ -104,7 +126,11 @@ def add_video_stream(container: Any, path: Path, codec: str, info: SourceInfo,
         log.warning("%s: WebM cannot hold %s; encoding VP9 instead (slower)", path, codec)
         codec = "libvpx-vp9"
         video = container.add_stream(codec, rate=rate)
-    video.width, video.height = width, height
+    padded = encodable_size(cfg.pix_fmt, width, height)
+    if padded != (width, height):
+        log.warning("%s: %dx%d frames cannot be encoded as %s; padded to %dx%d by repeating the "
+                    "last column/row", path, width, height, cfg.pix_fmt, *padded)
+    video.width, video.height = padded
     video.pix_fmt = cfg.pix_fmt
     time_base = time_base or info.time_base
     if time_base is not None:
@@ -172,7 +198,8 @@ class PacketEncoder:
         """Encode one frame (None flushes the encoder)."""
         vf = None
         if frame is not None:
-            vf = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
+            image = pad_to(frame.image, self._video.width, self._video.height)
+            vf = av.VideoFrame.from_ndarray(image, format="rgb24")
             vf.pts = frame.pts
             if frame.time_base is not None:
                 vf.time_base = frame.time_base
@@ -268,7 +295,8 @@ class VideoSink:
         if self._container is None:
             self.open(frame.image.shape[1], frame.image.shape[0],
                       frame.meta.get("rotation") or 0, frame.time_base)
-        vf = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
+        image = pad_to(frame.image, self._video.width, self._video.height)
+        vf = av.VideoFrame.from_ndarray(image, format="rgb24")
         vf.pts = frame.pts
         if frame.time_base is not None:
             vf.time_base = frame.time_base
