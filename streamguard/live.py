@@ -67,6 +67,10 @@ def classify(exc: BaseException) -> str:
         return "stream not found (404): check the URL path"
     if "connection refused" in low:
         return "connection refused: nothing listens at that address"
+    if isinstance(exc, FileNotFoundError) or "no such file" in low:
+        return "no such device or file: check the input (a webcam is /dev/videoN)"
+    if "permission denied" in low:
+        return "permission denied: the user cannot open this input (webcams: group 'video')"
     if "timed out" in low or "timeout" in low:
         return "timed out: camera unreachable or stalled"
     return f"{type(exc).__name__}: {redact(text)}"

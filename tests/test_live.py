@@ -255,6 +255,21 @@ def test_bad_inputs_give_a_clear_reason_not_a_crash(live_clip, case):
             server.stop()
 
 
+def test_a_missing_webcam_gives_a_clear_reason_and_keeps_retrying():
+    """/dev/videoN goes through FFmpeg's v4l2 input; these machines have no camera, so only
+    the failure path can be exercised: a clear reason, reconnect attempts, no crash."""
+    stream = LiveStream(StreamConfig(name="webcam", input="/dev/video99"),
+                        _cfg(reconnect_initial_s=0.1, reconnect_max_s=0.2)).start()
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 10 and stream.stats.reconnects < 2:
+            time.sleep(0.1)
+        assert "no such device" in stream.stats.last_error
+        assert stream.stats.reconnects >= 2 and stream.error is None
+    finally:
+        stream.stop()
+
+
 def test_sigterm_leaves_a_playable_recording(live_clip, tmp_path):
     rec = tmp_path / "rec"
     env = dict(os.environ)
