@@ -325,7 +325,7 @@ class _AudioTemplate:
     def __init__(self, stream: Any):
         import io
 
-        self._holder = av.open(io.BytesIO(), "w", format="matroska")
+        self._holder = av.open(io.BytesIO(), "w", format="nut")  # NUT takes any codec
         self.stream = self._holder.add_stream_from_template(stream)
         self.codec = stream.codec_context.name
 
@@ -421,7 +421,9 @@ class LiveStream:
                     break  # a file that ended
                 if not paced:
                     raise EOFError("the stream ended")
-            except (av.error.FFmpegError, OSError, EOFError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure: reconnect, never hang
+                if not isinstance(exc, (av.error.FFmpegError, OSError, EOFError)):
+                    log.exception("%s: unexpected input failure", self.scfg.name)
                 self.stats.connected = False
                 self.stats.last_error = classify(exc)
                 if self.stop_event.is_set():
@@ -476,7 +478,12 @@ class LiveStream:
         if audio is None:
             return
         if self._audio is None:
-            self._audio = _AudioTemplate(audio)
+            try:
+                self._audio = _AudioTemplate(audio)
+            except (av.error.FFmpegError, ValueError) as exc:
+                log.warning("%s: the camera's %s audio cannot be carried (%s); video only",
+                            self.scfg.name, audio.codec_context.name, exc)
+                return
             for out in self.outputs:
                 if hasattr(out, "audio"):
                     out.audio = self._audio.stream

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -268,6 +269,35 @@ def test_a_missing_webcam_gives_a_clear_reason_and_keeps_retrying():
         assert stream.stats.reconnects >= 2 and stream.error is None
     finally:
         stream.stop()
+
+
+def test_camera_audio_a_recording_cannot_hold_is_left_out_not_fatal(tmp_path):
+    """IP cameras often send G.711 (pcm_alaw), which mp4 cannot hold: the recording goes on
+    video-only, with a warning, instead of the stream failing."""
+    cam = tmp_path / "alaw_cam.mov"
+    with av.open(str(cam), "w") as out:
+        v = out.add_stream("libx264", rate=30)
+        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+        a = out.add_stream("pcm_alaw", rate=8000, layout="mono")
+        for i in range(60):
+            f = av.VideoFrame.from_ndarray(np.full((240, 320, 3), 4 * i, np.uint8), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 30)
+            out.mux(v.encode(f))
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 266), np.int16), format="s16",
+                                            layout="mono")
+            af.sample_rate, af.pts, af.time_base = 8000, i * 266, Fraction(1, 8000)
+            out.mux(a.encode(af))
+        out.mux(v.encode(None))
+        out.mux(a.encode(None))
+    rec = tmp_path / "rec"
+    stream = LiveStream(StreamConfig(name="door", input=str(cam), record_dir=str(rec)),
+                        _cfg()).start()
+    time.sleep(3)
+    stream.stop()
+    assert stream.error is None and stream.stats.frames_out >= 55
+    files = sorted(rec.glob("door-*.mp4"))
+    with av.open(str(files[0])) as c:
+        assert not c.streams.audio and len(list(c.decode(video=0))) >= 55
 
 
 def test_sigterm_leaves_a_playable_recording(live_clip, tmp_path):
