@@ -274,185 +274,221 @@ def anonymize_on_ray(pairs: list[tuple[Path, Path]], cfg: Config, address: str |
     summary (the other files go on); cluster-wide failures raise ClusterError.
     `on_dispatch(node_id, job)` is called as each segment is sent to a worker."""
     t0 = time.perf_counter()
+    hooks = _Hooks(on_progress, on_file, on_segment, on_dispatch)
     summary = BatchSummary()
     manifest = Manifest(manifest_dir or _common_folder([d for _, d in pairs]), cfg)
     todo: list[tuple[Path, Path]] = []
     for src, dst in pairs:
         if manifest.finished(src, dst):
-            result = FileResult(src, dst, skipped=True)
-            summary.files.append(result)
-            if on_file:
-                on_file(result)
+            summary.files.append(FileResult(src, dst, skipped=True))
+            hooks.file(summary.files[-1])
         else:
             todo.append((src, dst))
-    totals = {"files": len(todo), "frames": sum(_expected_frames(s) for s, _ in todo),
-              "frames_done": 0}
-
-    def progress() -> None:
-        if on_progress:
-            done = sum(1 for r in summary.files if not r.skipped and (r.report or r.error))
-            on_progress(done, totals["files"], totals["frames_done"], totals["frames"])
-
-    if not todo:
-        summary.wall_s = time.perf_counter() - t0
-        return summary
-    ray = connect(address)
-    pool = _Pool(ray, cfg)
-    files: list[_File] = []
-    in_flight: dict[Any, tuple[Any, _Task]] = {}  # result ref -> (actor, task)
-    retry: deque[_Task] = deque()
-    queue: deque[tuple[Path, Path, bool]] = deque((src, dst, False) for src, dst in todo)
-    jobs = _jobs(queue, cfg, summary, files, on_file)
-    exhausted = False
-
-    def fail_file(f: _File, exc: StreamguardError) -> None:
-        if f.result.error is None:
-            f.result.error = exc
-            f.joiner.abort()
-            log.warning("%s: %s", f.result.src, exc)
-            if on_file:
-                on_file(f.result)
-
-    try:
-        pool.top_up()
-        while True:
-            pool.poll_starting()
-            pool.check_alive()
-            # hand out work while workers have room
-            while (actor := pool.free_actor()) is not None:
-                task = retry.popleft() if retry else None
-                if task is None and not exhausted:
-                    task = next(jobs, None)
-                    exhausted = task is None
-                if task is None:
-                    break
-                if task.file.dead:
-                    continue  # its file already failed or is being redone whole
-                in_flight[actor.process.remote(task.ref)] = (actor, task)
-                pool.load[actor] += 1
-                if on_dispatch:
-                    on_dispatch(pool.ready[actor], task.job)
-            if exhausted and not in_flight and not retry:
-                break
-            waitable = list(in_flight) + list(pool.starting)
-            if not waitable:
-                pool.top_up()
-                time.sleep(0.2)
-                continue
-            done, _ = ray.wait(waitable, num_returns=1, timeout=1.0)
-            for ref in done:
-                if ref not in in_flight:
-                    continue  # a worker became ready: picked up by poll_starting
-                actor, task = in_flight.pop(ref)
-                if actor in pool.load:
-                    pool.load[actor] -= 1
-                f = task.file
-                try:
-                    part: EncodedSegment = ray.get(ref)
-                except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError,
-                        ray.exceptions.OwnerDiedError, ray.exceptions.WorkerCrashedError,
-                        ray.exceptions.NodeDiedError) as exc:
-                    pool.lost(actor)
-                    task.attempts += 1
-                    summary.retried += 1
-                    if task.attempts > cfg.ray.max_retries:
-                        fail_file(f, PipelineError(
-                            f"{f.result.src}: segment {task.job.segment.index} lost "
-                            f"{task.attempts} times ({_first_line(exc)})"))
-                    else:
-                        log.warning("%s: segment %d lost with its worker (%s); rerunning",
-                                    f.result.src, task.job.segment.index, _first_line(exc))
-                        retry.append(task)
-                    pool.top_up()
-                    continue
-                except ray.exceptions.RayTaskError as exc:
-                    cause = getattr(exc, "cause", None)
-                    if isinstance(cause, SegmentMismatchError) and not f.dead:
-                        log.warning("%s: %s; processing it uncut instead", f.result.src, cause)
-                        f.superseded = True
-                        f.joiner.abort()
-                        summary.files.remove(f.result)
-                        queue.appendleft((f.result.src, f.result.dst, True))
-                        if exhausted:  # a finished generator sees no new work: start anew
-                            jobs = _jobs(queue, cfg, summary, files, on_file)
-                            exhausted = False
-                        continue
-                    err = cause if isinstance(cause, StreamguardError) else PipelineError(
-                        f"{f.result.src}: segment {task.job.segment.index} failed: "
-                        f"{_first_line(exc)}")
-                    fail_file(f, err)
-                    continue
-                if f.dead:
-                    continue
-                if on_segment:
-                    on_segment(part)
-                summary.segments += 1
-                totals["frames_done"] += part.frames
-                try:
-                    f.joiner.add(part)
-                except StreamguardError as exc:
-                    fail_file(f, exc)
-                    continue
-                f.remaining -= 1
-                if f.joiner.done:
-                    report = f.joiner.report
-                    report.wall_s = time.perf_counter() - f.started
-                    f.result.report = report
-                    manifest.record(f.result.src, f.result.dst, report.frames_written)
-                    if on_file:
-                        on_file(f.result)
-                progress()
-            if len(pool.ready) + len(pool.starting) < pool.wanted:
-                pool.top_up()
-    except BaseException:
-        for f in files:
-            f.joiner.abort()
-        raise
-    finally:
-        summary.workers = pool.started
-        summary.nodes = pool.nodes()
-        pool.shutdown()
-    for f in files:
-        if not f.joiner.done and not f.dead:
-            f.joiner.abort()
-            f.result.error = PipelineError(f"{f.result.src}: not every segment was written")
+    if todo:
+        _Batch(connect(address), cfg, manifest, summary, todo, hooks).run()
     summary.frames = sum(r.report.frames for r in summary.files if r.report)
     summary.wall_s = time.perf_counter() - t0
-    progress()
     return summary
 
 
-def _jobs(queue: deque[tuple[Path, Path, bool]], cfg: Config, summary: BatchSummary,
-          files: list[_File], on_file: Callable[[FileResult], None] | None) -> Iterator[_Task]:
-    """Tasks file by file, segment by segment, read lazily (memory stays bounded). A file put
-    back on the queue (whole=True) is planned as one segment."""
-    import ray
+@dataclass
+class _Hooks:
+    on_progress: Progress | None = None
+    on_file: Callable[[FileResult], None] | None = None
+    on_segment: Callable[[EncodedSegment], None] | None = None
+    on_dispatch: Callable[[str, SegmentJob], None] | None = None
 
-    while queue:
-        src, dst, whole = queue.popleft()
-        result = FileResult(src, dst)
-        summary.files.append(result)
+    def file(self, result: FileResult) -> None:
+        if self.on_file:
+            self.on_file(result)
+
+
+class _Batch:
+    """One job's scheduling loop: hand segments to free workers, collect results in any
+    order, rerun what was lost, join what came back, record what finished."""
+
+    def __init__(self, ray: Any, cfg: Config, manifest: Manifest, summary: BatchSummary,
+                 todo: list[tuple[Path, Path]], hooks: _Hooks):
+        self.ray, self.cfg, self.manifest, self.summary, self.hooks = (
+            ray, cfg, manifest, summary, hooks)
+        self.pool = _Pool(ray, cfg)
+        self.files: list[_File] = []
+        self.in_flight: dict[Any, tuple[Any, _Task]] = {}  # result ref -> (actor, task)
+        self.retry: deque[_Task] = deque()
+        self.queue: deque[tuple[Path, Path, bool]] = deque((s, d, False) for s, d in todo)
+        self._jobs: Iterator[_Task] | None = None
+        self.frames_total = sum(_expected_frames(src) for src, _ in todo)
+        self.files_total = len(todo)
+        self.frames_done = 0
+        self._lost_errors = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError,
+                             ray.exceptions.OwnerDiedError, ray.exceptions.WorkerCrashedError,
+                             ray.exceptions.NodeDiedError)
+
+    def run(self) -> None:
+        pool = self.pool
         try:
-            plan = plan_segments(src, float("inf") if whole else cfg.ray.segment_s)
-            joiner = SegmentJoiner(plan, dst, cfg)
-        except StreamguardError as exc:
-            result.error = exc
-            if on_file:
-                on_file(result)
-            continue
-        f = _File(result, plan, joiner, time.perf_counter(), len(plan.segments), whole)
-        files.append(f)
-        try:
-            for job in iter_jobs(plan, str(src), dst.suffix, cfg.ray.context_frames):
-                if f.dead:
+            pool.top_up()
+            while True:
+                pool.poll_starting()
+                pool.check_alive()
+                exhausted = self._dispatch()
+                if exhausted and not self.in_flight and not self.retry:
                     break
-                yield _Task(f, job, ray.put(job))
-        except StreamguardError as exc:
-            if not f.dead:
+                waitable = list(self.in_flight) + list(pool.starting)
+                if not waitable:
+                    pool.top_up()
+                    time.sleep(0.2)
+                    continue
+                done, _ = self.ray.wait(waitable, num_returns=1, timeout=1.0)
+                for ref in done:
+                    if ref in self.in_flight:  # else a worker became ready (poll_starting)
+                        self._collect(ref)
+                if len(pool.ready) + len(pool.starting) < pool.wanted:
+                    pool.top_up()
+        except BaseException:
+            for f in self.files:
+                f.joiner.abort()
+            raise
+        finally:
+            self.summary.workers = pool.started
+            self.summary.nodes = pool.nodes()
+            pool.shutdown()
+        for f in self.files:
+            if not f.joiner.done and not f.dead:
+                f.joiner.abort()
+                f.result.error = PipelineError(f"{f.result.src}: not every segment was written")
+        self._progress()
+
+    # -- handing out --------------------------------------------------------------------
+    def _dispatch(self) -> bool:
+        """Give every worker with room a segment; True when no work is left to hand out."""
+        while (actor := self.pool.free_actor()) is not None:
+            task = self._next_task()
+            if task is None:
+                return True
+            self.in_flight[actor.process.remote(task.ref)] = (actor, task)
+            self.pool.load[actor] += 1
+            if self.hooks.on_dispatch:
+                self.hooks.on_dispatch(self.pool.ready[actor], task.job)
+        return False
+
+    def _next_task(self) -> _Task | None:
+        while True:
+            if self.retry:
+                task = self.retry.popleft()
+            else:
+                if self._jobs is None:
+                    if not self.queue:
+                        return None
+                    self._jobs = self._read_jobs()
+                task = next(self._jobs, None)
+                if task is None:
+                    self._jobs = None
+                    if not self.queue:
+                        return None
+                    continue
+            if not task.file.dead:  # else its file failed or is being redone uncut
+                return task
+
+    def _read_jobs(self) -> Iterator[_Task]:
+        """Tasks file by file, segment by segment, read lazily (memory stays bounded). A file
+        put back on the queue with whole=True is planned as one segment."""
+        cfg = self.cfg
+        while self.queue:
+            src, dst, whole = self.queue.popleft()
+            result = FileResult(src, dst)
+            self.summary.files.append(result)
+            try:
+                plan = plan_segments(src, float("inf") if whole else cfg.ray.segment_s)
+                joiner = SegmentJoiner(plan, dst, cfg)
+            except StreamguardError as exc:
                 result.error = exc
-                joiner.abort()
-                if on_file:
-                    on_file(result)
+                self.hooks.file(result)
+                continue
+            f = _File(result, plan, joiner, time.perf_counter(), len(plan.segments), whole)
+            self.files.append(f)
+            try:
+                for job in iter_jobs(plan, str(src), dst.suffix, cfg.ray.context_frames):
+                    if f.dead:
+                        break
+                    yield _Task(f, job, self.ray.put(job))
+            except StreamguardError as exc:
+                self._fail_file(f, exc)
+
+    # -- collecting ---------------------------------------------------------------------
+    def _collect(self, ref: Any) -> None:
+        actor, task = self.in_flight.pop(ref)
+        if actor in self.pool.load:
+            self.pool.load[actor] -= 1
+        try:
+            part: EncodedSegment = self.ray.get(ref)
+        except self._lost_errors as exc:
+            self._lost(actor, task, exc)
+            return
+        except self.ray.exceptions.RayTaskError as exc:
+            self._failed(task, exc)
+            return
+        f = task.file
+        if f.dead:
+            return
+        if self.hooks.on_segment:
+            self.hooks.on_segment(part)
+        self.summary.segments += 1
+        self.frames_done += part.frames
+        try:
+            f.joiner.add(part)
+        except StreamguardError as exc:
+            self._fail_file(f, exc)
+            return
+        f.remaining -= 1
+        if f.joiner.done:
+            report = f.joiner.report
+            report.wall_s = time.perf_counter() - f.started
+            f.result.report = report
+            self.manifest.record(f.result.src, f.result.dst, report.frames_written)
+            self.hooks.file(f.result)
+        self._progress()
+
+    def _lost(self, actor: Any, task: _Task, exc: BaseException) -> None:
+        """The worker (or its node) died with the segment: rerun it elsewhere."""
+        self.pool.lost(actor)
+        task.attempts += 1
+        self.summary.retried += 1
+        f, index = task.file, task.job.segment.index
+        if task.attempts > self.cfg.ray.max_retries:
+            self._fail_file(f, PipelineError(f"{f.result.src}: segment {index} lost "
+                                             f"{task.attempts} times ({_first_line(exc)})"))
+        else:
+            log.warning("%s: segment %d lost with its worker (%s); rerunning", f.result.src,
+                        index, _first_line(exc))
+            self.retry.append(task)
+        self.pool.top_up()
+
+    def _failed(self, task: _Task, exc: BaseException) -> None:
+        """The segment raised: the file fails with that error, or is redone uncut."""
+        f = task.file
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, SegmentMismatchError) and not f.dead:
+            log.warning("%s: %s; processing it uncut instead", f.result.src, cause)
+            f.superseded = True
+            f.joiner.abort()
+            self.summary.files.remove(f.result)
+            self.queue.appendleft((f.result.src, f.result.dst, True))
+            return
+        self._fail_file(f, cause if isinstance(cause, StreamguardError) else PipelineError(
+            f"{f.result.src}: segment {task.job.segment.index} failed: {_first_line(exc)}"))
+
+    def _fail_file(self, f: _File, exc: StreamguardError) -> None:
+        if f.result.error is None and not f.superseded:
+            f.result.error = exc
+            f.joiner.abort()
+            log.warning("%s: %s", f.result.src, exc)
+            self.hooks.file(f.result)
+
+    def _progress(self) -> None:
+        if self.hooks.on_progress:
+            done = sum(1 for r in self.summary.files if not r.skipped and (r.report or r.error))
+            self.hooks.on_progress(done, self.files_total, self.frames_done, self.frames_total)
 
 
 def _expected_frames(path: Path) -> int:
