@@ -45,8 +45,9 @@ def _build_parser() -> argparse.ArgumentParser:
     anon.add_argument("--report", metavar="JSON", help="write a run report")
     anon.add_argument("--no-progress", action="store_true", help="no progress bar")
     anon.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                      help="run on a Ray cluster: --ray (RAY_ADDRESS, a running local cluster, "
-                           "or a new one), --ray=auto, --ray=local or --ray=HOST:PORT; long "
+                      help="run on a Ray cluster: --ray (RAY_ADDRESS, else a new local one), "
+                           "--ray=auto (RAY_ADDRESS or the cluster `ray start` runs here), "
+                           "--ray=local or --ray=HOST:PORT; long "
                            "videos are split into segments; finished outputs are skipped on "
                            "rerun (needs streamguard[ray])")
 

@@ -16,6 +16,7 @@ skip every output already finished.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -66,9 +67,16 @@ class SegmentWorker:
 
         self.cfg = cfg
         self.node = ray.get_runtime_context().get_node_id()
-        self.processor = FrameProcessor(cfg)
+        self.processor: FrameProcessor | None = None
+        self.error: StreamguardError | None = None
+        try:
+            self.processor = FrameProcessor(cfg)
+        except StreamguardError as exc:  # e.g. model files not fetched on this node
+            self.error = exc  # raised by ready(), where the driver receives it intact
 
     def ready(self) -> str:
+        if self.error is not None:
+            raise self.error
         return self.node
 
     def process(self, job: SegmentJob) -> EncodedSegment:
@@ -151,6 +159,12 @@ class _Pool:
         self.wanted = self._capacity()
         self._last_live = time.monotonic()
         self.started = 0
+        self.start_failures = 0
+        self.start_error: StreamguardError | None = None
+
+    @property
+    def _gave_up_starting(self) -> bool:
+        return self.start_failures >= max(3, 2 * self.wanted)
 
     def _capacity(self) -> int:
         rc = self.cfg.ray
@@ -170,6 +184,8 @@ class _Pool:
         """Start actors up to the wanted number, as far as free resources allow."""
         free = self.ray.available_resources()
         rc = self.cfg.ray
+        if self._gave_up_starting:
+            return  # workers keep failing to start (e.g. a node without model files)
         missing = self.wanted - len(self.ready) - len(self.starting)
         can = int(free.get("CPU", 0) // rc.cpus_per_worker)
         if not self.ready and not self.starting:
@@ -192,10 +208,13 @@ class _Pool:
                 log.warning("a worker failed to start: %s", _first_line(exc))
                 continue
             except self.ray.exceptions.RayTaskError as exc:
-                cause = getattr(exc, "cause", exc)
-                if isinstance(cause, StreamguardError):
-                    raise cause from None  # e.g. model files missing on the workers
-                raise ClusterError(f"a worker failed to start: {_first_line(exc)}") from None
+                cause = getattr(exc, "cause", None)
+                self.start_failures += 1
+                self.start_error = cause if isinstance(cause, StreamguardError) else ClusterError(
+                    f"a worker failed to start: {_first_line(exc)}")
+                log.error("a worker could not start: %s", self.start_error)
+                self._kill(actor)
+                continue
             self.ready[actor] = node
             self.load[actor] = 0
 
@@ -209,14 +228,21 @@ class _Pool:
     def lost(self, actor: Any) -> None:
         self.ready.pop(actor, None)
         self.load.pop(actor, None)
+        self._kill(actor)
+
+    def _kill(self, actor: Any) -> None:
         try:
             self.ray.kill(actor, no_restart=True)
-        except Exception as exc:  # already gone with its node
+        except Exception as exc:  # noqa: BLE001 - already gone with its node
             log.debug("kill of a lost worker: %s", exc)
 
     def check_alive(self) -> None:
         if self.ready:
             self._last_live = time.monotonic()
+        elif self.starting:
+            pass
+        elif self.start_error is not None and self._gave_up_starting:
+            raise self.start_error  # no worker anywhere could start: say why
         elif time.monotonic() - self._last_live > self.cfg.ray.worker_start_timeout_s:
             raise ClusterError(
                 f"no Ray worker could start for {self.cfg.ray.worker_start_timeout_s:.0f} s "
@@ -227,26 +253,42 @@ class _Pool:
 
     def shutdown(self) -> None:
         for actor in [*self.ready, *self.starting.values()]:
-            try:
-                self.ray.kill(actor, no_restart=True)
-            except Exception as exc:
-                log.debug("kill: %s", exc)
+            self._kill(actor)
+
+
+def resolve_address(address: str | None) -> str:
+    """None/"" = RAY_ADDRESS if set, else a new local cluster; "auto" = RAY_ADDRESS or the
+    cluster `ray start` runs on this machine; "local"; or HOST:PORT."""
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if not address:
+        return env or "local"
+    if address != "auto":
+        return address
+    if env:
+        return env
+    current = Path(os.environ.get("RAY_TMPDIR", "/tmp/ray")) / "ray_current_cluster"
+    try:
+        return current.read_text().strip().splitlines()[0]
+    except (OSError, IndexError):
+        raise ClusterError("--ray=auto: no Ray cluster runs here (start one with `ray start "
+                           "--head`, or give --ray=HOST:PORT or --ray=local)") from None
 
 
 def connect(address: str | None) -> Any:
-    """Connect to a cluster: None/"" = Ray's default (RAY_ADDRESS, a running local cluster, or a
-    new local one), "auto", "local", or host:port."""
+    """Connect to the cluster `resolve_address` names; an unreachable one fails in seconds
+    (Ray itself would retry for minutes, e.g. on a stale ray_current_cluster file)."""
     ray = import_ray()
     if ray.is_initialized():
         return ray
-    if address and address not in ("auto", "local"):
-        _probe(address)  # Ray itself retries an unreachable head for minutes
+    target = resolve_address(address)
+    if target != "local":
+        _probe(target)
     try:
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
+        ray.init(address=target, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ClusterError(f"cannot connect to the Ray cluster at "
-                           f"{address or 'default'}: {_first_line(exc)}") from None
+        raise ClusterError(f"cannot connect to the Ray cluster at {target}: "
+                           f"{_first_line(exc)}") from None
     return ray
 
 
@@ -500,8 +542,6 @@ def _expected_frames(path: Path) -> int:
 
 
 def _common_folder(paths: list[Path]) -> Path:
-    import os
-
     parents = [str(p.resolve().parent) for p in paths]
     return Path(os.path.commonpath(parents)) if parents else Path.cwd()
 

@@ -28,8 +28,8 @@ def free_port() -> int:
 class Node:
     """One `ray start --block` process group; stopped by its own pid only."""
 
-    def __init__(self, args: list[str], log: Path):
-        env = {**os.environ, **CLUSTER_ENV}
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None):
+        env = {**os.environ, **CLUSTER_ENV, **(env or {})}
         self.log = open(log, "wb")
         self.proc = subprocess.Popen([RAY, "start", "--block", "--num-cpus", "1", *args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env,

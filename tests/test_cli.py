@@ -192,3 +192,19 @@ def test_ray_with_an_unreachable_cluster_is_a_clear_error(small_clip, tmp_path):
     assert proc.returncode == 13, proc.stderr
     assert "cannot connect to the Ray cluster" in proc.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_ray_workers_without_model_files_say_so(small_clip, tmp_path):
+    """A local cluster whose workers find no model files: the job stops with the model error
+    (exit 9), not a hang or a Ray traceback."""
+    pytest.importorskip("ray")
+    env = dict(os.environ, STREAMGUARD_CACHE=str(tmp_path / "empty"), RAY_AUTH_MODE="disabled",
+               RAY_USAGE_STATS_ENABLED="0")
+    proc = subprocess.run([sys.executable, "-m", "streamguard", "anonymize", str(small_clip.path),
+                           "-o", str(tmp_path / "o.mp4"), "--ray=local"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 9, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("streamguard: error: ")
+    assert "streamguard fetch" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "o.mp4").exists()

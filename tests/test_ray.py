@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray", reason="Ray is the optional extra streamguard[r
 from streamguard.config import load_config  # noqa: E402
 from streamguard.distributed import anonymize_on_ray  # noqa: E402
 from streamguard.manifest import NAME as MANIFEST  # noqa: E402
-from raycluster import CLUSTER_ENV, LoopbackCluster, alive_nodes  # noqa: E402
+from raycluster import CLUSTER_ENV, LoopbackCluster, Node, alive_nodes, wait_nodes  # noqa: E402
 from media import (  # noqa: E402
     Sprite,
     audio_packets,
@@ -163,6 +163,23 @@ def test_a_bad_file_fails_alone_with_its_error(cluster, library, tmp_path):
     assert [e for n, e in errors.items() if n != "broken.mp4"] == [None, None, None]
     assert not (out / "broken.mp4").exists()
     assert not list(out.rglob(".*partial*"))
+
+
+def test_a_node_without_model_files_does_not_stop_the_job(cluster, library, tmp_path):
+    """A third node whose cache is empty (never ran `streamguard fetch`): its workers cannot
+    start, the job says why in the log and completes on the two good nodes."""
+    bare = Node(["--address", cluster["address"]], tmp_path / "bare.log",
+                env={"STREAMGUARD_CACHE": str(tmp_path / "empty-cache")})
+    try:
+        wait_nodes(3)
+        root, clips = library
+        out = tmp_path / "out"
+        summary, parts = _run_clean(cluster, library, out)
+        assert len({p.worker for p in parts}) == 2  # only the good nodes did work
+        _check_outputs(root, out, clips)
+    finally:
+        bare.kill()
+        wait_nodes(2)
 
 
 def test_a_file_whose_segments_do_not_add_up_is_redone_uncut(cluster, library, tmp_path,
