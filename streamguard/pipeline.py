@@ -154,7 +154,7 @@ class FrameProcessor:
             if self.detect_errors <= 3:
                 log.warning("detection failed on frame %d (%s: %s); protecting the whole frame",
                             frame.index, type(exc).__name__, exc)
-            return frame.replace(failed_closed=True)
+            return frame.replace(failed_closed=True, meta={**frame.meta, "detect_error": True})
         if time.perf_counter() - start > self._timeout_s:
             self.failed_closed += 1
             log.warning("detection took over %.0f ms on frame %d; protecting the whole frame",

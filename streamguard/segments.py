@@ -226,7 +226,6 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
     t0 = time.perf_counter()
     params, seg = job.params, job.segment
     processor.reset_tracking()
-    closed0, errors0 = processor.failed_closed, processor.detect_errors
     report = RunReport(input=job.key, output="", mode=cfg.protect.mode)
     encoder = PacketEncoder(Path("segment" + job.output_suffix), params.info, cfg.encode,
                             params.width, params.height, params.time_base)
@@ -235,10 +234,18 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
     pre: deque[Frame] = deque(maxlen=max(job.context_frames, 0))
     owned = post_seen = 0
     index = 0
+    tracks_before: set[int] = set()  # seen in the frames before the cut: counted there
+    tracks_owned: set[int] = set()
 
     def emit(item: Frame) -> None:
+        ids = set() if item.faces is None else {int(t) for t in item.faces.track_id}
         if not seg.owns(item.pts):
+            if seg.start is not None and item.pts < seg.start:
+                tracks_before.update(ids)
             return  # context frame: analyzed for the tracker, owned by a neighbour
+        tracks_owned.update(ids)
+        report.failed_closed += item.failed_closed
+        report.detect_errors += bool(item.meta.get("detect_error"))
         faces = item.faces
         protected = processor.protect(item)
         report.count_frame(faces, dropped=protected is None)
@@ -273,9 +280,9 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
     if owned != seg.frames and not whole:
         raise SegmentMismatchError(
             f"{job.key}: segment {seg.index} decoded {owned} of its {seg.frames} frames")
-    report.tracks = processor.tracker.tracks_started
-    report.failed_closed = processor.failed_closed - closed0
-    report.detect_errors = processor.detect_errors - errors0
+    # a track crossing the cut was counted by the segment before (its frames before the cut
+    # are that segment's), so the file's total counts it once
+    report.tracks = len(tracks_owned - tracks_before)
     report.wall_s = time.perf_counter() - t0
     return EncodedSegment(job.key, seg.index, out, extradata, owned, report, report.wall_s)
 

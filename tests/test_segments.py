@@ -158,3 +158,29 @@ def test_odd_frame_sizes_are_padded_in_segments_too(crops, tmp_path):
     frames, _ = decode_rgb(out)
     assert len(frames) == 48 and frames[0].shape == (242, 322, 3)
     assert unprotected_faces(clip, [f[:241, :321] for f in frames]) == []
+
+
+class _Blind:
+    """A detector that always fails: every frame must be protected whole and counted."""
+
+    def detect(self, image, index):
+        raise RuntimeError("simulated detector crash")
+
+    def close(self):
+        pass
+
+
+def test_reports_count_each_frame_and_track_once_across_cuts(long_clip, tmp_path):
+    seg_report = anonymize_segmented(long_clip.path, tmp_path / "s.mp4", CFG, 1.0,
+                                     CFG.ray.context_frames)
+    single = anonymize_file(long_clip.path, tmp_path / "o.mp4", CFG)
+    assert seg_report.frames == single.frames == 120
+    # three faces walk through every cut: context frames must not count them again
+    assert abs(seg_report.tracks - single.tracks) <= 1, (seg_report.tracks, single.tracks)
+    blind = FrameProcessor(CFG, detector=_Blind())
+    try:
+        failed = anonymize_segmented(long_clip.path, tmp_path / "b.mp4", CFG, 1.0,
+                                     CFG.ray.context_frames, processor=blind)
+    finally:
+        blind.close()
+    assert failed.failed_closed == failed.detect_errors == 120  # not 120 + context frames
