@@ -90,7 +90,8 @@ def paste(frame: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int]) -
 def write_clip(path: Path, sprites: list[Sprite], *, width: int = 1280, height: int = 720,
                n_frames: int = 45, fps: int = 30, audio: bool = True, vfr: bool = False,
                codec: str = "libx264", gop: int = 30, metadata: dict | None = None,
-               rotation: int = 0, preset: str = "ultrafast", pix_fmt: str = "yuv420p") -> Clip:
+               rotation: int = 0, preset: str = "ultrafast", pix_fmt: str = "yuv420p",
+               subtitles: bool = False) -> Clip:
     """Write a clip with moving pasted faces (and a sine audio track) using PyAV."""
     bg = background(width, height)
     rng = np.random.default_rng(1)
@@ -122,6 +123,7 @@ def write_clip(path: Path, sprites: list[Sprite], *, width: int = 1280, height: 
     astream = None
     if audio:
         astream = out.add_stream("aac", rate=48000, layout="stereo")
+    sub = out.add_mux_stream("subrip") if subtitles else None  # one cue every 20 frames
     for i in range(n_frames):
         frame = bg.copy()
         fb = []
@@ -134,6 +136,12 @@ def write_clip(path: Path, sprites: list[Sprite], *, width: int = 1280, height: 
         vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
         vf.pts, vf.time_base = pts[i], tb
         out.mux(vs.encode(vf))
+        if sub is not None and i % 20 == 0:
+            cue = av.Packet(f"cue {i}".encode())
+            cue.stream, cue.time_base = sub, Fraction(1, 1000)
+            cue.pts = cue.dts = int(pts[i] * tb * 1000)
+            cue.duration = 500
+            out.mux(cue)
     out.mux(vs.encode(None))
     if astream is not None:
         duration = float((pts[-1] + (pts[1] - pts[0] if n_frames > 1 else 1)) * tb)
@@ -158,6 +166,15 @@ def decode_rgb(path: Path) -> tuple[list[np.ndarray], list[tuple[int, Fraction]]
             frames.append(f.to_ndarray(format="rgb24"))
             times.append((f.pts, f.time_base))
     return frames, times
+
+
+def subtitle_packets(path: Path) -> list[tuple[bytes, Fraction]]:
+    """Subtitle cues (bytes, start in seconds)."""
+    with av.open(str(path)) as c:
+        if not c.streams.subtitles:
+            return []
+        return [(bytes(p), p.pts * p.time_base) for p in c.demux(c.streams.subtitles[0])
+                if p.size]
 
 
 def audio_packets(path: Path) -> list[bytes]:

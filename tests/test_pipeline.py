@@ -23,6 +23,7 @@ from media import (
     decode_rgb,
     detail_similarity,
     pts_seconds,
+    subtitle_packets,
     unprotected_faces,
     visible_core,
     write_clip,
@@ -272,3 +273,21 @@ def test_odd_frame_sizes_are_padded_by_one_repeated_row_and_column(crops, tmp_pa
     assert frames[0].shape == (242, 322, 3)
     assert np.abs(frames[5][:, 321].astype(int) - frames[5][:, 320]).mean() < 4
     assert unprotected_faces(clip, [f[:241, :321] for f in frames]) == []
+
+
+def test_subtitles_are_copied_where_the_container_holds_them_and_dropped_by_name_elsewhere(
+        crops, tmp_path):
+    clip = write_clip(tmp_path / "subs.mkv", [Sprite(crops[0], 90, (100, 60), (2, 1))],
+                      width=480, height=270, n_frames=60, subtitles=True)
+    cues = subtitle_packets(clip.path)
+    assert [c for c, _ in cues] == [b"cue 0", b"cue 20", b"cue 40"]
+    report = anonymize_file(clip.path, tmp_path / "out.mkv", Config())
+    assert subtitle_packets(tmp_path / "out.mkv") == cues  # same bytes, same times
+    assert audio_packets(tmp_path / "out.mkv") == audio_packets(clip.path)
+    assert report.dropped_streams == []
+    # MP4 cannot hold SubRip: the stream is dropped with its name in the report, the video and
+    # audio are written
+    report = anonymize_file(clip.path, tmp_path / "out.mp4", Config())
+    assert len(report.dropped_streams) == 1 and "subtitle" in report.dropped_streams[0]
+    assert subtitle_packets(tmp_path / "out.mp4") == []
+    assert len(decode_rgb(tmp_path / "out.mp4")[0]) == 60

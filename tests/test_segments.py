@@ -20,7 +20,15 @@ from streamguard.segments import (
     plan_segments,
     process_segment,
 )
-from media import Sprite, audio_packets, decode_rgb, pts_seconds, unprotected_faces, write_clip
+from media import (
+    Sprite,
+    audio_packets,
+    decode_rgb,
+    pts_seconds,
+    subtitle_packets,
+    unprotected_faces,
+    write_clip,
+)
 
 CFG = load_config(None, ["ray.segment_s=1.0"])
 
@@ -184,3 +192,12 @@ def test_reports_count_each_frame_and_track_once_across_cuts(long_clip, tmp_path
     finally:
         blind.close()
     assert failed.failed_closed == failed.detect_errors == 120  # not 120 + context frames
+
+
+def test_subtitles_survive_the_join(crops, tmp_path):
+    clip = write_clip(tmp_path / "subs.mkv", [Sprite(crops[0], 90, (100, 60), (2, 1))],
+                      width=480, height=270, n_frames=60, gop=12, subtitles=True)
+    out = tmp_path / "subs_out.mkv"
+    anonymize_segmented(clip.path, out, CFG, 0.5, CFG.ray.context_frames)
+    assert subtitle_packets(out) == subtitle_packets(clip.path) != []
+    assert audio_packets(out) == audio_packets(clip.path)
