@@ -195,12 +195,14 @@ def plan_outputs(inputs: list[str], output: str | None) -> list[tuple[Path, Path
         if not path.exists():
             raise InputNotFoundError(f"{path}: no such file or folder")
         if path.is_dir():
-            videos = find_videos(path)
+            root = (out / path.resolve().name) if out else path.with_name(
+                f"{path.resolve().name}_anonymized")
+            # an output folder inside the input folder holds earlier outputs: never inputs
+            videos = [v for v in find_videos(path)
+                      if not v.resolve().is_relative_to(root.resolve())]
             if not videos:
                 raise NoVideosError(f"{path}: folder holds no video files "
                                     f"({', '.join(sorted(VIDEO_EXTENSIONS))})")
-            root = (out / path.resolve().name) if out else path.with_name(
-                f"{path.resolve().name}_anonymized")
             pairs += [(v, root / v.relative_to(path)) for v in videos]
         elif single_file_out:
             pairs.append((path, out))

@@ -208,3 +208,17 @@ def test_ray_workers_without_model_files_say_so(small_clip, tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("streamguard: error: ")
     assert "streamguard fetch" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_read_back_as_input(small_clip,
+                                                                           tmp_path):
+    """Regression: `anonymize footage/ -o footage/protected` run twice used to anonymize the
+    first run's outputs as new inputs."""
+    footage = tmp_path / "footage"
+    footage.mkdir()
+    (footage / "walk.mp4").write_bytes(small_clip.path.read_bytes())
+    for _ in range(2):
+        proc = run("anonymize", footage, "-o", footage / "protected", "--no-progress")
+        assert proc.returncode == 0, proc.stderr
+    outputs = sorted(p.relative_to(footage) for p in footage.rglob("*.mp4"))
+    assert outputs == [Path("protected/footage/walk.mp4"), Path("walk.mp4")]
