@@ -169,7 +169,7 @@ def _engine(args: argparse.Namespace) -> int:
         model = load_shipped(name)
         kind = model_kind(card(name)["model_args"]["name"])
         if name.startswith("blockwise"):
-            engine = cells_engine(model, name, args.backend)
+            engine = cells_engine(model, name, args.backend, args.device)
         else:
             shapes = ((1, 3, 128, 128), (1, 1, 128, 128))
             spec = EngineSpec(("image", "mask"), shapes,

@@ -118,6 +118,10 @@ class ProtectConfig(_Section):
         description="Inference backend for the adversarial generators: auto (fastest available, "
         "timed at start-up), torch, onnxruntime, compile or tensorrt.",
     )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the adversarial generators run: auto (CUDA when torch sees a "
+        "GPU, else CPU), cpu, or cuda (an error without a GPU).",
+    )
 
     @model_validator(mode="after")
     def _colors_in_range(self) -> ProtectConfig:

@@ -4,6 +4,7 @@ rebuilt when it should be, and `auto` says why it skipped what it skipped."""
 import logging
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -112,3 +113,31 @@ def test_tensorrt_builds_saves_and_reloads():
     x = torch.rand(2, 3, 9, 9)
     assert torch.allclose(again(x).float().cpu(), model(x), atol=1e-2)
     assert built.backend == "tensorrt"
+
+
+def _protect_sample(device: str, mode: str):
+    from streamguard.config import ProtectConfig
+    from streamguard.frames import Faces
+    from streamguard.protect.modes import build_protector
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    faces = Faces.from_boxes([[40, 40, 140, 150], [180, 60, 260, 150]])
+    protector = build_protector(ProtectConfig(mode=mode, device=device))
+    return protector(image, faces)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(EngineError, match="no CUDA device"):
+        _protect_sample("cuda", "adversarial-identity")
+
+
+@cuda
+@pytest.mark.parametrize("mode", ["adversarial-identity", "adversarial-pixel"])
+def test_generators_on_cuda_match_the_cpu(mode):
+    """On a GPU node (e.g. a Ray worker with ray.gpus_per_worker > 0) the generator runs on
+    CUDA; its output differs from the CPU's by rounding only."""
+    cpu = _protect_sample("cpu", mode).astype(int)
+    gpu = _protect_sample("cuda", mode).astype(int)
+    assert np.abs(cpu - gpu).max() <= 2

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from streamguard.config import ProtectConfig
-from streamguard.errors import ConfigError, ModelUnavailableError
+from streamguard.errors import ConfigError, EngineError, ModelUnavailableError
 from streamguard.frames import Faces
 from streamguard.registry import Registry
 from streamguard.protect.pixelize import (
@@ -84,7 +84,19 @@ ADVERSARIAL_WEIGHTS = {
 }
 
 
-def cells_engine(model, name: str, backend: str):
+def resolve_device(name: str) -> str:
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; "cuda" without one is an error."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise EngineError("protect.device = \"cuda\" but torch sees no CUDA device here; use "
+                          "\"auto\" or \"cpu\"")
+    return name
+
+
+def cells_engine(model, name: str, backend: str, device: str = "cpu"):
     """The block-wise generator's cell network (cells (B, 3, rows, cols) -> δ) as an engine:
     batch and grid size vary."""
     import torch
@@ -100,7 +112,8 @@ def cells_engine(model, name: str, backend: str):
             return self.generator.cells_to_delta(cells)
 
     spec = EngineSpec(input_names=("cells",), example_shapes=((2, 3, 14, 14),),
-                      dynamic={"cells": {0: (1, 4, 32), 2: (2, 16, 96), 3: (2, 16, 96)}})
+                      dynamic={"cells": {0: (1, 4, 32), 2: (2, 16, 96), 3: (2, 16, 96)}},
+                      device=device)
     return load_engine(CellsToDelta(model), name, spec, backend)
 
 
@@ -113,7 +126,8 @@ class BlockwiseProtector:
     def __init__(self, model, cfg: ProtectConfig, name: str = "blockwise"):
         self.model = model
         self.cfg = cfg
-        self.engine = cells_engine(model, name, cfg.backend)
+        self.device = resolve_device(cfg.device)
+        self.engine = cells_engine(model, name, cfg.backend, self.device)
 
     def __call__(self, image: np.ndarray, faces: Faces) -> np.ndarray:
         import torch
@@ -130,7 +144,7 @@ class BlockwiseProtector:
         deltas: dict[int, np.ndarray] = {}
         for idx in groups.values():
             cells = torch.from_numpy(np.stack([jobs[i][1] for i in idx])).permute(0, 3, 1, 2)
-            d = self.engine(cells.contiguous() / 255.0) * 255.0
+            d = (self.engine(cells.contiguous() / 255.0) * 255.0).float().cpu()  # one sync
             for k, i in enumerate(idx):
                 deltas[i] = d[k].permute(1, 2, 0).numpy()
         for i, ((x0, y0, x1, y1), means, dy, dx) in enumerate(jobs):
@@ -145,14 +159,15 @@ class PixelwiseProtector:
     SIZE, REGION = 128, 96
 
     def __init__(self, model, cfg: ProtectConfig):
-        self.model = model
+        self.device = resolve_device(cfg.device)
+        self.model = model.to(self.device)
         self.cfg = cfg
 
     def __call__(self, image: np.ndarray, faces: Faces) -> np.ndarray:
         import torch
 
         out = image.copy()
-        mask = torch.ones(1, 1, self.SIZE, self.SIZE)
+        mask = torch.ones(1, 1, self.SIZE, self.SIZE, device=self.device)
         o = (self.SIZE - self.REGION) // 2
         mask[..., o:o + self.REGION, o:o + self.REGION] = 0
         for x0, y0, x1, y1, face_w in face_regions(faces, image.shape, self.cfg.margin):
@@ -168,9 +183,9 @@ class PixelwiseProtector:
                          np.float32)
             ctx = cv2.warpAffine(canvas, m, (self.SIZE, self.SIZE), flags=cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_REPLICATE)
-            x = torch.from_numpy(ctx).permute(2, 0, 1)[None].float() / 255
+            x = torch.from_numpy(ctx).permute(2, 0, 1)[None].float().to(self.device) / 255
             with torch.inference_mode():
-                delta = self.model(x, mask)[0, :, o:o + self.REGION, o:o + self.REGION]
+                delta = self.model(x, mask)[0, :, o:o + self.REGION, o:o + self.REGION].cpu()
             d = cv2.resize(delta.permute(1, 2, 0).numpy(), (x1 - x0, y1 - y0),
                            interpolation=cv2.INTER_LINEAR)
             out[y0:y1, x0:x1] = np.clip(mosaic + d * 255 + 0.5, 0, 255).astype(np.uint8)
