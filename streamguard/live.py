@@ -333,13 +333,25 @@ class _AudioTemplate:
         self._holder.close()
 
 
+class _RemoteDetection:
+    """The detector slot of a stream whose detection runs in worker processes."""
+
+    def detect(self, image: np.ndarray, index: int):
+        raise RuntimeError("detection runs in the stream's worker processes")
+
+    def close(self) -> None:
+        """Nothing is held here."""
+
+
 class LiveStream:
     def __init__(self, scfg: StreamConfig, cfg: Config, detector=None):
         self.scfg, self.cfg, self.live = scfg, cfg, cfg.live
         self.remote = self.live.workers > 1 and detector is None
-        # live output cannot wait for late detections: no lookback
-        self.processor = None if self.remote else FrameProcessor(cfg.model_copy(update={
-            "track": cfg.track.model_copy(update={"lookback": 0})}), detector)
+        # live output cannot wait for late detections: no lookback. With worker processes,
+        # detection runs there; tracking and protection stay here, in frame order.
+        self.processor = FrameProcessor(cfg.model_copy(update={
+            "track": cfg.track.model_copy(update={"lookback": 0})}),
+            _RemoteDetection() if self.remote else detector)
         self.stats = StreamStats()
         self.queue = DropOldest(self.live.max_queue)
         self.stop_event = threading.Event()
@@ -390,8 +402,7 @@ class LiveStream:
                 log.warning("%s: closing an output failed: %s", self.scfg.name, exc)
         if self.remote:
             self.pool.close()
-        else:
-            self.processor.close()
+        self.processor.close()
         if self._audio is not None:
             self._audio.close()
 

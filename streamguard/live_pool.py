@@ -1,12 +1,14 @@
-"""`live.workers = N`: one stream's detection and protection spread over N processes.
+"""`live.workers = N`: one stream's face detection spread over N processes.
 
-dispatcher thread --PUSH--> N worker processes --PUSH--> collector thread (reorders) --> outputs
-                                 ^ supervisor thread restarts any that die
+dispatcher --PUSH (pixels)--> N worker processes --PUSH (boxes)--> collector --> outputs
+                                   ^ supervisor thread restarts any that die
 
-- The dispatcher takes frames from the stream's drop-oldest queue and sends them without
-  blocking; when every worker's inbox is full, the frame is dropped and counted (the live
-  policy: latency stays bounded).
-- The collector emits results strictly in input order. When a worker dies, the frames sent
+- The dispatcher takes frames from the stream's drop-oldest queue, keeps each until its
+  result is back, and sends the pixels without blocking; when every worker's inbox is full,
+  the frame is dropped and counted (the live policy: latency stays bounded).
+- The collector takes results strictly in input order and tracks and protects each frame
+  in this process (the stream's FrameProcessor): tracks see every frame, as with one worker,
+  and only boxes travel back. When a worker dies, the frames sent
   before its death that are still missing a moment later are skipped and counted as dropped
   (PUSH does not say which worker got which frame); a frame not back after
   `live.reorder_timeout_ms` (a hung worker) is skipped too. A skipped frame is never emitted,
@@ -60,6 +62,7 @@ class WorkerPool:
         self._mp = multiprocessing.get_context("spawn")
         self._cfg_json = stream.cfg.model_dump_json()
         self._sent: dict[int, float] = {}  # index -> send time, until its result is back
+        self._frames: dict[int, Frame] = {}  # index -> the frame, until its result is back
         self._next_send = 0
         self._death: tuple[float, int] | None = None  # (when, frames sent by then)
         self.ready: set[int] = set()
@@ -131,48 +134,53 @@ class WorkerPool:
             frame = stream.queue.get(timeout=0.1)
             if frame is None:
                 continue
-            header = {"index": self._next_send, "t_in": frame.meta["t_in"],
-                      "t_out": frame.meta.get("t_out"), "shape": list(frame.image.shape),
+            index = self._next_send
+            header = {"index": index, "shape": list(frame.image.shape),
                       "dtype": str(frame.image.dtype)}
+            self._frames[index] = frame.replace(index=index)
             try:
                 self._push.send_multipart(encode_frame(header, frame.image), copy=False,
                                           flags=zmq.NOBLOCK)
             except zmq.Again:  # every worker is full: drop, never wait
+                del self._frames[index]
                 stream.stats.dropped += 1
                 continue
-            self._sent[self._next_send] = time.monotonic()
+            self._sent[index] = time.monotonic()
             self._next_send += 1
 
     def _collect(self) -> None:
         stream = self.stream
-        waiting: dict[int, tuple[dict, Any]] = {}
+        processor = stream.processor
+        waiting: dict[int, dict] = {}
         next_index = 0
         timeout = stream.live.reorder_timeout_ms / 1000
         idle_every = 1.0 / stream.live.placeholder_fps
         last_out = time.monotonic()
         while not stream.stop_event.is_set():
             if self._pull.poll(20):
-                header, image = decode_frame(self._pull.recv_multipart(copy=False))
+                header, _ = decode_frame(self._pull.recv_multipart(copy=False))
                 if "ready" in header:
                     self.ready.add(header["ready"])
                 elif header["index"] >= next_index:
-                    waiting[header["index"]] = (header, image)
+                    waiting[header["index"]] = header
             now = time.monotonic()
             while True:
                 if next_index in waiting:
-                    header, image = waiting.pop(next_index)
+                    header = waiting.pop(next_index)
                     self._sent.pop(next_index, None)
+                    frame = self._frames.pop(next_index)
                     next_index += 1
-                    if header.get("failed_closed"):
-                        stream.stats.failed_closed += 1
-                    if header.get("dropped"):
-                        continue  # fail-closed "drop" policy
-                    faces = Faces.from_boxes(header["faces"]) if header["faces"] else Faces.empty()
-                    stream.deliver(Frame(header["index"], None, None, image, faces),
-                                   header)
+                    found = (Faces.from_boxes(header["xyxy"], header["score"])
+                             if "xyxy" in header else None)
+                    protected = processor.protect(
+                        processor.apply(frame, found, header.get("failure")))
+                    stream.stats.failed_closed = processor.failed_closed
+                    if protected is not None:  # None: the fail-closed "drop" policy
+                        stream.deliver(protected, frame.meta)
                     last_out = now
                 elif next_index < self._next_send and self._lost(next_index, now, timeout):
                     self._sent.pop(next_index, None)
+                    self._frames.pop(next_index, None)
                     log.warning("%s: frame %d lost with its worker (or over %.0f ms late); "
                                 "skipped", stream.scfg.name, next_index, timeout * 1000)
                     stream.stats.dropped += 1

@@ -1,14 +1,14 @@
-"""A live stream's worker process (`serve --workers N`): detect, track and protect frames
-received over ZeroMQ, send them back protected.
+"""A live stream's worker process (`serve --workers N`): face detection, the expensive part,
+on frames received over ZeroMQ; the boxes go back, the pixels stay with the stream.
 
-Wire format, both ways: [header JSON, pixel buffer] multipart messages; the pixels travel
-without copies on the sending side (`copy=False`) and are viewed in place on the receiving side
-(`np.frombuffer`). Frame header: index, shape, dtype, t_in, t_out. Result header adds
-faces (xyxy lists), failed_closed and dropped (the fail-closed "drop" policy: no pixels).
-A worker announces itself with {"ready": worker_id} once its models are loaded.
+Wire format: [header JSON, pixel buffer] to the worker — the pixels travel without copies on
+the sending side (`copy=False`) and are viewed in place here (`np.frombuffer`); header: index,
+shape, dtype. Back: [header JSON] with index, xyxy and score lists, or failure (why detection
+failed or overran `detect.timeout_ms`: the stream fails that frame closed). A worker announces
+itself with {"ready": worker_id} once its detector is loaded.
 
-Each worker tracks the frames it is given (every Nth frame of the stream with N workers);
-detection runs on every frame, so protection never depends on a track surviving.
+Tracking and protection stay in the stream's process, in frame order, so tracks see every
+frame exactly as with one worker; they cost a few ms per frame, detection tens.
 """
 
 from __future__ import annotations
@@ -41,24 +41,21 @@ def decode_frame(parts: list[Any]) -> tuple[dict[str, Any], np.ndarray | None]:
 
 
 def run_worker(cfg_json: str, pull: str, push: str, worker_id: int, n_workers: int = 1) -> None:
-    """Process entry point (spawned by `LiveStream`)."""
+    """Process entry point (spawned by `WorkerPool`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     import cv2
-    import torch
     import zmq
 
-    # N workers share the machine's cores: no worker may start a thread pool of its own size
-    threads = max(1, (os.cpu_count() or 1) // n_workers)
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
-
     from streamguard.config import Config
+    from streamguard.detect.base import create_detector
     from streamguard.frames import Frame
-    from streamguard.pipeline import FrameProcessor
+    from streamguard.pipeline import detect_timed
 
+    # N workers share the machine's cores: no worker may start a thread pool of its own size
+    cv2.setNumThreads(max(1, (os.cpu_count() or 1) // n_workers))
     cfg = Config.model_validate_json(cfg_json)
-    cfg = cfg.model_copy(update={"track": cfg.track.model_copy(update={"lookback": 0})})
-    processor = FrameProcessor(cfg)
+    detector = create_detector(cfg.detect)
+    timeout_s = cfg.detect.timeout_ms / 1000
     ctx = zmq.Context()
     inbox = ctx.socket(zmq.PULL)
     inbox.setsockopt(zmq.RCVHWM, 1)
@@ -69,26 +66,18 @@ def run_worker(cfg_json: str, pull: str, push: str, worker_id: int, n_workers: i
     outbox.send_multipart(encode_frame({"ready": worker_id, "pid": os.getpid()}, None))
     try:
         while True:
-            parts = inbox.recv_multipart(copy=False)
-            header, image = decode_frame(parts)
-            if header.get("stop"):
-                break
-            frame = Frame(header["index"], None, None, image)
-            analyzed = processor.analyze(frame)
-            protected = processor.protect(analyzed)
-            result = {"index": header["index"], "t_in": header["t_in"],
-                      "t_out": header.get("t_out"), "worker": worker_id,
-                      "failed_closed": bool(analyzed.failed_closed),
-                      "dropped": protected is None, "shape": list(image.shape),
-                      "dtype": str(image.dtype)}
-            if protected is None:
-                outbox.send_multipart(encode_frame(result, None))
-                continue
-            faces = protected.faces
-            result["faces"] = [] if faces is None else faces.xyxy.round(1).tolist()
-            outbox.send_multipart(encode_frame(result, protected.image), copy=False)
+            header, image = decode_frame(inbox.recv_multipart(copy=False))
+            found, failure = detect_timed(detector, Frame(header["index"], None, None, image),
+                                          timeout_s)
+            result: dict[str, Any] = {"index": header["index"], "worker": worker_id}
+            if found is None:
+                result["failure"] = failure
+            else:
+                result["xyxy"] = found.xyxy.tolist()
+                result["score"] = found.score.tolist()
+            outbox.send_multipart(encode_frame(result, None))
     finally:
-        processor.close()
+        detector.close()
         inbox.close(0)
         outbox.close()
         ctx.term()

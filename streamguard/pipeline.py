@@ -145,21 +145,21 @@ class FrameProcessor:
             self.detector.close()
 
     def analyze(self, frame: Frame) -> Frame:
-        start = time.perf_counter()
-        try:
-            found = self.detector.detect(frame.image, frame.index)
-        except Exception as exc:  # any detector failure fails this frame closed
-            self.detect_errors += 1
+        """Detect (failing closed on an error or overrun), then track."""
+        found, failure = detect_timed(self.detector, frame, self._timeout_s)
+        return self.apply(frame, found, failure)
+
+    def apply(self, frame: Frame, found: Faces | None, failure: str | None = None) -> Frame:
+        """Track detections made here or elsewhere (a live worker process); `found` None means
+        detection failed (`failure` says how): the frame fails closed and is counted."""
+        if found is None:
             self.failed_closed += 1
-            if self.detect_errors <= 3:
-                log.warning("detection failed on frame %d (%s: %s); protecting the whole frame",
-                            frame.index, type(exc).__name__, exc)
-            return frame.replace(failed_closed=True, meta={**frame.meta, "detect_error": True})
-        if time.perf_counter() - start > self._timeout_s:
-            self.failed_closed += 1
-            log.warning("detection took over %.0f ms on frame %d; protecting the whole frame",
-                        self.cfg.detect.timeout_ms, frame.index)
-            return frame.replace(failed_closed=True)
+            error = failure is not None and not failure.startswith("timeout")
+            self.detect_errors += error
+            if self.failed_closed <= 3 or not error:
+                log.warning("frame %d: %s; protecting the whole frame", frame.index, failure)
+            meta = {**frame.meta, "detect_error": True} if error else frame.meta
+            return frame.replace(failed_closed=True, meta=meta)
         return frame.replace(faces=self.tracker.update(found, frame.image.shape))
 
     def protect(self, frame: Frame) -> Frame | None:
@@ -172,6 +172,21 @@ class FrameProcessor:
         if len(frame.faces) == 0:
             return frame
         return frame.replace(image=self.protector(frame.image, frame.faces))
+
+
+def detect_timed(detector: Detector, frame: Frame,
+                 timeout_s: float) -> tuple[Faces | None, str | None]:
+    """(faces, None), or (None, why) when the detector raised or overran `timeout_s` (late
+    results are discarded: the frame fails closed)."""
+    start = time.perf_counter()
+    try:
+        found = detector.detect(frame.image, frame.index)
+    except Exception as exc:  # noqa: BLE001 - any detector failure fails this frame closed
+        return None, f"detection failed ({type(exc).__name__}: {exc})"
+    took = time.perf_counter() - start
+    if took > timeout_s:
+        return None, f"timeout: detection took {took * 1000:.0f} ms (over {timeout_s * 1000:.0f})"
+    return found, None
 
 
 class Lookback:
