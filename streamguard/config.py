@@ -200,8 +200,9 @@ class LiveConfig(_Section):
     bind_host: str = Field("127.0.0.1", description="Host for metrics and ZeroMQ defaults.")
     workers: int = Field(
         1, ge=1, le=64,
-        description="Processes detecting and protecting each stream's frames (fed over ZeroMQ "
-        "PUSH/PULL, reassembled in order); 1 = in the serve process.",
+        description="Processes running face detection for each stream (fed over ZeroMQ "
+        "PUSH/PULL; boxes come back in order, tracking and protection stay in the stream); "
+        "1 = all in the serve process.",
     )
     reorder_timeout_ms: float = Field(
         2000.0, gt=0, description="With workers > 1: a frame not back after this long (a hung "

@@ -18,10 +18,11 @@ wall clock when the connection starts), so the camera's audio, copied packet for
 the RTSP and recorded outputs, keeps its sync with the video; placeholders follow the wall
 clock; every output stream's pts only ever increases.
 
-`live.workers = N` (> 1) moves detection and protection into N worker processes
-(`streamguard.live_worker`) fed over ZeroMQ PUSH/PULL; a collector reassembles their results in
-input order, skipping (and counting) a frame whose worker died; a supervisor thread restarts
-dead workers. A frame is only ever emitted protected.
+`live.workers = N` (> 1) moves face detection into N worker processes
+(`streamguard.live_worker`) fed over ZeroMQ PUSH/PULL; a collector takes their boxes back in
+input order and tracks and protects each frame here, skipping (and counting) a frame whose
+worker died; a supervisor thread restarts dead workers (`streamguard.live_pool`). A frame is
+only ever emitted protected.
 """
 
 from __future__ import annotations
