@@ -1,10 +1,11 @@
 """A batch's memory of finished work: rerun a job and nothing finished is redone.
 
 One JSON file in the output folder (`.streamguard-manifest.json`) with, per output: the input's
-SHA-256 and size, the output's SHA-256, and a digest of every setting that changes the output
-(detection, tracking, protection, encoding, streamguard's version). An output is skipped only
-when all of these still match: a changed input, a changed setting, an edited or missing output
-is done again. The file is rewritten atomically after each finished output, so an interrupted
+and the output's SHA-256, size and modification time, and a digest of every setting that
+changes the output (detection, tracking, protection, encoding, streamguard's version). An
+output is skipped only when all of these still match (a file with its recorded size and
+modification time is not re-hashed): a changed input, a changed setting, an edited or missing
+output is done again. The file is rewritten atomically after each finished output, so an interrupted
 job loses at most the outputs in flight (which are never left under their final names).
 """
 
@@ -56,19 +57,29 @@ class Manifest:
         return os.path.relpath(dst.resolve(), self.path.parent.resolve())
 
     def finished(self, src: Path, dst: Path) -> bool:
-        """True when `dst` is a finished output of this exact input and these settings."""
+        """True when `dst` is a finished output of this exact input and these settings.
+
+        Files whose size and modification time are as recorded are taken as unchanged (a rerun
+        over a large archive does not re-read it); any other file is hashed, so a touched but
+        identical file still counts as finished and a changed one does not."""
         entry = self._entries.get(self._key(dst))
         if not entry or entry.get("settings") != self.settings or not dst.is_file():
             return False
-        if src.stat().st_size != entry.get("input_size"):
+        si, so = src.stat(), dst.stat()
+        if si.st_size != entry.get("input_size") or so.st_size != entry.get("output_size"):
             return False
+        if (si.st_mtime_ns, so.st_mtime_ns) == (entry.get("input_mtime_ns"),
+                                                entry.get("output_mtime_ns")):
+            return True
         return (sha256_file(src) == entry.get("input_sha256")
                 and sha256_file(dst) == entry.get("output_sha256"))
 
     def record(self, src: Path, dst: Path, frames: int) -> None:
+        si, so = src.stat(), dst.stat()
         entry = {
-            "input": str(src), "input_size": src.stat().st_size,
-            "input_sha256": sha256_file(src), "output_sha256": sha256_file(dst),
+            "input": str(src), "input_size": si.st_size, "input_mtime_ns": si.st_mtime_ns,
+            "input_sha256": sha256_file(src), "output_size": so.st_size,
+            "output_mtime_ns": so.st_mtime_ns, "output_sha256": sha256_file(dst),
             "settings": self.settings, "frames": frames,
         }
         with self._lock:

@@ -3,6 +3,8 @@ and how `--ray` finds its cluster."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from streamguard.config import load_config
@@ -42,6 +44,19 @@ def test_any_change_means_not_finished(done, change):
     else:
         cfg = load_config(None, ["protect.blocks=6"])
     assert not Manifest(dst.parent, cfg).finished(src, dst)
+
+
+def test_a_touched_but_identical_file_is_still_finished_and_unchanged_ones_are_not_rehashed(
+        done, monkeypatch):
+    src, dst = done
+    os.utime(src)  # new mtime, same bytes: hashed, still finished
+    assert Manifest(dst.parent, CFG).finished(src, dst)
+    manifest = Manifest(dst.parent, CFG)
+    manifest.record(src, dst, frames=10)
+    import streamguard.manifest as m
+
+    monkeypatch.setattr(m, "sha256_file", lambda p: pytest.fail(f"re-hashed {p}"))
+    assert manifest.finished(src, dst)  # size and mtime as recorded: no re-read
 
 
 def test_settings_that_do_not_change_pixels_keep_outputs_finished(done):
