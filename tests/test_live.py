@@ -312,18 +312,38 @@ def _metric(port: int, name: str, stream: str) -> float | None:
     return float(text.split(key)[1].split()[0]) if key in text else None
 
 
-def test_sigterm_leaves_a_playable_recording(live_clip, tmp_path):
+def _children(pid: int) -> set[int]:
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # the parent pid
+            kids.add(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_leaves_a_playable_recording(live_clip, tmp_path, workers):
+    """With `--workers 2` SIGTERM must also end the worker processes: none is left behind."""
     rec, port = tmp_path / "rec", free_port()
     proc = subprocess.Popen([sys.executable, "-m", "streamguard", "serve", "--input",
                              str(live_clip.path), "--record", str(rec), "--name", "lobby",
-                             "--set", f"live.metrics_port={port}"],
+                             "--workers", str(workers), "--set", f"live.metrics_port={port}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60  # start-up time varies with the machine's load
     while time.time() < deadline and (_metric(port, "frames_out", "lobby") or 0) < 60:
         time.sleep(0.3)
+    children = _children(proc.pid)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    if workers > 1:
+        assert len(children) >= workers
+    time.sleep(0.5)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()
+                and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats[0]["frames_out"] > 30
     files = sorted(rec.glob("lobby-*.mp4"))
