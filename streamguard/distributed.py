@@ -37,7 +37,6 @@ from streamguard.pipeline import FrameProcessor
 from streamguard.report import RunReport
 from streamguard.segments import (
     EncodedSegment,
-    Plan,
     SegmentJob,
     SegmentJoiner,
     SegmentMismatchError,
@@ -123,11 +122,8 @@ Progress = Callable[[int, int, int, int], None]
 @dataclass
 class _File:
     result: FileResult
-    plan: Plan
     joiner: SegmentJoiner
     started: float
-    remaining: int  # segments not yet joined
-    whole: bool = False  # processed uncut (after its segments did not add up)
     superseded: bool = False  # given up in favour of an uncut rerun
 
     @property
@@ -239,11 +235,10 @@ class _Pool:
     def check_alive(self) -> None:
         if self.ready:
             self._last_live = time.monotonic()
-        elif self.starting:
-            pass
-        elif self.start_error is not None and self._gave_up_starting:
+            return
+        if self.start_error is not None and self._gave_up_starting and not self.starting:
             raise self.start_error  # no worker anywhere could start: say why
-        elif time.monotonic() - self._last_live > self.cfg.ray.worker_start_timeout_s:
+        if time.monotonic() - self._last_live > self.cfg.ray.worker_start_timeout_s:
             raise ClusterError(
                 f"no Ray worker could start for {self.cfg.ray.worker_start_timeout_s:.0f} s "
                 "(cluster has too few free resources, or workers crash on start)")
@@ -447,7 +442,7 @@ class _Batch:
                 result.error = exc
                 self.hooks.file(result)
                 continue
-            f = _File(result, plan, joiner, time.perf_counter(), len(plan.segments), whole)
+            f = _File(result, joiner, time.perf_counter())
             self.files.append(f)
             try:
                 for job in iter_jobs(plan, str(src), dst.suffix, cfg.ray.context_frames):
@@ -482,7 +477,6 @@ class _Batch:
         except StreamguardError as exc:
             self._fail_file(f, exc)
             return
-        f.remaining -= 1
         if f.joiner.done:
             report = f.joiner.report
             report.wall_s = time.perf_counter() - f.started

@@ -517,7 +517,7 @@ class LiveStream:
             while not self.stop_event.is_set():
                 frame = self.queue.get(timeout=placeholder_every)
                 if frame is None:
-                    self._idle()
+                    self.idle()
                     continue
                 analyzed = self.processor.analyze(frame)
                 protected = self.processor.protect(analyzed)
@@ -534,7 +534,8 @@ class LiveStream:
         log.error("%s: %s", self.scfg.name, self.stats.last_error)
         self.stop_event.set()
 
-    def _idle(self) -> None:
+    def idle(self) -> None:
+        """While the camera is away, keep the outputs' clock with a placeholder frame."""
         if not self.stats.connected and self._last_out is not None:
             self._emit_placeholder()
 

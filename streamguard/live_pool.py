@@ -188,7 +188,7 @@ class WorkerPool:
                 else:
                     break
             if now - last_out > idle_every and not stream.stats.connected:
-                stream._idle()
+                stream.idle()
                 last_out = now
 
     def _lost(self, index: int, now: float, timeout: float) -> bool:

@@ -23,6 +23,7 @@ that reads the input and writes the output touches files.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 import time
@@ -39,7 +40,7 @@ from streamguard.config import Config
 from streamguard.errors import CorruptMediaError, OutputError, PipelineError
 from streamguard.frames import Frame, Passthrough
 from streamguard.io.sink import EncodedPacket, PacketEncoder, VideoSink
-from streamguard.io.source import SourceInfo, VideoSource
+from streamguard.io.source import PtsFallback, SourceInfo, VideoSource
 from streamguard.pipeline import FrameProcessor, Lookback
 from streamguard.report import RunReport
 
@@ -117,7 +118,6 @@ class EncodedSegment:
     extradata: bytes
     frames: int  # owned frames decoded
     report: RunReport
-    wall_s: float = 0.0
     worker: str = ""
 
 
@@ -171,10 +171,12 @@ def plan_segments(path: str | Path, segment_s: float) -> Plan:
                 cuts.append(k)
                 last = k
     bounds = [None, *cuts, None]
+    shown = sorted(all_pts)
     segments = []
     for i in range(len(bounds) - 1):
-        seg = Segment(i, bounds[i], bounds[i + 1], 0)
-        segments.append(dataclasses.replace(seg, frames=sum(1 for p in all_pts if seg.owns(p))))
+        lo = 0 if bounds[i] is None else bisect.bisect_left(shown, bounds[i])
+        hi = len(shown) if bounds[i + 1] is None else bisect.bisect_left(shown, bounds[i + 1])
+        segments.append(Segment(i, bounds[i], bounds[i + 1], hi - lo))
     return Plan(str(path), params, tuple(segments), len(all_pts))
 
 
@@ -231,7 +233,7 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
                             params.width, params.height, params.time_base)
     lookback = Lookback(cfg.track.lookback)
     out: list[EncodedPacket] = []
-    pre: deque[Frame] = deque(maxlen=max(job.context_frames, 0))
+    pre: deque[tuple[int, int, av.VideoFrame]] = deque(maxlen=max(job.context_frames, 0))
     owned = post_seen = 0
     index = 0
     tracks_before: set[int] = set()  # seen in the frames before the cut: counted there
@@ -252,25 +254,25 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
         if protected is not None:
             out.extend(encoder.encode(protected))
 
-    def analyze(frame: Frame) -> None:
+    def analyze(i: int, pts: int, vf: av.VideoFrame) -> None:
+        frame = Frame(i, pts, params.time_base, vf.to_ndarray(format="rgb24"))
         for ready in lookback.push(processor.analyze(frame)):
             emit(ready)
 
-    for frame in _decode(job):
-        frame = dataclasses.replace(frame, index=index)
-        index += 1
-        if seg.start is not None and frame.pts < seg.start:
-            pre.append(frame)
+    for pts, vf in _decode(job):
+        i, index = index, index + 1
+        if seg.start is not None and pts < seg.start:
+            pre.append((i, pts, vf))  # converted only if still among the last ones
             continue
         while pre:  # the cut reached: warm the tracker on the last context frames
-            analyze(pre.popleft())
-        if seg.owns(frame.pts):
+            analyze(*pre.popleft())
+        if seg.owns(pts):
             owned += 1
         else:
             post_seen += 1
             if post_seen > job.context_frames:
                 continue
-        analyze(frame)
+        analyze(i, pts, vf)
     for ready in lookback.flush():
         emit(ready)
     out.extend(encoder.encode(None))
@@ -284,10 +286,12 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
     # are that segment's), so the file's total counts it once
     report.tracks = len(tracks_owned - tracks_before)
     report.wall_s = time.perf_counter() - t0
-    return EncodedSegment(job.key, seg.index, out, extradata, owned, report, report.wall_s)
+    return EncodedSegment(job.key, seg.index, out, extradata, owned, report)
 
 
-def _decode(job: SegmentJob) -> Iterator[Frame]:
+def _decode(job: SegmentJob) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(pts, decoded frame) in display order; the RGB conversion is left to the caller, which
+    skips it for the context frames it does not analyze."""
     params = job.params
     try:
         ctx = av.CodecContext.create(params.codec, "r")
@@ -300,24 +304,19 @@ def _decode(job: SegmentJob) -> Iterator[Frame]:
         ctx.pix_fmt = params.pix_fmt
     ctx.thread_type = "AUTO"
     tb = params.time_base
-    last: int | None = None
-    step = max(int(round(1 / ((params.info.average_rate or 30) * tb))), 1)
+    fallback = PtsFallback(params.info)
     # frames the demuxer marks for discarding (edit lists) are dropped, as a demuxing decoder
     # does; PyAV cannot set the flag on a packet, so they are recognized by their pts
     discard = {p.pts for p in job.packets if p.discard}
 
-    def frames(packet: av.Packet | None) -> Iterator[Frame]:
-        nonlocal last
+    def frames(packet: av.Packet | None) -> Iterator[tuple[int, av.VideoFrame]]:
         try:
             decoded = ctx.decode(packet)
         except av.error.FFmpegError as exc:
             raise CorruptMediaError(f"{job.key}: decoding failed ({exc})") from None
         for vf in decoded:
-            if vf.pts in discard:
-                continue
-            pts = vf.pts if vf.pts is not None else (0 if last is None else last + step)
-            last = pts
-            yield Frame(index=0, pts=pts, time_base=tb, image=vf.to_ndarray(format="rgb24"))
+            if vf.pts is None or vf.pts not in discard:
+                yield fallback(vf.pts, tb)[0], vf
 
     for p in job.packets:
         pkt = av.Packet(p.data)
@@ -338,11 +337,20 @@ class SegmentJoiner:
     def __init__(self, plan: Plan, dst: str | Path, cfg: Config):
         self.plan = plan
         self.dst = Path(dst)
+        self.done = False
         self._source = VideoSource(plan.path)
         info = self._source.open()
-        self._sink = VideoSink(self.dst, info, cfg.encode)
         params = plan.params
-        self._sink.open(params.width, params.height, params.rotation, params.time_base)
+        try:  # a failure here leaves neither the input open nor a partial output behind
+            self._sink = VideoSink(self.dst, info, cfg.encode)
+        except BaseException:
+            self._source.close()
+            raise
+        try:
+            self._sink.open(params.width, params.height, params.rotation, params.time_base)
+        except BaseException:
+            self.abort()
+            raise
         self._other = self._source.passthrough()
         self._next_other: Passthrough | None = next(self._other, None)
         self._waiting: dict[int, EncodedSegment] = {}
@@ -350,7 +358,6 @@ class SegmentJoiner:
         self._last_dts: int | None = None
         self.report = RunReport(input=plan.path, output=str(dst), mode=cfg.protect.mode,
                                 resolution=f"{params.width}x{params.height}")
-        self.done = False
 
     def add(self, part: EncodedSegment) -> None:
         self._waiting[part.index] = part
@@ -375,26 +382,22 @@ class SegmentJoiner:
                     raise OutputError(f"{self.dst}: segment {part.index} overlaps the previous "
                                       "one in decode order; use a larger ray.segment_s")
                 pkt = dataclasses.replace(pkt, dts=dts)
-            self._last_dts = pkt.dts if pkt.dts is not None else self._last_dts
-            self._copy_until(pkt)
+            if pkt.dts is not None:
+                self._last_dts = pkt.dts
+                self._copy_until(pkt.dts * pkt.time_base)
             self._sink.write_encoded(pkt)
 
-    def _copy_until(self, video: EncodedPacket) -> None:
-        """Mux the other streams' packets that come before this video packet in time."""
-        if video.dts is None:
-            return
-        t = video.dts * video.time_base
+    def _copy_until(self, t: Fraction | None) -> None:
+        """Mux the other streams' packets up to time `t` (seconds; None: all that are left)."""
         while self._next_other is not None:
-            other = self._next_other
-            if other.packet.dts * other.packet.time_base > t:
+            other = self._next_other.packet
+            if t is not None and other.dts * other.time_base > t:
                 return
-            self._sink.passthrough(other)
+            self._sink.passthrough(self._next_other)
             self._next_other = next(self._other, None)
 
     def _finish(self) -> None:
-        while self._next_other is not None:
-            self._sink.passthrough(self._next_other)
-            self._next_other = next(self._other, None)
+        self._copy_until(None)
         self._sink.finish()
         self._source.close()
         self.report.packets_copied = self._sink.packets_copied

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -185,7 +186,7 @@ def test_ray_without_the_extra_says_how_to_install_it(small_clip, tmp_path):
 
 def test_ray_with_an_unreachable_cluster_is_a_clear_error(small_clip, tmp_path):
     pytest.importorskip("ray")
-    with __import__("socket").socket() as s:
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here
     proc = run("anonymize", small_clip.path, "-o", tmp_path / "o.mp4", f"--ray=127.0.0.1:{port}")

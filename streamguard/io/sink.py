@@ -183,7 +183,6 @@ class PacketEncoder:
     def __init__(self, path: str | Path, info: SourceInfo, cfg: EncodeConfig,
                  width: int, height: int, time_base: Fraction | None = None):
         self.path = Path(path)
-        self.info = info
         try:
             self._container = av.open(str(self.path), "w",
                                       format=_FORMATS.get(self.path.suffix.lower()))
@@ -192,7 +191,6 @@ class PacketEncoder:
         self._video, self.codec = add_video_stream(
             self._container, self.path, resolve_encoder(cfg.codec), info, cfg, width, height,
             time_base=time_base)
-        self.frames = 0
 
     def encode(self, frame: Frame | None) -> list[EncodedPacket]:
         """Encode one frame (None flushes the encoder)."""
@@ -203,7 +201,6 @@ class PacketEncoder:
             vf.pts = frame.pts
             if frame.time_base is not None:
                 vf.time_base = frame.time_base
-            self.frames += 1
         try:
             packets = self._video.encode(vf)
         except (av.error.FFmpegError, ValueError) as exc:

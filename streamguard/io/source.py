@@ -152,7 +152,7 @@ class VideoSource:
             raise RuntimeError("VideoSource.items() before open()")
         video, info = self.video, self.info
         copy_index = {s.index for s in info.copy_streams}
-        fallback = _PtsFallback(info)
+        fallback = PtsFallback(info)
         index = packets = 0
         try:
             for packet in self._container.demux(video, *info.copy_streams):
@@ -200,7 +200,7 @@ class VideoSource:
             raise CorruptMediaError(f"{self.path}: demuxing failed ({_reason(exc)})") from None
 
 
-class _PtsFallback:
+class PtsFallback:
     """Fills in pts for the rare frames decoded without one, continuing the last step."""
 
     def __init__(self, info: SourceInfo):
