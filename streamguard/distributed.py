@@ -294,8 +294,7 @@ def _probe(address: str, timeout_s: float = 5.0) -> None:
     if not host or not port.isdigit():
         raise ClusterError(f"Ray address '{address}' is not HOST:PORT, 'auto' or 'local'")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            pass
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as exc:
         raise ClusterError(f"cannot connect to the Ray cluster at {address}: "
                            f"{exc.strerror or exc}") from None

@@ -3,6 +3,7 @@ process group, stopped by its own pid."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -36,10 +37,8 @@ class Node:
                                      start_new_session=True)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # the group is already gone
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -175,7 +175,7 @@ class _Blind:
         raise RuntimeError("simulated detector crash")
 
     def close(self):
-        pass
+        """Nothing to release."""
 
 
 def test_reports_count_each_frame_and_track_once_across_cuts(long_clip, tmp_path):
