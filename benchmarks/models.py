@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from streamguard.models.registry import create_model  # noqa: E402
+from streamguard.models import create_model  # noqa: E402
 
 
 class _Fixed(torch.nn.Module):

@@ -44,7 +44,7 @@ def main() -> int:
     from raycluster import LoopbackCluster
 
     from streamguard.config import load_config
-    from streamguard.distributed import anonymize_on_ray
+    from streamguard.batch.distributed import anonymize_on_ray
     from streamguard.pipeline import anonymize_file
 
     work = ROOT / "benchmarks" / ".work"

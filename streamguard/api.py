@@ -7,7 +7,7 @@ import numpy as np
 from streamguard.config import Config
 from streamguard.detect.base import Detector
 from streamguard.frames import Faces, Frame
-from streamguard.pipeline import FrameProcessor
+from streamguard.process import FrameProcessor
 
 
 class Anonymizer:

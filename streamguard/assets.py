@@ -113,12 +113,10 @@ def cache_dir() -> Path:
     return Path(base) / "streamguard"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file, read in chunks (the one file hasher of the package)."""
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def asset_path(name: str, verify: bool = True) -> Path:

@@ -123,7 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from streamguard.config import StreamConfig, load_config
     from streamguard.errors import ConfigError
-    from streamguard.live import serve
+    from streamguard.live.stream import serve
 
     overrides = list(args.overrides)
     if args.mode:
@@ -160,22 +160,16 @@ def _engine(args: argparse.Namespace) -> int:
             print(f"{e.get('file', '?'):<60} {e.get('backend', '?'):<12} {e.get('device', '')}")
         print(f"{len(entries)} engine(s) in {engines_dir()}")
         return 0
-    from streamguard.backends import EngineSpec, load_engine
-    from streamguard.models.registry import model_kind
-    from streamguard.models.weights import available, card, load_shipped
-    from streamguard.protect.modes import cells_engine
+    from streamguard.models import model_kind
+    from streamguard.models.weights import available, card
+    from streamguard.protect.adversarial import cells_engine, image_engine
 
     for name in args.names or available():
-        model = load_shipped(name)
         kind = model_kind(card(name)["model_args"]["name"])
         if name.startswith("blockwise"):
-            engine = cells_engine(model, name, args.backend, args.device)
+            engine = cells_engine(name, args.backend, args.device)
         else:
-            shapes = ((1, 3, 128, 128), (1, 1, 128, 128))
-            spec = EngineSpec(("image", "mask"), shapes,
-                              {"image": {0: (1, 4, 16)}, "mask": {0: (1, 4, 16)}},
-                              precision=args.precision, device=args.device)
-            engine = load_engine(model, name, spec, args.backend)
+            engine = image_engine(name, args.backend, args.device, args.precision)
         print(f"{name} ({kind}): {engine.backend} {engine.info.get('file', '')}")
     return 0
 
@@ -290,7 +284,8 @@ def _anonymize(args: argparse.Namespace) -> int:
 
 def _anonymize_ray(args: argparse.Namespace, cfg, pairs: list[tuple[Path, Path]],
                    show: bool) -> int:
-    from streamguard.distributed import anonymize_on_ray, import_ray
+    from streamguard.batch.cluster import import_ray
+    from streamguard.batch.distributed import anonymize_on_ray
     from streamguard.report import write_reports
 
     import_ray()  # a missing extra is reported before anything else happens

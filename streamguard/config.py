@@ -2,7 +2,8 @@
 
 Unknown keys are rejected by name, every field is described and bounded, and the CLI overrides
 dotted keys (`--set detect.tile_every=3`). Each stage receives its own section.
-The packaged `default_config.toml` mirrors the defaults below (a test keeps them equal).
+The repository's `config.toml` lists the defaults below with a comment each (a test keeps them
+equal).
 """
 
 from __future__ import annotations
@@ -45,6 +46,22 @@ class DetectConfig(_Section):
         "in at least one tile.",
     )
     nms_iou: float = Field(0.3, ge=0.05, le=0.95, description="IoU above which boxes merge.")
+    edge_padding: float = Field(
+        0.25, ge=0.0, le=0.5,
+        description="Tiles on the frame's border are extended outward by this fraction of "
+        "their side with a mirror image of the frame, so a face cut by the edge looks whole "
+        "enough to be found (0 = off).",
+    )
+    track_windows: bool = Field(
+        True,
+        description="Every frame, look again in a window around each track the full-frame "
+        "pass cannot see (small faces, faces at the frame's edge), so they are followed "
+        "between tile passes; four windows share one detector call.",
+    )
+    window_scale: float = Field(
+        3.0, ge=1.5, le=6.0,
+        description="A track window's side, in face sizes (room for the face to move).",
+    )
     timeout_ms: float = Field(
         1000.0, gt=0,
         description="A detection slower than this fails its frame closed (late results are "
@@ -209,6 +226,12 @@ class LiveConfig(_Section):
         "worker) is skipped and counted as dropped; frames of a worker that died are skipped "
         "at once.",
     )
+    lookback: int = Field(
+        3, ge=0, le=30,
+        description="Live look-back: frames held back so a face found late (a small face the "
+        "tiles reach every few frames) is also covered on the frames just before; adds this "
+        "many frame intervals of latency (3 at 30 fps: 100 ms). 0 = lowest latency.",
+    )
 
 
 class RayConfig(_Section):
@@ -270,7 +293,7 @@ class Config(_Section):
         return self
 
 
-def _format_validation_error(err: ValidationError, origin: str) -> str:
+def format_validation_error(err: ValidationError, origin: str) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(root)"
     if first["type"] == "extra_forbidden":
@@ -278,7 +301,7 @@ def _format_validation_error(err: ValidationError, origin: str) -> str:
     return f"{origin}: {key}: {first['msg']}"
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
     """Parse an override value as TOML (numbers, bools, arrays, quoted strings) or a bare string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -316,7 +339,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"--set: '{key}' is not a section")
-        node[parts[-1]] = _parse_value(raw.strip())
+        node[parts[-1]] = parse_value(raw.strip())
     return data
 
 
@@ -339,4 +362,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, origin)) from None
+        raise ConfigError(format_validation_error(exc, origin)) from None

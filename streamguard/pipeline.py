@@ -1,4 +1,5 @@
-"""decode -> detect/track -> protect -> encode, as threads joined by bounded queues.
+"""The file runner: decode -> detect/track -> protect -> encode, as threads joined by bounded
+queues (the per-frame work itself is `streamguard.process`).
 
 Every queue operation has a timeout and watches one shared stop event; a stage that raises
 stops the run and its exception reaches the caller (the output is then deleted, never left
@@ -16,23 +17,19 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from streamguard.config import Config
-from streamguard.detect.base import Detector, create_detector
+from streamguard.detect.base import Detector
 from streamguard.errors import OutputError, PipelineError, StreamguardError
-from streamguard.frames import Faces, Frame, Passthrough
+from streamguard.frames import Frame, Passthrough
 from streamguard.io.sink import VideoSink
 from streamguard.io.source import VideoSource
-from streamguard.protect.modes import build_protector, protect_whole_frame
+from streamguard.process import FrameProcessor, Lookback
 from streamguard.report import RunReport
-from streamguard.track import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -91,141 +88,56 @@ class Channel:
 
 
 class Stage(threading.Thread):
-    """Runs `work(inbox, emit)` in a thread; always ends its output, hands errors to the run."""
+    """One pipeline stage: a thread that runs `step(item)` on each item of its inbox, in order,
+    and emits what the step returns.
 
-    def __init__(self, name: str, run: _Run, work: Callable[..., None],
-                 inbox: Channel | None, outbox: Channel | None):
+    `inbox` is the previous stage's `Channel`, or for the first stage any iterable (a decoder),
+    whose pulling is then the stage's work. `busy_s` counts only the work, never the waits on
+    queues. The stage always ends its outbox (after `flush()`'s items) and hands any exception
+    to the run, which stops the other stages.
+    """
+
+    def __init__(self, name: str, run: _Run, step: Callable[[Any], Iterable[Any]],
+                 inbox: Channel | Iterable[Any], outbox: Channel | None,
+                 flush: Callable[[], Iterable[Any]] | None = None):
         super().__init__(name=f"streamguard-{name}", daemon=True)
         self.stage = name
         self._run = run
-        self._work = work
+        self._step = step
         self._inbox = inbox
         self._outbox = outbox
+        self._flush = flush
         self.busy_s = 0.0
 
-    def emit(self, item: Any) -> None:
+    def _emit(self, items: Iterable[Any]) -> None:
         if self._outbox is not None:
-            self._outbox.put(item)
+            for item in items:
+                self._outbox.put(item)
 
     def run(self) -> None:
         self._run.tick(self.stage)
+        pulling_is_work = not isinstance(self._inbox, Channel)
         try:
-            self._work(self._inbox, self)
+            items = iter(self._inbox)
+            while True:
+                t = time.perf_counter()
+                item = next(items, _END)
+                if item is _END:
+                    break
+                if not pulling_is_work:
+                    t = time.perf_counter()
+                out = self._step(item)
+                self.busy_s += time.perf_counter() - t
+                self._emit(out)
+                self._run.tick(self.stage)
+            if self._flush is not None:
+                self._emit(self._flush())
             if self._outbox is not None:
                 self._outbox.put(_END)
         except _Stopped:
             return  # another stage failed or the run was stopped: its error is already recorded
         except BaseException as exc:  # handed to the caller, never swallowed
             self._run.fail(exc)
-
-
-class FrameProcessor:
-    """Detect, track and protect one frame at a time: shared by the pipeline and the library.
-
-    `analyze(frame)` returns the frame with faces (or marked failed closed);
-    `protect(frame)` returns the frame with protected pixels, or None when policy drops it.
-    """
-
-    def __init__(self, cfg: Config, detector: Detector | None = None):
-        self.cfg = cfg
-        self.protector = build_protector(cfg.protect)  # refuses early, before any decoding
-        self.detector = detector if detector is not None else create_detector(cfg.detect)
-        self._owns_detector = detector is None
-        self.tracker = Tracker(cfg.track)
-        self.failed_closed = 0
-        self.detect_errors = 0
-        self._timeout_s = cfg.detect.timeout_ms / 1000
-
-    def reset_tracking(self) -> None:
-        """Forget every track (a new file or segment); the models stay loaded."""
-        self.tracker = Tracker(self.cfg.track)
-
-    def close(self) -> None:
-        if self._owns_detector:
-            self.detector.close()
-
-    def analyze(self, frame: Frame) -> Frame:
-        """Detect (failing closed on an error or overrun), then track."""
-        found, failure = detect_timed(self.detector, frame, self._timeout_s)
-        return self.apply(frame, found, failure)
-
-    def apply(self, frame: Frame, found: Faces | None, failure: str | None = None) -> Frame:
-        """Track detections made here or elsewhere (a live worker process); `found` None means
-        detection failed (`failure` says how): the frame fails closed and is counted."""
-        if found is None:
-            self.failed_closed += 1
-            error = failure is not None and not failure.startswith("timeout")
-            self.detect_errors += error
-            if self.failed_closed <= 3 or not error:
-                log.warning("frame %d: %s; protecting the whole frame", frame.index, failure)
-            meta = {**frame.meta, "detect_error": True} if error else frame.meta
-            return frame.replace(failed_closed=True, meta=meta)
-        return frame.replace(faces=self.tracker.update(found, frame.image.shape))
-
-    def protect(self, frame: Frame) -> Frame | None:
-        if frame.failed_closed:
-            if self.cfg.protect.fail_closed == "drop":
-                return None
-            return frame.replace(image=protect_whole_frame(frame.image, self.cfg.protect))
-        if frame.faces is None:
-            raise PipelineError(f"frame {frame.index} reached protection without detection")
-        if len(frame.faces) == 0:
-            return frame
-        return frame.replace(image=self.protector(frame.image, frame.faces))
-
-
-def detect_timed(detector: Detector, frame: Frame,
-                 timeout_s: float) -> tuple[Faces | None, str | None]:
-    """(faces, None), or (None, why) when the detector raised or overran `timeout_s` (late
-    results are discarded: the frame fails closed)."""
-    start = time.perf_counter()
-    try:
-        found = detector.detect(frame.image, frame.index)
-    except Exception as exc:  # noqa: BLE001 - any detector failure fails this frame closed
-        return None, f"detection failed ({type(exc).__name__}: {exc})"
-    took = time.perf_counter() - start
-    if took > timeout_s:
-        return None, f"timeout: detection took {took * 1000:.0f} ms (over {timeout_s * 1000:.0f})"
-    return found, None
-
-
-class Lookback:
-    """Delays frames by `depth` so a track's first box also covers the frames just before it.
-
-    Pass-through packets wait in the same queue, keeping demux order.
-    """
-
-    def __init__(self, depth: int):
-        self.depth = depth
-        self._items: deque[Frame | Passthrough] = deque()
-        self._frames = 0
-        self._seen: set[int] = set()
-
-    def push(self, item: Frame | Passthrough) -> Iterable[Frame | Passthrough]:
-        if isinstance(item, Frame):
-            faces = item.faces
-            if faces is not None and len(faces):
-                new = np.array([t not in self._seen for t in faces.track_id], bool)
-                if new.any() and self.depth:
-                    self._backfill(faces[new])
-                self._seen.update(int(t) for t in faces.track_id)
-            self._frames += 1
-        self._items.append(item)
-        while self._frames > self.depth:
-            out = self._items.popleft()
-            if isinstance(out, Frame):
-                self._frames -= 1
-            yield out
-
-    def _backfill(self, faces: Faces) -> None:
-        for i, item in enumerate(self._items):
-            if isinstance(item, Frame) and item.faces is not None:
-                self._items[i] = item.replace(faces=Faces.concat([item.faces, faces]))
-
-    def flush(self) -> Iterable[Frame | Passthrough]:
-        while self._items:
-            yield self._items.popleft()
-        self._frames = 0
 
 
 def anonymize_file(
@@ -271,55 +183,28 @@ def _run_stages(source: VideoSource, sink: VideoSink, processor: FrameProcessor,
     decoded, analyzed, protected = (Channel(run, pc.queue_size, pc.poll_s) for _ in range(3))
     lookback = Lookback(cfg.track.lookback)
 
-    def decode(_: None, stage: Stage) -> None:
-        items = iter(source.items())
-        while True:
-            t = time.perf_counter()
-            item = next(items, _END)
-            stage.busy_s += time.perf_counter() - t
-            if item is _END:
-                return
-            stage.emit(item)
-            run.tick(stage.stage)
+    def detect(item: Frame | Passthrough) -> Iterable[Frame | Passthrough]:
+        if isinstance(item, Frame):
+            item = processor.analyze(item)
+        return list(lookback.push(item))
 
-    def detect(inbox: Channel, stage: Stage) -> None:
-        for item in inbox:
-            t = time.perf_counter()
-            if isinstance(item, Frame):
-                item = processor.analyze(item)
-            ready = list(lookback.push(item))
-            stage.busy_s += time.perf_counter() - t
-            for out in ready:
-                stage.emit(out)
-            run.tick(stage.stage)
-        for out in lookback.flush():
-            stage.emit(out)
+    def protect(item: Frame | Passthrough) -> Iterable[Frame | Passthrough]:
+        if not isinstance(item, Frame):
+            return (item,)
+        out = processor.protect(item)
+        report.count_frame(item.faces, dropped=out is None)
+        return () if out is None else (out,)
 
-    def protect(inbox: Channel, stage: Stage) -> None:
-        for item in inbox:
-            t = time.perf_counter()
-            if isinstance(item, Frame):
-                faces = item.faces
-                item = processor.protect(item)
-                report.count_frame(faces, dropped=item is None)
-            stage.busy_s += time.perf_counter() - t
-            if item is not None:
-                stage.emit(item)
-            run.tick(stage.stage)
-
-    def encode(inbox: Channel, stage: Stage) -> None:
-        for item in inbox:
-            t = time.perf_counter()
-            if isinstance(item, Frame):
-                sink.write(item)
-            else:
-                sink.passthrough(item)
-            stage.busy_s += time.perf_counter() - t
-            run.tick(stage.stage)
+    def encode(item: Frame | Passthrough) -> Iterable[Any]:
+        if isinstance(item, Frame):
+            sink.write(item)
+        else:
+            sink.passthrough(item)
+        return ()
 
     stages = [
-        Stage("decode", run, decode, None, decoded),
-        Stage("detect", run, detect, decoded, analyzed),
+        Stage("decode", run, lambda item: (item,), source.items(), decoded),
+        Stage("detect", run, detect, decoded, analyzed, flush=lookback.flush),
         Stage("protect", run, protect, analyzed, protected),
         Stage("encode", run, encode, protected, None),
     ]

@@ -49,6 +49,7 @@ class Tracker:
         self._tracks: list[_Track] = []
         self._next_id = 0
         self.tracks_started = 0
+        self.detected_ids: frozenset[int] = frozenset()  # ids matched or started by the last update
 
     def _associate(self, predicted: np.ndarray, dets: np.ndarray) -> list[tuple[int, int]]:
         iou = box_iou(predicted, dets)
@@ -79,6 +80,7 @@ class Tracker:
         matched_t = {t for t, _ in pairs}
         matched_d = {d for _, d in pairs}
         out_boxes, out_scores, out_ids = [], [], []
+        detected: list[int] = []
 
         alpha = 1.0 - cfg.smoothing
         beta = alpha * alpha / (2.0 - alpha)  # the critically damped alpha-beta pairing
@@ -95,6 +97,7 @@ class Tracker:
             out_boxes.append(_union(smoothed, det))
             out_scores.append(tr.last_score)
             out_ids.append(tr.id)
+            detected.append(tr.id)
 
         survivors = []
         for i, tr in enumerate(self._tracks):
@@ -118,10 +121,12 @@ class Tracker:
             self._next_id += 1
             self.tracks_started += 1
             survivors.append(tr)
+            detected.append(tr.id)
             out_boxes.append(dets[d])
             out_scores.append(tr.last_score)
             out_ids.append(tr.id)
         self._tracks = survivors
+        self.detected_ids = frozenset(detected)
 
         if not out_boxes:
             return Faces.empty()
@@ -134,6 +139,11 @@ class Tracker:
         self._tracks = [tr for tr in self._tracks if tr.id not in gone or tr.missed == 0]
         return Faces(boxes[visible].astype(np.float32), np.array(out_scores, np.float32)[visible],
                      np.array(out_ids, np.int64)[visible])
+
+    def predicted(self) -> np.ndarray:
+        """(N, 4) where each live track expects its face on the next frame (state unchanged)."""
+        boxes = [tr.box + tr.velocity for tr in self._tracks]
+        return np.array(boxes, np.float32).reshape(-1, 4)
 
     @property
     def active(self) -> int:

@@ -10,8 +10,8 @@ import torch
 
 from streamguard.backends import EngineSpec, available_backends, list_cache, load_engine
 from streamguard.backends.tensorrt import _import_trt
-from streamguard.errors import EngineError
-from streamguard.models.registry import create_model
+from streamguard.errors import ConfigError, EngineError
+from streamguard.models import create_model
 
 TOL = 1e-4
 
@@ -80,7 +80,7 @@ def test_auto_picks_a_working_backend_and_logs_why_tensorrt_was_skipped(monkeypa
 
 
 def test_unknown_backend_is_an_error():
-    with pytest.raises(EngineError, match="unknown backend 'fast'"):
+    with pytest.raises(ConfigError, match="unknown backend 'fast'"):
         load_engine(Cells(), "cells", SPEC, "fast")
 
 
@@ -118,7 +118,7 @@ def test_tensorrt_builds_saves_and_reloads():
 def _protect_sample(device: str, mode: str):
     from streamguard.config import ProtectConfig
     from streamguard.frames import Faces
-    from streamguard.protect.modes import build_protector
+    from streamguard.protect import build_protector
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)

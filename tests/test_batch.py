@@ -8,9 +8,9 @@ import os
 import pytest
 
 from streamguard.config import load_config
-from streamguard.distributed import resolve_address
+from streamguard.batch.cluster import resolve_address
 from streamguard.errors import ClusterError
-from streamguard.manifest import NAME, Manifest
+from streamguard.batch.manifest import NAME, Manifest
 
 CFG = load_config(None, [])
 
@@ -53,7 +53,7 @@ def test_a_touched_but_identical_file_is_still_finished_and_unchanged_ones_are_n
     assert Manifest(dst.parent, CFG).finished(src, dst)
     manifest = Manifest(dst.parent, CFG)
     manifest.record(src, dst, frames=10)
-    import streamguard.manifest as m
+    import streamguard.batch.manifest as m
 
     monkeypatch.setattr(m, "sha256_file", lambda p: pytest.fail(f"re-hashed {p}"))
     assert manifest.finished(src, dst)  # size and mtime as recorded: no re-read

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from streamguard.config import Config
-from streamguard.protect.modes import ADVERSARIAL_WEIGHTS
+from streamguard.protect.adversarial import ADVERSARIAL_WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORECARD = ROOT / "benchmarks" / "results" / "privacy.json"

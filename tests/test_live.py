@@ -20,7 +20,9 @@ import pytest
 import zmq
 
 from streamguard.config import Config, StreamConfig
-from streamguard.live import DropOldest, LiveStream, prometheus_text, redact
+from streamguard.io.source import redact
+from streamguard.live.stream import DropOldest, LiveStream
+from streamguard.report import prometheus_text
 from media import Sprite, detail_similarity, write_clip
 
 HERE = Path(__file__).resolve().parent
@@ -38,6 +40,46 @@ def _gst_available() -> bool:
 
 needs_rtsp = pytest.mark.skipif(not _gst_available(),
                                 reason="GStreamer RTSP server not installed (.ci/run installs it)")
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def connect_and_wait(sub: zmq.Socket, endpoint: str, timeout: float = 10) -> None:
+    """Connect a SUB socket and wait until its handshake is done (its subscription goes out
+    with it), so a PUB sends it the first frame."""
+    from zmq.utils.monitor import recv_monitor_message
+
+    monitor = sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    sub.connect(endpoint)
+    try:
+        if not monitor.poll(int(timeout * 1000)):
+            pytest.fail("the ZeroMQ subscriber never connected")
+        recv_monitor_message(monitor)
+    finally:
+        sub.disable_monitor()
+        monitor.close(0)
+
+
+def listening(port: int) -> bool:
+    """True when a TCP socket listens on this port (read from /proc, without connecting:
+    FFmpeg's RTSP listener accepts a single client)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
 
 
 def free_port() -> int:
@@ -114,8 +156,7 @@ def test_zmq_consumer_receives_every_frame_in_order_with_pts(live_clip, tmp_path
             dst.mux(p)
     stream = LiveStream(StreamConfig(name="door", input=str(short), zmq=endpoint),
                         _cfg(max_queue=45, workers=workers))
-    sub.connect(endpoint)
-    time.sleep(0.3)  # PUB/SUB: let the subscription arrive before the first frame
+    connect_and_wait(sub, endpoint)  # PUB/SUB: the subscription must precede the first frame
     stream.start()
     got = []
     deadline = time.time() + 30
@@ -136,7 +177,6 @@ def test_zmq_consumer_receives_every_frame_in_order_with_pts(live_clip, tmp_path
     assert stream.stats.dropped == 0
 
 
-@needs_rtsp
 def test_a_killed_worker_process_is_restarted_and_order_holds(live_clip):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     sub = zmq.Context.instance().socket(zmq.SUB)
@@ -161,7 +201,7 @@ def test_a_killed_worker_process_is_restarted_and_order_holds(live_clip):
         victim = stream.pool.pids()[0]
         os.kill(victim, signal.SIGKILL)
         receive(6)
-        assert stream.stats.worker_restarts >= 1
+        assert stream.snapshot()["worker_restarts"] >= 1
         assert victim not in stream.pool.pids() and len(stream.pool.ready) == 2
         assert len(got) > before + 60  # frames kept coming through and after the restart
         assert stream.error is None
@@ -175,6 +215,7 @@ def test_a_killed_worker_process_is_restarted_and_order_holds(live_clip):
     assert all(_face_protected(img, live_clip) for _, img in got[::10])
 
 
+@needs_rtsp
 def test_camera_to_protected_rtsp_and_recovery_after_server_restart(live_clip, tmp_path):
     cam_port, out_port = free_port(), free_port()
     server = RtspServer(live_clip.path, cam_port).start()
@@ -197,7 +238,7 @@ def test_camera_to_protected_rtsp_and_recovery_after_server_restart(live_clip, t
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    time.sleep(0.5)
+    wait_for(lambda: listening(out_port), 10, "the RTSP listener")
     cfg = _cfg(stall_timeout_s=2.0, reconnect_initial_s=0.3, reconnect_max_s=2.0)
     stream = LiveStream(StreamConfig(name="cam", input=f"rtsp://127.0.0.1:{cam_port}/cam",
                                      publish=f"rtsp://127.0.0.1:{out_port}/out"), cfg).start()
@@ -212,8 +253,8 @@ def test_camera_to_protected_rtsp_and_recovery_after_server_restart(live_clip, t
         # the camera's server dies mid-stream and comes back
         frames_before = stream.stats.frames_in
         server.stop()
-        time.sleep(3)
-        assert stream.stats.reconnects >= 1 and not stream.stats.connected
+        wait_for(lambda: stream.snapshot()["reconnects"] >= 1
+                 and not stream.snapshot()["connected"], 15, "the camera to count as lost")
         server.start()
         t0 = time.time()
         while time.time() - t0 < 10 and stream.stats.frames_in <= frames_before + 10:
@@ -241,14 +282,14 @@ def test_bad_inputs_give_a_clear_reason_not_a_crash(live_clip, case):
     stream = LiveStream(StreamConfig(name="x", input=url), _cfg(reconnect_initial_s=5)).start()
     try:
         t0 = time.time()
-        while time.time() - t0 < 10 and not stream.stats.last_error:
+        while time.time() - t0 < 10 and not stream.snapshot()["last_error"]:
             time.sleep(0.1)
         expected = {"refused": "connection refused", "not_found": "not found",
                     "bad_credentials": "bad credentials"}[case]
-        assert expected in stream.stats.last_error
-        assert "wrong" not in stream.stats.last_error  # the password is never echoed
+        assert expected in stream.snapshot()["last_error"]
+        assert "wrong" not in stream.snapshot()["last_error"]  # the password is never echoed
         assert stream.error is None  # the worker is alive, waiting to reconnect
-        text = prometheus_text([stream])
+        text = prometheus_text({stream.scfg.name: stream.snapshot()})
         assert 'streamguard_connected{stream="x"} 0' in text
     finally:
         stream.stop()
@@ -263,10 +304,10 @@ def test_a_missing_webcam_gives_a_clear_reason_and_keeps_retrying():
                         _cfg(reconnect_initial_s=0.1, reconnect_max_s=0.2)).start()
     try:
         t0 = time.time()
-        while time.time() - t0 < 10 and stream.stats.reconnects < 2:
+        while time.time() - t0 < 10 and stream.snapshot()["reconnects"] < 2:
             time.sleep(0.1)
-        assert "no such device" in stream.stats.last_error
-        assert stream.stats.reconnects >= 2 and stream.error is None
+        assert "no such device" in stream.snapshot()["last_error"]
+        assert stream.snapshot()["reconnects"] >= 2 and stream.error is None
     finally:
         stream.stop()
 
@@ -292,7 +333,7 @@ def test_camera_audio_a_recording_cannot_hold_is_left_out_not_fatal(tmp_path):
     rec = tmp_path / "rec"
     stream = LiveStream(StreamConfig(name="door", input=str(cam), record_dir=str(rec)),
                         _cfg()).start()
-    time.sleep(3)
+    wait_for(lambda: stream.stats.frames_out >= 55 or stream.error, 30, "55 recorded frames")
     stream.stop()
     assert stream.error is None and stream.stats.frames_out >= 55
     files = sorted(rec.glob("door-*.mp4"))
@@ -341,9 +382,18 @@ def test_sigterm_leaves_a_playable_recording(live_clip, tmp_path, workers):
     assert proc.returncode == 0, err
     if workers > 1:
         assert len(children) >= workers
-    time.sleep(0.5)
-    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()
-                and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+
+    def left_behind() -> list[int]:
+        alive = []
+        for pid in children:
+            try:
+                if "zombie" not in Path(f"/proc/{pid}/status").read_text().lower():
+                    alive.append(pid)
+            except OSError:
+                continue  # gone
+        return alive
+
+    wait_for(lambda: not left_behind(), 10, "the worker processes to exit")
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats[0]["frames_out"] > 30
     files = sorted(rec.glob("lobby-*.mp4"))

@@ -17,8 +17,8 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is the optional extra streamguard[ray]")
 
 from streamguard.config import load_config  # noqa: E402
-from streamguard.distributed import anonymize_on_ray  # noqa: E402
-from streamguard.manifest import NAME as MANIFEST  # noqa: E402
+from streamguard.batch.distributed import anonymize_on_ray  # noqa: E402
+from streamguard.batch.manifest import NAME as MANIFEST  # noqa: E402
 from raycluster import CLUSTER_ENV, LoopbackCluster, Node, alive_nodes, wait_nodes  # noqa: E402
 from media import (  # noqa: E402
     Sprite,
@@ -188,8 +188,8 @@ def test_a_file_whose_segments_do_not_add_up_is_redone_uncut(cluster, library, t
     would) makes the worker refuse it; the driver then processes that file uncut."""
     import dataclasses
 
-    import streamguard.distributed as dist
-    from streamguard.segments import plan_segments
+    import streamguard.batch.distributed as dist
+    from streamguard.batch.segments import plan_segments
 
     def miscounting(path, segment_s):
         plan = plan_segments(path, segment_s)

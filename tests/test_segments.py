@@ -12,8 +12,9 @@ import pytest
 from streamguard.assets import asset_path
 from streamguard.config import load_config
 from streamguard.errors import OutputError
-from streamguard.pipeline import FrameProcessor, anonymize_file
-from streamguard.segments import (
+from streamguard.pipeline import anonymize_file
+from streamguard.process import FrameProcessor
+from streamguard.batch.segments import (
     SegmentJoiner,
     anonymize_segmented,
     iter_jobs,
@@ -171,7 +172,7 @@ def test_odd_frame_sizes_are_padded_in_segments_too(crops, tmp_path):
 class _Blind:
     """A detector that always fails: every frame must be protected whole and counted."""
 
-    def detect(self, image, index):
+    def detect(self, image, index, around=None):
         raise RuntimeError("simulated detector crash")
 
     def close(self):

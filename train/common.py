@@ -7,14 +7,18 @@ import argparse
 import json
 import os
 import random
-import sys
 import time
 import tomllib
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ConfigDict, ValidationError, create_model
+
+from streamguard.config import format_validation_error, parse_value
+from streamguard.errors import ConfigError
 
 # the same cache the Makefile and the CLI use, when run from a checkout
 os.environ.setdefault("STREAMGUARD_CACHE",
@@ -22,32 +26,53 @@ os.environ.setdefault("STREAMGUARD_CACHE",
 
 
 def parse_config(defaults: dict[str, Any], section: str, argv: list[str] | None = None) -> dict:
-    """defaults <- [section] of --config TOML <- --set key=value (unknown keys rejected)."""
+    """defaults <- [section] of --config TOML <- --set key=value, validated by the same pydantic
+    machinery as streamguard's config: unknown keys and wrongly typed values are ConfigErrors
+    naming the key. Each key's type is its default's."""
     ap = argparse.ArgumentParser(description=f"train: {section}")
     ap.add_argument("--config", help="TOML file; keys are read from its [%s] table" % section)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
-    cfg = dict(defaults)
+    data: dict[str, Any] = {}
+    origin = "defaults"
     if args.config:
-        data = tomllib.loads(Path(args.config).read_text()).get(section, {})
-        _merge(cfg, data, f"{args.config} [{section}]")
+        try:
+            data = tomllib.loads(Path(args.config).read_text()).get(section, {})
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{args.config}: cannot read ({exc})") from None
+        origin = f"{args.config} [{section}]"
     for item in args.overrides:
         key, sep, raw = item.partition("=")
-        if not sep:
-            sys.exit(f"--set expects key=value, got '{item}'")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        _merge(cfg, {key.strip(): value}, "--set")
-    return cfg
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got '{item}'")
+        data[key.strip()] = parse_value(raw.strip())
+        origin = f"{origin} + --set"
+    fields = {k: (_type_of(v), v) for k, v in defaults.items()}
+    model = create_model(f"{section}_config", __config__=ConfigDict(extra="forbid"), **fields)
+    try:
+        return model.model_validate(data).model_dump()
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, origin)) from None
 
 
-def _merge(cfg: dict, data: dict, origin: str) -> None:
-    for key, value in data.items():
-        if key not in cfg:
-            sys.exit(f"{origin}: unknown key '{key}'; known: {', '.join(sorted(cfg))}")
-        cfg[key] = value
+def _type_of(default: Any) -> Any:
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, float):
+        return float
+    if isinstance(default, int):
+        return int
+    if isinstance(default, dict):
+        return dict[str, Any]
+    return type(default)
+
+
+def run_script(main: Callable[[], Any]) -> None:
+    """A training script's entry point: a bad config is one line and exit 2, not a traceback."""
+    try:
+        main()
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def seed_everything(seed: int) -> torch.Generator:

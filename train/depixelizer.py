@@ -16,10 +16,11 @@ import torch  # noqa: E402
 
 from streamguard.models.features import loss_backbone  # noqa: E402
 from streamguard.models.losses import DepixWeights, depixelization_loss  # noqa: E402
-from streamguard.models.registry import create_model, model_kind  # noqa: E402
+from streamguard.models import create_model, model_kind  # noqa: E402
 from streamguard.protect.pixelize import pixelize_regions, sample_ratio  # noqa: E402
 from train.common import (  # noqa: E402
-    Logger, parse_config, pick_device, resume, save_checkpoint, seed_everything, train_loader,
+    Logger, parse_config, pick_device, resume, run_script, save_checkpoint, seed_everything,
+    train_loader,
 )
 
 # -- config: every default with its reason ----------------------------------------------------
@@ -127,4 +128,4 @@ def main(argv=None, protect=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -155,7 +155,7 @@ def quality_row(gt: torch.Tensor, rec: torch.Tensor, fid: FID | None, ident) -> 
 
 
 def load_attacker(path: str | Path):
-    from streamguard.models.registry import create_model
+    from streamguard.models import create_model
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     args = dict(ckpt["model_args"])

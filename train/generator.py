@@ -19,10 +19,10 @@ import torch  # noqa: E402
 from streamguard.models.losses import (  # noqa: E402
     adversarial_loss, cell_cost, identity_loss, smoothing_attacks,
 )
-from streamguard.models.registry import create_model, model_kind  # noqa: E402
+from streamguard.models import create_model, model_kind  # noqa: E402
 from streamguard.protect.pixelize import pixelize_regions, sample_ratio  # noqa: E402
 from train.common import (  # noqa: E402
-    Logger, load_checkpoint, parse_config, pick_device, resume, save_checkpoint,
+    Logger, load_checkpoint, parse_config, run_script, pick_device, resume, save_checkpoint,
     seed_everything, train_loader,
 )
 
@@ -187,4 +187,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

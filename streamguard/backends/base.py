@@ -1,4 +1,6 @@
-"""One engine layer for every model: pick a backend, build (or reuse) its artifact, run batches.
+"""The engine layer's parts: `EngineSpec`, `Engine`, the backend registry, the cache (keys,
+sidecars, listing, clearing) and device resolution. `streamguard.backends.load_engine` puts
+them together:
 
     engine = load_engine(module, name="blockwise_identity", spec=EngineSpec(...), backend="auto")
     out = engine(cells)          # torch tensors in, a torch tensor out
@@ -71,17 +73,18 @@ class Engine:
 # A backend builder: (module, name, spec, cache_dir) -> Engine; raises EngineError when it
 # cannot run here (missing library, no GPU, ...), with the reason.
 Builder = Callable[[torch.nn.Module, str, EngineSpec, Path], Engine]
-_BACKENDS: Registry[Builder] = Registry("backend")
-register_backend = _BACKENDS.register
+BACKENDS: Registry[Builder] = Registry("backend")
+register_backend = BACKENDS.register
 
 
-def available_backends() -> list[str]:
-    _load_builtin()
-    return _BACKENDS.names()
-
-
-def _load_builtin() -> None:
-    from streamguard.backends import onnxruntime, tensorrt, torch_backend  # noqa: F401
+def resolve_device(name: str) -> str:
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu"; "cuda" without one is an error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise EngineError("protect.device = \"cuda\" but torch sees no CUDA device here; use "
+                          "\"auto\" or \"cpu\"")
+    return name
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -104,43 +107,6 @@ def cache_key(module: torch.nn.Module, name: str, backend: str, spec: EngineSpec
 
 def write_sidecar(path: Path, info: dict[str, Any]) -> None:
     path.with_suffix(path.suffix + ".json").write_text(json.dumps(info, indent=2, default=str))
-
-
-def load_engine(module: torch.nn.Module, name: str, spec: EngineSpec, backend: str = "auto",
-                cache: Path | None = None) -> Engine:
-    """Build or reuse an engine for `module`. Raises EngineError with the reason."""
-    _load_builtin()
-    module = module.eval().to(spec.device)
-    cache = cache or engines_dir()
-    if backend != "auto":
-        builder = _BACKENDS.get(backend)
-        if builder is None:
-            raise EngineError(f"unknown backend '{backend}'; known: {available_backends()}")
-        return builder(module, name, spec, cache)
-    return _auto(module, name, spec, cache)
-
-
-def _auto(module: torch.nn.Module, name: str, spec: EngineSpec, cache: Path) -> Engine:
-    examples = spec.examples()
-    timings: dict[str, float] = {}
-    engines: dict[str, Engine] = {}
-    for backend in available_backends():
-        if backend == "compile":
-            continue  # minutes of compile time for a few percent: only when asked by name
-        try:
-            engine = _BACKENDS.get(backend)(module, name, spec, cache)
-            timings[backend] = median_ms(engine, examples)
-            engines[backend] = engine
-        except EngineError as exc:
-            log.info("engine %s: backend %s unavailable: %s", name, backend, exc)
-    if not engines:
-        raise EngineError(f"no backend can run {name} on {spec.device}")
-    best = min(timings, key=timings.get)
-    log.info("engine %s: chose %s (%s)", name, best,
-             ", ".join(f"{b} {t:.2f} ms" for b, t in sorted(timings.items(), key=lambda x: x[1])))
-    chosen = engines[best]
-    chosen.info["auto_timings_ms"] = timings
-    return chosen
 
 
 def median_ms(engine: Engine, inputs: list[torch.Tensor], runs: int = 15) -> float:

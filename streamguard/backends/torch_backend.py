@@ -1,5 +1,6 @@
-"""PyTorch backends: `torch` (eager; CPU channels_last + inference_mode; CUDA fp16/bf16 with
-an optional CUDA graph) and `compile` (torch.compile, dynamic shapes). Nothing is written to
+"""PyTorch backends: `torch` (eager; CPU channels_last + inference_mode; CUDA fp16/bf16) and
+`compile` (torch.compile, dynamic shapes). No CUDA graph is captured (shapes vary per frame);
+benchmarks/gpu.py measures what one would bring. Nothing is written to
 the engine cache: the artifact is the module itself (torch.compile keeps its own cache)."""
 
 from __future__ import annotations

@@ -1,0 +1,28 @@
+"""Face detection: `create_detector(cfg.detect)` by registered name.
+
+`base` holds the protocol, the registry, tiles and NMS; `mediapipe` the BlazeFace detector,
+registered when first asked for (its module loads nothing heavy until a detector is built).
+"""
+
+from __future__ import annotations
+
+from streamguard.config import DetectConfig
+from streamguard.detect.base import DETECTORS, Detector, register_detector
+
+
+def _load_builtin() -> None:
+    from streamguard.detect import mediapipe  # noqa: F401
+
+
+def available_detectors() -> list[str]:
+    _load_builtin()
+    return DETECTORS.names()
+
+
+def create_detector(cfg: DetectConfig) -> Detector:
+    """The detector `cfg.detector` names; a ConfigError naming the known ones otherwise."""
+    _load_builtin()
+    return DETECTORS.lookup(cfg.detector)(cfg)
+
+
+__all__ = ["Detector", "available_detectors", "create_detector", "register_detector"]

@@ -1,4 +1,4 @@
-"""Encode protected frames and copy the other streams into a new file, atomically.
+"""Outputs: files (`VideoSink`, atomically), RTSP publish and rolling recordings (live).
 
 Output goes to a hidden temporary file in the output folder and is renamed onto the final name
 only by `finish()`; `abort()` (or leaving the `with` block on an error) deletes it, so nothing
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -22,46 +23,20 @@ from typing import Any
 
 import av
 import av.error
-import numpy as np
 
 from streamguard.config import EncodeConfig
-from streamguard.errors import OutputError, UnsupportedCodecError
+from streamguard.errors import OutputError
 from streamguard.frames import Frame, Passthrough
-from streamguard.io.source import SourceInfo
+from streamguard.io.encode import (
+    add_video_stream, container_format, encodable_size, resolve_encoder, to_video_frame,
+)
+from streamguard.io.source import Backoff, SourceInfo, classify, redact
 
 log = logging.getLogger(__name__)
 
 # container-level keys the muxer writes itself; copying them would describe the old encode
 _SKIP_METADATA = {"major_brand", "minor_version", "compatible_brands", "encoder", "duration"}
 _NVENC = {"h264_nvenc": "libx264", "hevc_nvenc": "libx265"}
-
-
-def resolve_encoder(name: str) -> str:
-    """The encoder to use: NVENC only when asked and usable, else its software twin."""
-    if name not in av.codecs_available:
-        raise UnsupportedCodecError(f"encoder '{name}' is not available in this FFmpeg build")
-    try:
-        codec = av.Codec(name, "w")
-    except (av.error.FFmpegError, ValueError):
-        raise UnsupportedCodecError(f"'{name}' is not an encoder") from None
-    if codec.type != "video":
-        raise UnsupportedCodecError(f"'{name}' is not a video encoder")
-    if name in _NVENC and not _nvenc_usable(name):
-        log.warning("%s is not usable here (no NVIDIA GPU/driver); using %s", name, _NVENC[name])
-        return _NVENC[name]
-    return name
-
-
-def _nvenc_usable(name: str) -> bool:
-    try:
-        ctx = av.CodecContext.create(name, "w")
-        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
-        ctx.time_base = Fraction(1, 30)
-        ctx.open()
-        return True
-    except Exception as exc:  # any failure to open the GPU encoder means "not usable"
-        log.debug("NVENC probe failed: %s", exc)
-        return False
 
 
 def check_writable(path: Path) -> None:
@@ -75,90 +50,6 @@ def check_writable(path: Path) -> None:
         raise OutputError(f"{path}: output path is a folder")
     if not os.access(folder, os.W_OK):
         raise OutputError(f"{path}: output folder is not writable")
-
-
-def encodable_size(pix_fmt: str, width: int, height: int) -> tuple[int, int]:
-    """The smallest size >= (width, height) the pixel format can hold: chroma-subsampled
-    formats (yuv420p: both sides, yuv422p: the width) need even sides."""
-    try:
-        fmt = av.VideoFormat(pix_fmt, width, height)
-    except (ValueError, av.error.FFmpegError):
-        raise UnsupportedCodecError(f"unknown pixel format '{pix_fmt}'") from None
-    chroma = [c for c in fmt.components if c.is_chroma]
-    step_w = 2 if chroma and width > 1 and chroma[0].width < width else 1
-    step_h = 2 if chroma and height > 1 and chroma[0].height < height else 1
-    return -(-width // step_w) * step_w, -(-height // step_h) * step_h
-
-
-def pad_to(image: Any, width: int, height: int) -> Any:
-    """Grow an RGB frame to (width, height) by repeating its last column/row (odd sizes)."""
-    h, w = image.shape[:2]
-    if (w, h) == (width, height):
-        return image
-    return np.pad(image, ((0, height - h), (0, width - w), (0, 0)), mode="edge")
-
-
-_FORMATS = {".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts", ".m4v": "mp4"}
-
-
-def add_video_stream(container: Any, path: Path, codec: str, info: SourceInfo,
-                     cfg: EncodeConfig, width: int, height: int, rotation: int = 0,
-                     time_base: Fraction | None = None) -> tuple[Any, str]:
-    """Add the protected video stream to `container`: returns (stream, codec actually used).
-
-    One place decides every encoder setting, so packets encoded elsewhere (`PacketEncoder`, on
-    another machine) carry exactly the headers of the stream they are muxed into.
-    """
-    ext = path.suffix.lower()
-    rate = info.average_rate or 30
-    if ext == ".avi" and codec == "libx264":
-        # FFmpeg reads H.264-in-AVI back one frame late (it guesses pts from dts); AVI's
-        # native MPEG-4 Part 2 keeps every timestamp
-        log.info("%s: AVI output: encoding MPEG-4 Part 2 instead of H.264", path)
-        codec = "mpeg4"
-    try:
-        video = container.add_stream(codec, rate=rate)
-    except ValueError as exc:
-        if ext != ".webm":
-            raise OutputError(f"{path}: {exc}; choose another encode.codec or an .mkv "
-                              "output") from None
-        # WebM holds only VP8/VP9/AV1: keep the user's container, switch the codec
-        log.warning("%s: WebM cannot hold %s; encoding VP9 instead (slower)", path, codec)
-        codec = "libvpx-vp9"
-        video = container.add_stream(codec, rate=rate)
-    padded = encodable_size(cfg.pix_fmt, width, height)
-    if padded != (width, height):
-        log.warning("%s: %dx%d frames cannot be encoded as %s; padded to %dx%d by repeating the "
-                    "last column/row", path, width, height, cfg.pix_fmt, *padded)
-    video.width, video.height = padded
-    video.pix_fmt = cfg.pix_fmt
-    time_base = time_base or info.time_base
-    if time_base is not None:
-        video.codec_context.time_base = time_base
-        video.time_base = time_base
-    options = dict(cfg.options)
-    if codec in ("libx264", "libx265"):
-        options.setdefault("crf", str(cfg.crf))
-        options.setdefault("preset", cfg.preset)
-    elif codec.endswith("_nvenc"):
-        options.setdefault("cq", str(cfg.crf))
-    elif codec == "libvpx-vp9":
-        options.setdefault("crf", str(min(cfg.crf + 10, 63)))
-        options.setdefault("b", "0")
-        options.setdefault("deadline", "realtime")
-        options.setdefault("cpu-used", "8")
-    video.codec_context.options = options
-    if ext == ".avi":
-        # AVI stores no presentation timestamps: B-frame reordering would scramble them
-        video.codec_context.max_b_frames = 0
-    if codec == "mpeg4":
-        video.codec_context.qscale = 3  # near-transparent quality for MPEG-4 Part 2
-    if rotation:
-        video.set_display_rotation(rotation)
-    for key, value in info.video_metadata.items():
-        if key not in ("handler_name", "encoder", "vendor_id"):
-            video.metadata[key] = value
-    return video, codec
 
 
 @dataclass(frozen=True)
@@ -185,7 +76,7 @@ class PacketEncoder:
         self.path = Path(path)
         try:
             self._container = av.open(str(self.path), "w",
-                                      format=_FORMATS.get(self.path.suffix.lower()))
+                                      format=container_format(self.path))
         except (av.error.FFmpegError, ValueError) as exc:
             raise OutputError(f"{self.path}: cannot write this container ({exc})") from None
         self._video, self.codec = add_video_stream(
@@ -196,11 +87,8 @@ class PacketEncoder:
         """Encode one frame (None flushes the encoder)."""
         vf = None
         if frame is not None:
-            image = pad_to(frame.image, self._video.width, self._video.height)
-            vf = av.VideoFrame.from_ndarray(image, format="rgb24")
-            vf.pts = frame.pts
-            if frame.time_base is not None:
-                vf.time_base = frame.time_base
+            vf = to_video_frame(frame.image, self._video.width, self._video.height, frame.pts,
+                                frame.time_base)
         try:
             packets = self._video.encode(vf)
         except (av.error.FFmpegError, ValueError) as exc:
@@ -217,6 +105,11 @@ class PacketEncoder:
 
 
 class VideoSink:
+    """An output video file: protected frames encoded with their input pts, the input's other
+    streams copied packet for packet, written to a hidden temporary name and moved onto the
+    final name only by `finish()`. A context manager: leaving it without `finish()` deletes
+    the partial file."""
+
     def __init__(self, path: str | Path, info: SourceInfo, cfg: EncodeConfig):
         self.path = Path(path)
         self.info = info
@@ -246,7 +139,7 @@ class VideoSink:
         """Create the container and its streams (done by the first `write` when not called)."""
         ext = self.path.suffix.lower()
         try:
-            container = av.open(str(self._tmp), "w", format=_FORMATS.get(ext))
+            container = av.open(str(self._tmp), "w", format=container_format(self.path))
         except (av.error.FFmpegError, ValueError) as exc:
             raise OutputError(f"{self.path}: cannot write this container ({exc})") from None
         self._container = container
@@ -292,11 +185,8 @@ class VideoSink:
         if self._container is None:
             self.open(frame.image.shape[1], frame.image.shape[0],
                       frame.meta.get("rotation") or 0, frame.time_base)
-        image = pad_to(frame.image, self._video.width, self._video.height)
-        vf = av.VideoFrame.from_ndarray(image, format="rgb24")
-        vf.pts = frame.pts
-        if frame.time_base is not None:
-            vf.time_base = frame.time_base
+        vf = to_video_frame(frame.image, self._video.width, self._video.height, frame.pts,
+                            frame.time_base)
         self._mux(self._video.encode(vf))
         self.frames_written += 1
 
@@ -352,3 +242,176 @@ class VideoSink:
             self._container = None
         self._tmp.unlink(missing_ok=True)
         self._done = True
+
+
+# -- live outputs ----------------------------------------------------------------------------------
+
+LIVE_TIME_BASE = Fraction(1, 90000)  # every live output's clock
+
+
+class AudioTemplate:
+    """A camera's audio stream parameters, kept alive after its connection closes (outputs
+    reopened later still need them): a stream of an in-memory container that is never
+    written."""
+
+    def __init__(self, stream: Any):
+        import io
+
+        self._holder = av.open(io.BytesIO(), "w", format="nut")  # NUT takes any codec
+        self.stream = self._holder.add_stream_from_template(stream)
+        self.codec = stream.codec_context.name
+
+    def close(self) -> None:
+        self._holder.close()
+
+
+class LiveEncoder:
+    """An H.264 low-latency encoder writing into a PyAV container (an RTSP publish or a
+    recording), plus the camera's audio copied packet for packet when the container takes it.
+    Frames come on the live 90 kHz clock."""
+
+    def __init__(self, target: str, fmt: str | None, width: int, height: int, options=None,
+                 audio: Any = None):
+        self.container = av.open(target, "w", format=fmt, options=options or {})
+        self.stream = self.container.add_stream("libx264", rate=30)
+        self.stream.width, self.stream.height = encodable_size("yuv420p", width, height)
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.codec_context.time_base = LIVE_TIME_BASE
+        self.stream.time_base = LIVE_TIME_BASE
+        self.stream.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency",
+                                             "crf": "23", "g": "30"}
+        self.audio = None
+        self._audio_last = -1
+        if audio is not None:
+            try:
+                self.audio = self.container.add_stream_from_template(audio)
+                self.audio.time_base = LIVE_TIME_BASE
+            except (av.error.FFmpegError, ValueError) as exc:
+                log.warning("%s: cannot carry the camera's %s audio (%s); video only", target,
+                            audio.codec_context.name, exc)
+
+    def write(self, frame: Frame) -> None:
+        vf = to_video_frame(frame.image, self.stream.width, self.stream.height, frame.pts,
+                            LIVE_TIME_BASE)
+        self.container.mux(self.stream.encode(vf))
+
+    def write_audio(self, packet: Any, pts: int) -> None:
+        if self.audio is None:
+            return
+        pts = max(pts, self._audio_last + 1)
+        self._audio_last = pts
+        packet.stream = self.audio
+        packet.time_base = LIVE_TIME_BASE
+        packet.pts = packet.dts = pts
+        packet.duration = 0
+        self.container.mux(packet)
+
+    def close(self) -> None:
+        try:
+            self.container.mux(self.stream.encode(None))
+        finally:
+            self.container.close()
+
+
+class RtspPublisher:
+    """Publishes to an RTSP server (ANNOUNCE/RECORD); reopens with backoff when it goes away.
+    Frames written while it is away are not delivered there (counted in `failures`)."""
+
+    def __init__(self, url: str, backoff: Backoff, audio: Any = None):
+        self.url = url
+        self.audio = audio  # the camera's audio stream (a template), or None
+        self._enc: LiveEncoder | None = None
+        self._backoff = backoff
+        self.failures = 0
+
+    def write(self, frame: Frame, placeholder: bool) -> None:
+        if self._enc is None:
+            if not self._backoff.due():
+                return
+            try:
+                h, w = frame.image.shape[:2]
+                self._enc = LiveEncoder(self.url, "rtsp", w, h, {"rtsp_transport": "tcp"},
+                                        audio=self.audio)
+                self._backoff.reset()
+                log.info("publishing to %s", redact(self.url))
+            except (av.error.FFmpegError, OSError) as exc:
+                self._fail(exc)
+                return
+        try:
+            self._enc.write(frame)
+        except (av.error.FFmpegError, OSError) as exc:
+            self._fail(exc)
+
+    def write_audio(self, packet: Any, pts: int) -> None:
+        if self._enc is None:
+            return  # not publishing right now: the audio waits for no one
+        try:
+            self._enc.write_audio(packet, pts)
+        except (av.error.FFmpegError, OSError) as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failures += 1
+        delay = self._backoff.failed()
+        log.warning("RTSP output %s: %s; retrying in %.1f s", redact(self.url), classify(exc),
+                    delay)
+        if self._enc is not None:
+            try:
+                self._enc.container.close()
+            except (av.error.FFmpegError, OSError):
+                log.debug("closing a broken RTSP output failed too")
+            self._enc = None
+
+    def close(self) -> None:
+        if self._enc is not None:
+            try:
+                self._enc.close()
+            except (av.error.FFmpegError, OSError) as exc:
+                log.debug("RTSP output close: %s", exc)
+            self._enc = None
+
+
+class SegmentRecorder:
+    """Rolling mp4/mkv files of `segment_s` seconds, each finalized (playable) when it ends;
+    a segment being written has a hidden temporary name."""
+
+    def __init__(self, folder: str, name: str, segment_s: float, audio: Any = None,
+                 fmt: str = "mp4"):
+        self.audio = audio
+        self.ext, self._format = (".mkv", "matroska") if fmt == "mkv" else (".mp4", "mp4")
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.name, self.segment_s = name, segment_s
+        self._enc: LiveEncoder | None = None
+        self._start_pts = 0
+        self._tmp: Path | None = None
+        self._final: Path | None = None
+        self.files: list[Path] = []
+
+    def write(self, frame: Frame, placeholder: bool) -> None:
+        if (self._enc is not None
+                and (frame.pts - self._start_pts) * LIVE_TIME_BASE >= self.segment_s):
+            self._finish()
+        if self._enc is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            final = self.folder / f"{self.name}-{stamp}-{len(self.files):04d}{self.ext}"
+            self._tmp = final.with_name(f".{final.name}.partial")
+            h, w = frame.image.shape[:2]
+            self._enc = LiveEncoder(str(self._tmp), self._format, w, h, audio=self.audio)
+            self._start_pts = frame.pts
+            self._final = final
+        self._enc.write(frame)
+
+    def write_audio(self, packet: Any, pts: int) -> None:
+        if self._enc is not None and pts >= self._start_pts:
+            self._enc.write_audio(packet, pts)
+
+    def _finish(self) -> None:
+        self._enc.close()
+        self._tmp.rename(self._final)
+        self.files.append(self._final)
+        self._enc = None
+
+    def close(self) -> None:
+        if self._enc is not None:
+            self._finish()

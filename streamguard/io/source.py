@@ -1,4 +1,7 @@
-"""Decode any file FFmpeg reads into Frames (RGB, with their pts) and pass-through packets.
+"""Inputs: files (`VideoSource`) and live cameras (`CameraSource`), plus the reconnect
+`Backoff` every live input and output shares.
+
+Files: decode anything FFmpeg reads into Frames (RGB, with their pts) and pass-through packets.
 
 `VideoSource` is a context manager. `items()` yields, in demux order, a `Frame` for every
 decoded picture of the first video stream and a `Passthrough` for every packet of the other
@@ -11,7 +14,10 @@ truncated rather than silently shortened.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -73,6 +79,10 @@ class SourceInfo:
 
 
 class VideoSource:
+    """One input file, opened and checked (`open()` or `with`): `info` describes it, `items()`
+    decodes it. Refuses missing, empty, non-media, video-less and undecodable inputs with the
+    matching error."""
+
     def __init__(self, path: str | Path, decode_threads: int = 0):
         self.path = Path(path)
         self._decode_threads = decode_threads
@@ -231,3 +241,140 @@ def find_videos(folder: Path) -> list[Path]:
         if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
+
+
+# -- live inputs -----------------------------------------------------------------------------------
+
+class Backoff:
+    """Exponential reconnect delays, shared by camera inputs and RTSP outputs: `failed()`
+    returns the delay before the next try (doubling up to `maximum`), `due()` says whether it
+    has passed, `reset()` after a success."""
+
+    def __init__(self, initial: float, maximum: float):
+        self.initial, self.maximum = initial, maximum
+        self._delay = initial
+        self._retry_at = 0.0
+
+    def failed(self) -> float:
+        delay = self._delay
+        self._retry_at = time.monotonic() + delay
+        self._delay = min(self._delay * 2, self.maximum)
+        return delay
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._retry_at
+
+    def reset(self) -> None:
+        self._delay = self.initial
+        self._retry_at = 0.0
+
+
+def redact(url: str) -> str:
+    """rtsp://user:secret@host/x -> rtsp://user:***@host/x (for every log line and report)."""
+    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def classify(exc: BaseException) -> str:
+    """A user-facing reason for a failed connection."""
+    text = str(exc)
+    low = text.lower()
+    if "401" in text or "unauthorized" in low:
+        return "bad credentials (401 Unauthorized)"
+    if "404" in text or "not found" in low:
+        return "stream not found (404): check the URL path"
+    if "connection refused" in low:
+        return "connection refused: nothing listens at that address"
+    if isinstance(exc, FileNotFoundError) or "no such file" in low:
+        return "no such device or file: check the input (a webcam is /dev/videoN)"
+    if "permission denied" in low:
+        return "permission denied: the user cannot open this input (webcams: group 'video')"
+    if "timed out" in low or "timeout" in low:
+        return "timed out: camera unreachable or stalled"
+    return f"{type(exc).__name__}: {redact(text)}"
+
+
+def is_network_camera(url: str) -> bool:
+    return url.startswith(("rtsp://", "rtsps://"))
+
+
+class CameraSource:
+    """A live input, read until stopped: an RTSP camera (TCP by default), a webcam
+    (/dev/videoN) or a file played in real time (`loop` replays it).
+
+    `run()` calls `on_connect(audio stream or None)` at each connection, then `on_video(frame)`
+    for every decoded `av.VideoFrame` and `on_audio(packet)` for every audio packet. On any
+    failure or stall (no data for `stall_timeout_s`) it reconnects with `Backoff`, forever,
+    logging one line per failure with credentials redacted. An exception raised by a callback
+    counts as an input failure too: the input reconnects instead of hanging.
+    """
+
+    def __init__(self, url: str, stall_timeout_s: float, backoff: Backoff,
+                 transport: str = "tcp", loop: bool = False, name: str = "cam"):
+        self.url, self.name = url, name
+        self._stall_s = stall_timeout_s
+        self._backoff = backoff
+        self._transport = transport
+        self._loop = loop
+        self.paced = not (is_network_camera(url) or url.startswith("/dev/video"))
+        self.connected = False
+        self.reconnects = 0
+        self.last_error = ""
+
+    def _open(self) -> Any:
+        options: dict[str, str] = {}
+        fmt = None
+        if is_network_camera(self.url):
+            options = {"rtsp_transport": self._transport,
+                       "timeout": str(int(self._stall_s * 1e6))}
+        elif self.url.startswith("/dev/video"):
+            fmt = "v4l2"
+        return av.open(self.url, format=fmt, options=options, timeout=self._stall_s)
+
+    def run(self, stop: threading.Event, on_connect: Callable[[Any], None],
+            on_video: Callable[[Any], None], on_audio: Callable[[Any], None]) -> None:
+        while not stop.is_set():
+            try:
+                with self._open() as container:
+                    self.connected = True
+                    self._backoff.reset()
+                    log.info("%s: connected to %s", self.name, redact(self.url))
+                    self._read(container, stop, on_connect, on_video, on_audio)
+                if self.paced and not self._loop:
+                    break  # a file that ended
+                if not self.paced:
+                    raise EOFError("the stream ended")
+            except Exception as exc:  # noqa: BLE001 - any failure: reconnect, never hang
+                if not isinstance(exc, (av.error.FFmpegError, OSError, EOFError)):
+                    log.exception("%s: unexpected input failure", self.name)
+                self.connected = False
+                self.last_error = classify(exc)
+                if stop.is_set():
+                    break
+                self.reconnects += 1
+                delay = self._backoff.failed()
+                log.warning("%s: input %s: %s; reconnecting in %.1f s", self.name,
+                            redact(self.url), self.last_error, delay)
+                stop.wait(delay)
+        self.connected = False
+
+    def _read(self, container: Any, stop: threading.Event, on_connect: Callable[[Any], None],
+              on_video: Callable[[Any], None], on_audio: Callable[[Any], None]) -> None:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        audio = container.streams.audio[0] if container.streams.audio else None
+        on_connect(audio)
+        start_wall, start_t = time.monotonic(), None
+        for packet in container.demux(*(s for s in (stream, audio) if s is not None)):
+            if stop.is_set():
+                return
+            if packet.stream is not stream:
+                if packet.pts is not None and packet.size:
+                    on_audio(packet)
+                continue
+            for vf in stream.decode(packet):
+                if self.paced and vf.time is not None:  # a file: keep real time
+                    start_t = vf.time if start_t is None else start_t
+                    wait = (vf.time - start_t) - (time.monotonic() - start_wall)
+                    if wait > 0 and stop.wait(wait):
+                        return
+                on_video(vf)

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from streamguard.models.registry import register_model
-from streamguard.protect.pixelize import upsample_cells
+from streamguard.protect.pixelize import cell_pool, upsample_cells
 
 DEFAULT_EPS = 12 / 255
 
@@ -77,13 +76,25 @@ class BlockwiseGenerator(nn.Module):
     def cell_delta(self, crop: torch.Tensor, block: int) -> torch.Tensor:
         """δ per cell, (B, 3, rows, cols): what the pipeline adds to the mosaic's cell means."""
         # down-sampling layer: the real block grid (partial edge cells included)
-        cells = F.avg_pool2d(crop, block, block, ceil_mode=True)
+        cells = cell_pool(crop, block)
         return self.cells_to_delta(cells)
 
     def cells_to_delta(self, cells: torch.Tensor) -> torch.Tensor:
         """The network proper, on cell colours (B, 3, rows, cols) in [0, 1]."""
         y = self.body(cells * 2 - 1)
         return self.eps * torch.tanh(self.out(torch.cat([y, cells * 2 - 1], dim=1)))
+
+
+class CellsToDelta(nn.Module):
+    """The block-wise generator seen as an engine sees it: cells (B, 3, rows, cols) in [0, 1]
+    -> δ per cell. Batch and grid size vary; nothing else runs."""
+
+    def __init__(self, generator: BlockwiseGenerator):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, cells: torch.Tensor) -> torch.Tensor:
+        return self.generator.cells_to_delta(cells)
 
 
 @register_model("pixelwise", kind="generator")

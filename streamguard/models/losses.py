@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from streamguard.protect.pixelize import cell_pool
+
 
 @dataclass(frozen=True)
 class DepixWeights:
@@ -78,13 +80,11 @@ def depixelization_loss(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor
 
 def cell_cost(delta: torch.Tensor, boxes: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
     """Σ over each region's mosaic cells of the cell's mean |δ|, per sample: (B,)."""
-    import torch.nn.functional as F
-
     costs = []
     for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
         s = int(blocks[i])
         region = delta[i:i + 1, :, y0:y1, x0:x1].abs()
-        costs.append(F.avg_pool2d(region, s, s, ceil_mode=True).sum())
+        costs.append(cell_pool(region, s).sum())
     return torch.stack(costs)
 
 
@@ -132,7 +132,7 @@ def smoothing_attacks(protected: torch.Tensor, boxes: torch.Tensor, blocks: torc
     for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
         s = int(blocks[i])
         region = protected[i:i + 1, :, y0:y1, x0:x1]
-        cells = F.avg_pool2d(region, s, s, ceil_mode=True)
+        cells = cell_pool(region, s)
         rows, cols = cells.shape[-2:]
         up = F.interpolate(cells, size=(rows * s, cols * s), mode="bicubic", align_corners=False)
         bicubic[i:i + 1, :, y0:y1, x0:x1] = up[..., : y1 - y0, : x1 - x0].clamp(0, 1)

@@ -8,7 +8,6 @@ A missing or corrupt file raises ModelUnavailableError: callers never fall back 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import torch
 
+from streamguard.assets import sha256_file
 from streamguard.errors import ModelUnavailableError
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -43,14 +43,14 @@ def available(folder: Path | None = None) -> list[str]:
 def load_shipped(name: str, folder: Path | None = None) -> torch.nn.Module:
     from safetensors.torch import load_file
 
-    from streamguard.models.registry import create_model
+    from streamguard.models import create_model
 
     folder = folder or weights_dir()
     info = card(name, folder)
     path = folder / f"{name}.safetensors"
     if not path.is_file():
         raise ModelUnavailableError(f"{path} is missing (its card {name}.json is present)")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     if digest != info["sha256"]:
         raise ModelUnavailableError(
             f"{path} is corrupt: sha256 {digest[:12]}... does not match its card "
@@ -76,7 +76,7 @@ def ship(state: dict[str, torch.Tensor], model_args: dict, name: str, info: dict
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     save_file(half, str(path))
     info = {**info, "model_args": model_args, "format": "safetensors fp16",
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "sha256": sha256_file(path),
             "bytes": path.stat().st_size}
     (folder / f"{name}.json").write_text(json.dumps(info, indent=2) + "\n")
     return path

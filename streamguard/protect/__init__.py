@@ -1,0 +1,32 @@
+"""Face protection: `build_protector(cfg.protect)` gives the `(image, faces) -> image`
+function of the configured mode; `protect_whole_frame` is the fail-closed path.
+
+`pixelize` is the one mosaic operator (shared with training), `modes` the mode registry with
+mosaic / blur / solid, `adversarial` the shipped generators on top of the mosaic.
+"""
+
+from __future__ import annotations
+
+from streamguard.config import ProtectConfig
+from streamguard.protect.modes import MODES, Protector, protect_whole_frame, register_mode
+
+
+def _load_adversarial() -> None:
+    # registered on first use: the adversarial modes load torch, which mosaic users never need
+    from streamguard.protect import adversarial  # noqa: F401
+
+
+def available_modes() -> list[str]:
+    _load_adversarial()
+    return MODES.names()
+
+
+def build_protector(cfg: ProtectConfig) -> Protector:
+    """The protection function of `cfg.mode`; modes with weights refuse to build without them."""
+    if cfg.mode.startswith("adversarial"):
+        _load_adversarial()
+    return MODES.lookup(cfg.mode)(cfg)
+
+
+__all__ = ["Protector", "available_modes", "build_protector", "protect_whole_frame",
+           "register_mode"]

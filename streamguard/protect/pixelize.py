@@ -96,6 +96,35 @@ def face_regions(
     return regions
 
 
+def merge_nested(faces: Faces, inside: float = 0.5) -> Faces:
+    """One box per face: a box lying mostly (`inside` of its area) within a larger one (an eye
+    or a mouth the tiles found on their own, or two tracks of one face) is merged into it,
+    their union kept. Without this the part would get its own, finer grid on top of the
+    face's mosaic: "N blocks across the face" must hold for the whole face."""
+    if len(faces) < 2:
+        return faces
+    xyxy = faces.xyxy.astype(np.float64).copy()
+    alive = np.ones(len(xyxy), bool)
+    order = np.argsort(-(xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]), kind="stable")
+    for a_pos, a in enumerate(order):
+        if not alive[a]:
+            continue
+        for b in order[a_pos + 1:]:
+            if not alive[b]:
+                continue
+            lt = np.maximum(xyxy[a, :2], xyxy[b, :2])
+            rb = np.minimum(xyxy[a, 2:], xyxy[b, 2:])
+            inter = float(np.prod(np.clip(rb - lt, 0, None)))
+            area_b = float(np.prod(xyxy[b, 2:] - xyxy[b, :2]))
+            if area_b > 0 and inter >= inside * area_b:
+                xyxy[a, :2] = np.minimum(xyxy[a, :2], xyxy[b, :2])
+                xyxy[a, 2:] = np.maximum(xyxy[a, 2:], xyxy[b, 2:])
+                alive[b] = False
+    if alive.all():
+        return faces
+    return Faces(xyxy[alive].astype(np.float32), faces.score[alive], faces.track_id[alive])
+
+
 def pixelize(
     image: np.ndarray, faces: Faces, blocks: int, margin: float = 0.0, min_block_px: int = 2
 ) -> np.ndarray:
@@ -119,14 +148,19 @@ def mosaic_tensor(x: torch.Tensor, s: int, delta: torch.Tensor | None = None) ->
     delta: optional (B, C, rows, cols) per-cell offsets in the tensor's units. No rounding or
     clipping: training decides its own range.
     """
-    import torch.nn.functional as F
-
     h, w = x.shape[-2:]
-    # ceil_mode with no padding averages partial edge cells over their valid pixels only
-    means = F.avg_pool2d(x, kernel_size=s, stride=s, ceil_mode=True)
+    means = cell_pool(x, s)
     if delta is not None:
         means = means + delta
     return upsample_cells(means, s, h, w)
+
+
+def cell_pool(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Mean of every s x s cell of (B, C, H, W) anchored at the top-left corner:
+    (B, C, ceil(H / s), ceil(W / s)); partial edge cells average their valid pixels only."""
+    import torch.nn.functional as F
+
+    return F.avg_pool2d(x, kernel_size=s, stride=s, ceil_mode=True)
 
 
 def upsample_cells(cells: torch.Tensor, s: int, height: int, width: int) -> torch.Tensor:

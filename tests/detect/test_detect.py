@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from streamguard.config import DetectConfig
+from streamguard.detect import available_detectors, create_detector, register_detector
 from streamguard.detect.base import (
-    TiledDetector, available_detectors, box_iou, create_detector, nms, register_detector, tile_grid,
+    TiledDetector, box_iou, drop_parts, nms, padded_crop, tile_grid,
 )
 from streamguard.errors import ConfigError
 from media import background, load_rgb, paste
@@ -28,7 +29,7 @@ def test_small_frames_need_no_tiles():
 
 
 def test_round_robin_visits_every_tile_within_tile_every_frames():
-    cfg = DetectConfig(tile_every=5)
+    cfg = DetectConfig(tile_every=5, edge_padding=0.0)
     det = TiledDetector(lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32)),
                         None, cfg)
     grid = tile_grid(1920, 1080, cfg.tile_max_side, cfg.tile_overlap)
@@ -37,6 +38,64 @@ def test_round_robin_visits_every_tile_within_tile_every_frames():
         for i in range(start, start + 5):
             seen.update(det.tiles_for(1920, 1080, i))
         assert seen == set(grid)
+
+
+def test_border_tiles_reach_past_the_frame_and_inner_edges_stay():
+    cfg = DetectConfig(tile_every=1, edge_padding=0.25)
+    det = TiledDetector(None, None, cfg)
+    plain = tile_grid(1280, 720, cfg.tile_max_side, cfg.tile_overlap)
+    padded = det.tiles_for(1280, 720, 0)
+    assert len(padded) == len(plain)
+    for (a0, b0, a1, b1), (x0, y0, x1, y1) in zip(plain, padded):
+        assert (x0 < 0) == (a0 == 0) and (y0 < 0) == (b0 == 0)
+        assert (x1 > 1280) == (a1 == 1280) and (y1 > 720) == (b1 == 720)
+        assert (x0 == a0 or a0 == 0) and (x1 == a1 or a1 == 1280)
+
+
+def test_a_padded_crop_mirrors_the_frame_past_its_edge():
+    image = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    crop = padded_crop(image, -3, 0, 5, 6)
+    assert crop.shape == (6, 8, 3)
+    assert (crop[:, 3:] == image[:, :5]).all()
+    assert (crop[:, 2] == image[:, 1]).all() and (crop[:, 0] == image[:, 3]).all()
+    assert padded_crop(image, -20, -20, 30, 30).shape == (50, 50, 3)  # thin frames too
+
+
+def _paste_cut(frame, crop, x0, y0, side):
+    import cv2
+
+    face = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+    h, w = frame.shape[:2]
+    a0, b0, a1, b1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    frame[b0:b1, a0:a1] = face[b0 - y0:b1 - y0, a0 - x0:a1 - x0]
+
+
+@pytest.mark.parametrize("edge", ["left", "right", "top", "bottom"])
+def test_a_face_half_cut_by_any_edge_is_found(edge):
+    """Regression: BlazeFace misses a face cut by the frame's edge; 30-50 % inside, such
+    faces were left bare (the tiles stopped at the edge)."""
+    from media import face_crops
+
+    crop = face_crops()[0]
+    frame = background(1280, 720, seed=5)
+    side, inside = 150, 70  # a bit under half the crop inside
+    x0, y0 = {"left": (inside - side, 300), "right": (1280 - inside, 300),
+              "top": (600, inside - side), "bottom": (600, 720 - inside)}[edge]
+    _paste_cut(frame, crop, x0, y0, side)
+    det = create_detector(DetectConfig(tile_every=1))
+    try:
+        found = det.detect(frame, 0)
+    finally:
+        det.close()
+    visible = [max(x0, 0), max(y0, 0), min(x0 + side, 1280), min(y0 + side, 720)]
+    hits = [b for b in found.xyxy if box_iou(b[None], np.array([visible], np.float32))[0, 0] > 0.2]
+    assert hits, found.xyxy
+
+
+def test_parts_of_a_face_found_alone_are_dropped_and_neighbours_kept():
+    xyxy = np.array([[0, 0, 500, 500], [100, 150, 180, 210], [480, 0, 700, 220],
+                     [600, 600, 660, 660]], np.float32)
+    assert drop_parts(xyxy).tolist() == [0, 2, 3]
 
 
 def test_nms_merges_duplicates_from_tiles_and_keeps_distinct_faces():

@@ -5,10 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from streamguard.errors import ConfigError
 from streamguard.models.layers import (
     CrossStageAttention, DynamicDilatedConv2d, cross_stage_fusion, update_mask,
 )
-from streamguard.models.registry import create_model, list_models, model_kind, register_model
+from streamguard.models import create_model, list_models, model_kind, register_model
 from streamguard.protect.pixelize import grid_shape, pixelize_regions
 
 
@@ -106,7 +107,7 @@ def test_registry_holds_the_paper_models_and_rejects_duplicates():
     assert {"idn", "unet", "srres", "pixelwise", "blockwise"} <= set(list_models())
     with pytest.raises(ValueError, match="already registered"):
         register_model("idn", kind="attacker")(lambda: None)
-    with pytest.raises(KeyError, match="unknown model"):
+    with pytest.raises(ConfigError, match="unknown model"):
         create_model("nope")
 
 

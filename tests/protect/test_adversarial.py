@@ -9,7 +9,8 @@ from streamguard.config import ProtectConfig
 from streamguard.errors import ModelUnavailableError
 from streamguard.frames import Faces
 from streamguard.models.weights import PACKAGE_WEIGHTS, available, card, load_shipped
-from streamguard.protect.modes import ADVERSARIAL_WEIGHTS, build_protector
+from streamguard.protect.adversarial import ADVERSARIAL_WEIGHTS
+from streamguard.protect import build_protector
 from streamguard.protect.pixelize import block_size, face_regions, pixelize
 
 SHIPPED = available(PACKAGE_WEIGHTS)

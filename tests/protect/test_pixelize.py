@@ -5,7 +5,7 @@ import torch
 from streamguard.config import ProtectConfig
 from streamguard.errors import ModelUnavailableError
 from streamguard.frames import Faces
-from streamguard.protect.modes import build_protector, protect_whole_frame
+from streamguard.protect import build_protector, protect_whole_frame
 from streamguard.protect.pixelize import (
     block_size, face_regions, grid_shape, mosaic_region, mosaic_tensor, pixelize, ratio_to_blocks,
 )

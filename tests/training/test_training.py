@@ -44,7 +44,7 @@ def depix_args(folder, out, steps, **extra):
 def test_a_few_hundred_steps_teach_the_idn_to_beat_the_mosaic(face_folder, tmp_path):
     """The IDN starts as the identity on the mosaic (zero residual); 300 steps on a handful of
     faces must lower the loss and recover those faces better than the mosaic shows them."""
-    from streamguard.models.registry import create_model
+    from streamguard.models import create_model
     from streamguard.protect.pixelize import pixelize_regions
 
     out = tmp_path / "idn"

@@ -1,11 +1,10 @@
 """A live stream's worker process (`serve --workers N`): face detection, the expensive part,
 on frames received over ZeroMQ; the boxes go back, the pixels stay with the stream.
 
-Wire format: [header JSON, pixel buffer] to the worker — the pixels travel without copies on
-the sending side (`copy=False`) and are viewed in place here (`np.frombuffer`); header: index,
-shape, dtype. Back: [header JSON] with index, xyxy and score lists, or failure (why detection
-failed or overran `detect.timeout_ms`: the stream fails that frame closed). A worker announces
-itself with {"ready": worker_id} once its detector is loaded.
+Messages (`streamguard.io.bus`): to the worker [header, pixels] with the frame's `index`; back
+[header] with index, xyxy and score lists, or `failure` (why detection failed or overran
+`detect.timeout_ms`: the stream fails that frame closed). A worker announces itself with
+{"ready": worker_id} once its detector is loaded.
 
 Tracking and protection stay in the stream's process, in frame order, so tracks see every
 frame exactly as with one worker; they cost a few ms per frame, detection tens.
@@ -13,43 +12,26 @@ frame exactly as with one worker; they cost a few ms per frame, detection tens.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 from typing import Any
 
-import numpy as np
-
 log = logging.getLogger(__name__)
-
-
-def encode_frame(header: dict[str, Any], image: np.ndarray | None) -> list[Any]:
-    parts: list[Any] = [json.dumps(header).encode()]
-    if image is not None:
-        parts.append(np.ascontiguousarray(image))
-    return parts
-
-
-def decode_frame(parts: list[Any]) -> tuple[dict[str, Any], np.ndarray | None]:
-    header = json.loads(bytes(parts[0]))
-    if len(parts) < 2:
-        return header, None
-    buf = parts[1].buffer if hasattr(parts[1], "buffer") else parts[1]
-    image = np.frombuffer(buf, dtype=header["dtype"]).reshape(header["shape"])
-    return header, image
 
 
 def run_worker(cfg_json: str, pull: str, push: str, worker_id: int, n_workers: int = 1) -> None:
     """Process entry point (spawned by `WorkerPool`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     import cv2
+    import numpy as np
     import zmq
 
     from streamguard.config import Config
-    from streamguard.detect.base import create_detector
+    from streamguard.detect import create_detector
     from streamguard.frames import Frame
-    from streamguard.pipeline import detect_timed
+    from streamguard.io.bus import pack_message, unpack_message
+    from streamguard.process import detect_timed
 
     # N workers share the machine's cores: no worker may start a thread pool of its own size
     cv2.setNumThreads(max(1, (os.cpu_count() or 1) // n_workers))
@@ -63,19 +45,21 @@ def run_worker(cfg_json: str, pull: str, push: str, worker_id: int, n_workers: i
     outbox = ctx.socket(zmq.PUSH)
     outbox.setsockopt(zmq.LINGER, 1000)
     outbox.connect(push)
-    outbox.send_multipart(encode_frame({"ready": worker_id, "pid": os.getpid()}, None))
+    outbox.send_multipart(pack_message({"ready": worker_id, "pid": os.getpid()}))
     try:
         while True:
-            header, image = decode_frame(inbox.recv_multipart(copy=False))
-            found, failure = detect_timed(detector, Frame(header["index"], None, None, image),
-                                          timeout_s)
+            header, image = unpack_message(inbox.recv_multipart(copy=False))
+            around = header.get("around")
+            found, failure = detect_timed(
+                detector, Frame(header["index"], None, None, image), timeout_s,
+                None if around is None else np.asarray(around, np.float32).reshape(-1, 4))
             result: dict[str, Any] = {"index": header["index"], "worker": worker_id}
             if found is None:
                 result["failure"] = failure
             else:
                 result["xyxy"] = found.xyxy.tolist()
                 result["score"] = found.score.tolist()
-            outbox.send_multipart(encode_frame(result, None))
+            outbox.send_multipart(pack_message(result))
     finally:
         detector.close()
         inbox.close(0)

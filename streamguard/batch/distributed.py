@@ -1,7 +1,8 @@
-"""Anonymize a footage library on a Ray cluster: the only module that imports ray.
+"""Anonymize a footage library on a Ray cluster (with `cluster`, the only modules that import
+ray).
 
 The driver (this process) reads inputs and writes outputs; the cluster only computes. Each
-video is cut at keyframes (`streamguard.segments`); every segment becomes one call on a
+video is cut at keyframes (`streamguard.batch.segments`); every segment becomes one call on a
 worker actor that loaded the detector and the protection models once. The driver joins the
 encoded segments back in order with the input's audio copied byte for byte, so the output has
 the single-machine path's frames, timestamps and audio. Workers need streamguard installed and
@@ -9,7 +10,7 @@ its model files fetched (`streamguard fetch`), but no shared file system.
 
 Faults: a segment whose worker or node dies is rerun on another worker (`ray.max_retries`); a
 file whose data is bad fails alone, with its error, while the others go on; outputs appear under
-their final names only when complete, and the manifest (`streamguard.manifest`) makes a rerun
+their final names only when complete, and the manifest (`streamguard.batch.manifest`) makes a rerun
 skip every output already finished.
 """
 
@@ -25,17 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from streamguard.config import Config
-from streamguard.errors import (
-    ClusterError,
-    MissingDependencyError,
-    PipelineError,
-    StreamguardError,
-)
+from streamguard.batch.cluster import connect, first_line
+from streamguard.batch.manifest import Manifest
+from streamguard.errors import ClusterError, PipelineError, StreamguardError
 from streamguard.io.source import VideoSource
-from streamguard.manifest import Manifest
-from streamguard.pipeline import FrameProcessor
+from streamguard.process import FrameProcessor
 from streamguard.report import RunReport
-from streamguard.segments import (
+from streamguard.batch.segments import (
     EncodedSegment,
     SegmentJob,
     SegmentJoiner,
@@ -46,16 +43,6 @@ from streamguard.segments import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError(
-            "--ray needs Ray: pip install 'streamguard[ray]' (or pip install ray==2.60.0)"
-        ) from None
-    return ray
 
 
 class SegmentWorker:
@@ -201,13 +188,13 @@ class _Pool:
             try:
                 node = self.ray.get(ref)
             except self.ray.exceptions.RayActorError as exc:
-                log.warning("a worker failed to start: %s", _first_line(exc))
+                log.warning("a worker failed to start: %s", first_line(exc))
                 continue
             except self.ray.exceptions.RayTaskError as exc:
                 cause = getattr(exc, "cause", None)
                 self.start_failures += 1
                 self.start_error = cause if isinstance(cause, StreamguardError) else ClusterError(
-                    f"a worker failed to start: {_first_line(exc)}")
+                    f"a worker failed to start: {first_line(exc)}")
                 log.error("a worker could not start: %s", self.start_error)
                 self._kill(actor)
                 continue
@@ -249,55 +236,6 @@ class _Pool:
     def shutdown(self) -> None:
         for actor in [*self.ready, *self.starting.values()]:
             self._kill(actor)
-
-
-def resolve_address(address: str | None) -> str:
-    """None/"" = RAY_ADDRESS if set, else a new local cluster; "auto" = RAY_ADDRESS or the
-    cluster `ray start` runs on this machine; "local"; or HOST:PORT."""
-    env = os.environ.get("RAY_ADDRESS", "").strip()
-    if not address:
-        return env or "local"
-    if address != "auto":
-        return address
-    if env:
-        return env
-    current = Path(os.environ.get("RAY_TMPDIR", "/tmp/ray")) / "ray_current_cluster"
-    try:
-        return current.read_text().strip().splitlines()[0]
-    except (OSError, IndexError):
-        raise ClusterError("--ray=auto: no Ray cluster runs here (start one with `ray start "
-                           "--head`, or give --ray=HOST:PORT or --ray=local)") from None
-
-
-def connect(address: str | None) -> Any:
-    """Connect to the cluster `resolve_address` names; an unreachable one fails in seconds
-    (Ray itself would retry for minutes, e.g. on a stale ray_current_cluster file)."""
-    ray = import_ray()
-    if ray.is_initialized():
-        return ray
-    target = resolve_address(address)
-    if target != "local":
-        _probe(target)
-    try:
-        ray.init(address=target, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ClusterError(f"cannot connect to the Ray cluster at {target}: "
-                           f"{_first_line(exc)}") from None
-    return ray
-
-
-def _probe(address: str, timeout_s: float = 5.0) -> None:
-    import socket
-
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ClusterError(f"Ray address '{address}' is not HOST:PORT, 'auto' or 'local'")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        raise ClusterError(f"cannot connect to the Ray cluster at {address}: "
-                           f"{exc.strerror or exc}") from None
 
 
 def anonymize_on_ray(pairs: list[tuple[Path, Path]], cfg: Config, address: str | None = None,
@@ -492,10 +430,10 @@ class _Batch:
         f, index = task.file, task.job.segment.index
         if task.attempts > self.cfg.ray.max_retries:
             self._fail_file(f, PipelineError(f"{f.result.src}: segment {index} lost "
-                                             f"{task.attempts} times ({_first_line(exc)})"))
+                                             f"{task.attempts} times ({first_line(exc)})"))
         else:
             log.warning("%s: segment %d lost with its worker (%s); rerunning", f.result.src,
-                        index, _first_line(exc))
+                        index, first_line(exc))
             self.retry.append(task)
         self.pool.top_up()
 
@@ -511,7 +449,7 @@ class _Batch:
             self.queue.appendleft((f.result.src, f.result.dst, True))
             return
         self._fail_file(f, cause if isinstance(cause, StreamguardError) else PipelineError(
-            f"{f.result.src}: segment {task.job.segment.index} failed: {_first_line(exc)}"))
+            f"{f.result.src}: segment {task.job.segment.index} failed: {first_line(exc)}"))
 
     def _fail_file(self, f: _File, exc: StreamguardError) -> None:
         if f.result.error is None and not f.superseded:
@@ -537,8 +475,3 @@ def _expected_frames(path: Path) -> int:
 def _common_folder(paths: list[Path]) -> Path:
     parents = [str(p.resolve().parent) for p in paths]
     return Path(os.path.commonpath(parents)) if parents else Path.cwd()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

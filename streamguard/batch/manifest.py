@@ -19,20 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from streamguard import __version__
+from streamguard.assets import sha256_file
 from streamguard.config import Config
 
 NAME = ".streamguard-manifest.json"
-_CHUNK = 1 << 20
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def settings_digest(cfg: Config) -> str:
     """What decides an output's pixels (not how the work is spread: pipeline, ray, live)."""
     relevant = {k: cfg.model_dump(mode="json")[k] for k in ("detect", "track", "protect", "encode")}

@@ -1,6 +1,6 @@
 """Cut a video at keyframes, protect the pieces anywhere, join them back losslessly.
 
-This is the offline pipeline split for many machines (`streamguard.distributed` runs it on Ray);
+This is the offline pipeline split for many machines (`streamguard.batch.distributed` runs it on Ray);
 nothing here knows about Ray, so every step is testable in one process.
 
 - `plan_segments` demuxes the video stream once (no decoding) and cuts it at keyframes about
@@ -41,7 +41,7 @@ from streamguard.errors import CorruptMediaError, OutputError, PipelineError
 from streamguard.frames import Frame, Passthrough
 from streamguard.io.sink import EncodedPacket, PacketEncoder, VideoSink
 from streamguard.io.source import PtsFallback, SourceInfo, VideoSource
-from streamguard.pipeline import FrameProcessor, Lookback
+from streamguard.process import FrameProcessor, Lookback
 from streamguard.report import RunReport
 
 log = logging.getLogger(__name__)

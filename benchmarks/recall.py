@@ -1,0 +1,203 @@
+"""Recall on video: is every visible face protected in every frame?
+
+    python benchmarks/recall.py [--seconds 4] [--sizes 720,1080] [--no-live] [--out PATH]
+
+Builds clips with ground truth from real face photos (the registry photos the tests use, plus
+the face corpus of train/data/build_corpus.py when it is built): faces of 24-220 px moving,
+scaling, fast, partly covered by another face, cut by each of the four edges (25-90 % inside),
+entering and leaving, at 720p and 1080p. Each clip runs through the real offline pipeline
+(`anonymize_file`, H.264 out) and through the live path (`LiveStream`, the file paced in real
+time, ZeroMQ out), with `protect.mode = "solid"` in magenta: detection, tracking, look-back and
+the protected regions are exactly the default's, and a protected pixel is unmistakable in the
+output.
+
+A face-frame is protected when the protected (magenta) region covers >= 95 % of the visible
+part of its ground-truth face box (the part inside the frame and not covered by a face drawn
+in front of it). Misses are reported by face size, share inside the frame and speed; targets:
+0 misses for faces >= 32 px at least 90 % visible and for faces >= 40 px at least 30 % inside.
+False-positive area: the share of pixels away from every face (outside each face box grown by
+the protection margin) that came out protected. Writes benchmarks/results/recall.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "benchmarks" / ".work" / "recall"
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ.setdefault("STREAMGUARD_CACHE", str(ROOT / ".cache" / "streamguard"))
+
+SIZE_BUCKETS = [(0, 32), (32, 48), (48, 64), (64, 96), (96, 160), (160, 10_000)]
+INSIDE_BUCKETS = [(0.0, 0.3), (0.3, 0.5), (0.5, 0.7), (0.7, 0.9), (0.9, 1.01)]
+SPEED_BUCKETS = [(0, 2), (2, 8), (8, 16), (16, 1000)]
+
+
+from videotruth import (  # noqa: E402
+    COVERED, Tally, face_sources, scenarios, score_file, solid_overrides, write_scenario,
+)
+
+
+def counts(records: list[dict]) -> dict:
+    """Missed / checked face-frames by bucket, and against the targets."""
+    def bucket(key, edges, fmt):
+        rows = {}
+        for lo, hi in edges:
+            sel = [r for r in records if lo <= r[key] < hi]
+            if sel:
+                rows[fmt(lo, hi)] = [sum(not r["protected"] for r in sel), len(sel)]
+        return rows
+
+    counted = [r for r in records if r["visible"] > 0.02]
+    full = [r for r in counted if r["size"] >= 32 and r["visible"] >= 0.9]
+    edge = [r for r in counted if r["size"] >= 40 and r["inside"] >= 0.3]
+    return {
+        "face_frames": len(counted),
+        "missed": sum(not r["protected"] for r in counted),
+        "target_visible_32px": [sum(not r["protected"] for r in full), len(full)],
+        "target_inside_40px": [sum(not r["protected"] for r in edge), len(edge)],
+        "by_size_px": bucket("size", SIZE_BUCKETS, lambda a, b: f"{a}-{b}" if b < 10_000
+                             else f"{a}+"),
+        "by_share_inside": bucket("inside", INSIDE_BUCKETS,
+                                  lambda a, b: f"{int(a * 100)}-{min(int(b * 100), 100)}%"),
+        "by_speed_px_per_frame": bucket("speed", SPEED_BUCKETS,
+                                        lambda a, b: f"{a}-{b}" if b < 1000 else f"{a}+"),
+    }
+
+
+# -- the two paths ----------------------------------------------------------------------------
+
+def solid_config(extra: list[str] | None = None):
+    from streamguard.config import load_config
+
+    return load_config(None, [*solid_overrides(), *(extra or [])])
+
+
+def run_offline(path: Path, truths: list[list[dict]], cfg) -> tuple[Tally, float]:
+    from streamguard.pipeline import anonymize_file
+
+    out = path.with_name(path.stem + "_out.mp4")
+    report = anonymize_file(path, out, cfg)
+    tally = score_file(out, truths, cfg.protect.margin)
+    out.unlink()
+    return tally, report.fps
+
+
+def run_live(path: Path, truths: list[list[dict]], cfg) -> tuple[Tally, dict]:
+    """The live path on the clip played in real time; frames taken from its ZeroMQ output.
+    A queue as long as the clip keeps every frame (none dropped), so output index = input
+    index."""
+    import zmq
+
+    from streamguard.config import StreamConfig
+    from streamguard.live import LiveStream
+
+    n = len(truths)
+    cfg = cfg.model_copy(update={"live": cfg.live.model_copy(update={"max_queue": n + 1})})
+    endpoint = f"ipc:///tmp/streamguard-recall-{os.getpid()}"
+    stream = LiveStream(StreamConfig(name="recall", input=str(path), zmq=endpoint), cfg)
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.RCVHWM, 0)
+    sub.connect(endpoint)
+    time.sleep(0.3)  # PUB/SUB: the subscription must reach the stream before its first frame
+    tally = Tally()
+    stream.start()
+    try:
+        deadline = time.time() + n / 30 * 3 + 60
+        got = 0
+        while got < n and time.time() < deadline:
+            if not sub.poll(500):
+                continue
+            header, buf = sub.recv_multipart()
+            h = json.loads(header)
+            if h["placeholder"]:
+                continue
+            image = np.frombuffer(buf, np.uint8).reshape(h["shape"])
+            tally.score(image, truths[h["index"]], cfg.protect.margin)
+            got += 1
+    finally:
+        stream.stop()
+        sub.close(0)
+    snap = stream.snapshot() if hasattr(stream, "snapshot") else stream.stats.snapshot()
+    return tally, {"frames_out": got, "dropped": snap["dropped"],
+                   "latency_p99_ms": snap["latency_p99_ms"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=4.0, help="length of each clip")
+    ap.add_argument("--sizes", default="720,1080", help="frame heights")
+    ap.add_argument("--no-live", action="store_true", help="offline path only")
+    ap.add_argument("--only", help="run only these scenarios (comma-separated)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="config overrides for both paths, e.g. detect.tile_every=3")
+    ap.add_argument("--out", default=str(RESULTS / "recall.json"))
+    args = ap.parse_args()
+
+    from machine import describe
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    sources = face_sources()
+    cfg = solid_config(args.overrides)
+    n = int(args.seconds * 30)
+    paths = {"offline": {}, "live": {}}
+    per_clip = []
+    for height in (int(s) for s in args.sizes.split(",")):
+        width = height * 16 // 9
+        for sc in scenarios(width, height, n, len(sources)):
+            if args.only and sc.name not in args.only.split(","):
+                continue
+            clip = WORK / f"{sc.name}_{height}p_{n}.mp4"
+            truths = write_scenario(sc, sources, clip)
+            offline, fps = run_offline(clip, truths, cfg)
+            row = {"clip": clip.name, "offline": counts(offline.records),
+                   "offline_fps": round(fps, 1),
+                   "offline_fp_area": round(offline.fp_pixels / max(offline.bg_pixels, 1), 5)}
+            paths["offline"].setdefault(height, Tally()).records += offline.records
+            if not args.no_live:
+                live, info = run_live(clip, truths, cfg)
+                row["live"] = counts(live.records)
+                row["live_info"] = info
+                row["live_fp_area"] = round(live.fp_pixels / max(live.bg_pixels, 1), 5)
+                paths["live"].setdefault(height, Tally()).records += live.records
+            per_clip.append(row)
+            line = (f"{clip.name:<24} offline missed {row['offline']['missed']:>4}/"
+                    f"{row['offline']['face_frames']:<5}")
+            if "live" in row:
+                line += f" live missed {row['live']['missed']:>4}/{row['live']['face_frames']:<5}"
+            print(line, flush=True)
+
+    summary = {}
+    print(f"\n{'path':<8} {'res':>5} {'face-frames':>11} {'missed':>7} "
+          f"{'>=32px,>=90% vis':>17} {'>=40px,>=30% in':>16}")
+    for path_name, by_res in paths.items():
+        for height, tally in by_res.items():
+            c = counts(tally.records)
+            summary[f"{path_name}_{height}p"] = c
+            print(f"{path_name:<8} {height:>4}p {c['face_frames']:>11} {c['missed']:>7} "
+                  f"{'%d/%d' % tuple(c['target_visible_32px']):>17} "
+                  f"{'%d/%d' % tuple(c['target_inside_40px']):>16}")
+    for key, c in summary.items():
+        print(f"\n{key} missed/checked by size: {c['by_size_px']}")
+        print(f"{key} by share inside: {c['by_share_inside']}")
+        print(f"{key} by speed: {c['by_speed_px_per_frame']}")
+    doc = {"machine": describe(), "seconds": args.seconds, "overrides": args.overrides,
+           "summary": summary, "clips": per_clip,
+           "rule": f"protected = >= {COVERED:.0%} of the visible face box protected"}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

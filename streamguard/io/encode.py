@@ -1,0 +1,151 @@
+"""Encoder settings and the frame -> encoder hand-over, one place for every output.
+
+`add_video_stream` decides every encoder setting, so a file, a segment encoded on another
+machine, an RTSP publish and a recording all get them from here; `to_video_frame` is the one
+conversion of a protected RGB frame into what an encoder takes (padded to an encodable size).
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+
+from streamguard.config import EncodeConfig
+from streamguard.errors import UnsupportedCodecError, OutputError
+from streamguard.io.source import SourceInfo
+
+log = logging.getLogger(__name__)
+
+_NVENC = {"h264_nvenc": "libx264", "hevc_nvenc": "libx265"}
+# output extensions whose muxer FFmpeg does not guess from the name
+_FORMATS = {".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts", ".m4v": "mp4"}
+
+
+def container_format(path: Path) -> str | None:
+    """The FFmpeg muxer name for an output path (None: FFmpeg guesses from the extension)."""
+    return _FORMATS.get(path.suffix.lower())
+
+
+def resolve_encoder(name: str) -> str:
+    """The encoder to use: NVENC only when asked and usable, else its software twin."""
+    if name not in av.codecs_available:
+        raise UnsupportedCodecError(f"encoder '{name}' is not available in this FFmpeg build")
+    try:
+        codec = av.Codec(name, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise UnsupportedCodecError(f"'{name}' is not an encoder") from None
+    if codec.type != "video":
+        raise UnsupportedCodecError(f"'{name}' is not a video encoder")
+    if name in _NVENC and not _nvenc_usable(name):
+        log.warning("%s is not usable here (no NVIDIA GPU/driver); using %s", name, _NVENC[name])
+        return _NVENC[name]
+    return name
+
+
+def _nvenc_usable(name: str) -> bool:
+    try:
+        ctx = av.CodecContext.create(name, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
+        ctx.time_base = Fraction(1, 30)
+        ctx.open()
+        return True
+    except Exception as exc:  # any failure to open the GPU encoder means "not usable"
+        log.debug("NVENC probe failed: %s", exc)
+        return False
+
+
+def encodable_size(pix_fmt: str, width: int, height: int) -> tuple[int, int]:
+    """The smallest size >= (width, height) the pixel format can hold: chroma-subsampled
+    formats (yuv420p: both sides, yuv422p: the width) need even sides."""
+    try:
+        fmt = av.VideoFormat(pix_fmt, width, height)
+    except (ValueError, av.error.FFmpegError):
+        raise UnsupportedCodecError(f"unknown pixel format '{pix_fmt}'") from None
+    chroma = [c for c in fmt.components if c.is_chroma]
+    step_w = 2 if chroma and width > 1 and chroma[0].width < width else 1
+    step_h = 2 if chroma and height > 1 and chroma[0].height < height else 1
+    return -(-width // step_w) * step_w, -(-height // step_h) * step_h
+
+
+def pad_to(image: Any, width: int, height: int) -> Any:
+    """Grow an RGB frame to (width, height) by repeating its last column/row (odd sizes)."""
+    h, w = image.shape[:2]
+    if (w, h) == (width, height):
+        return image
+    return np.pad(image, ((0, height - h), (0, width - w), (0, 0)), mode="edge")
+
+
+def to_video_frame(image: np.ndarray, width: int, height: int, pts: int | None,
+                   time_base: Fraction | None) -> av.VideoFrame:
+    """A protected RGB frame as the encoder takes it: padded to (width, height), timed."""
+    vf = av.VideoFrame.from_ndarray(pad_to(image, width, height), format="rgb24")
+    vf.pts = pts
+    if time_base is not None:
+        vf.time_base = time_base
+    return vf
+
+
+def add_video_stream(container: Any, path: Path, codec: str, info: SourceInfo,
+                     cfg: EncodeConfig, width: int, height: int, rotation: int = 0,
+                     time_base: Fraction | None = None) -> tuple[Any, str]:
+    """Add the protected video stream to `container`: returns (stream, codec actually used).
+
+    One place decides every encoder setting, so packets encoded elsewhere (`PacketEncoder`, on
+    another machine) carry exactly the headers of the stream they are muxed into.
+    """
+    ext = path.suffix.lower()
+    rate = info.average_rate or 30
+    if ext == ".avi" and codec == "libx264":
+        # FFmpeg reads H.264-in-AVI back one frame late (it guesses pts from dts); AVI's
+        # native MPEG-4 Part 2 keeps every timestamp
+        log.info("%s: AVI output: encoding MPEG-4 Part 2 instead of H.264", path)
+        codec = "mpeg4"
+    try:
+        video = container.add_stream(codec, rate=rate)
+    except ValueError as exc:
+        if ext != ".webm":
+            raise OutputError(f"{path}: {exc}; choose another encode.codec or an .mkv "
+                              "output") from None
+        # WebM holds only VP8/VP9/AV1: keep the user's container, switch the codec
+        log.warning("%s: WebM cannot hold %s; encoding VP9 instead (slower)", path, codec)
+        codec = "libvpx-vp9"
+        video = container.add_stream(codec, rate=rate)
+    padded = encodable_size(cfg.pix_fmt, width, height)
+    if padded != (width, height):
+        log.warning("%s: %dx%d frames cannot be encoded as %s; padded to %dx%d by repeating the "
+                    "last column/row", path, width, height, cfg.pix_fmt, *padded)
+    video.width, video.height = padded
+    video.pix_fmt = cfg.pix_fmt
+    time_base = time_base or info.time_base
+    if time_base is not None:
+        video.codec_context.time_base = time_base
+        video.time_base = time_base
+    options = dict(cfg.options)
+    if codec in ("libx264", "libx265"):
+        options.setdefault("crf", str(cfg.crf))
+        options.setdefault("preset", cfg.preset)
+    elif codec.endswith("_nvenc"):
+        options.setdefault("cq", str(cfg.crf))
+    elif codec == "libvpx-vp9":
+        options.setdefault("crf", str(min(cfg.crf + 10, 63)))
+        options.setdefault("b", "0")
+        options.setdefault("deadline", "realtime")
+        options.setdefault("cpu-used", "8")
+    video.codec_context.options = options
+    if ext == ".avi":
+        # AVI stores no presentation timestamps: B-frame reordering would scramble them
+        video.codec_context.max_b_frames = 0
+    if codec == "mpeg4":
+        video.codec_context.qscale = 3  # near-transparent quality for MPEG-4 Part 2
+    if rotation:
+        video.set_display_rotation(rotation)
+    for key, value in info.video_metadata.items():
+        if key not in ("handler_name", "encoder", "vendor_id"):
+            video.metadata[key] = value
+    return video, codec

@@ -1,0 +1,219 @@
+"""The per-frame core every path shares: detect (fail-closed), track, protect.
+
+`FrameProcessor` is what the file pipeline, the live streams, the live workers, the Ray
+segments and the library API all run; `detect_timed` is the one place a detection may fail or
+overrun; `Lookback` delays frames so a face found late is still covered where it appeared.
+Nothing here reads or writes media: callers bring frames and take them away.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamguard.config import Config
+from streamguard.detect import Detector, create_detector
+from streamguard.errors import PipelineError
+from streamguard.frames import Faces, Frame, Passthrough
+from streamguard.protect import build_protector, protect_whole_frame
+from streamguard.protect.pixelize import merge_nested
+from streamguard.track import Tracker
+
+log = logging.getLogger(__name__)
+
+
+class FrameProcessor:
+    """Detect, track and protect one frame at a time: shared by the pipeline and the library.
+
+    `analyze(frame)` returns the frame with faces (or marked failed closed);
+    `protect(frame)` returns the frame with protected pixels, or None when policy drops it.
+    """
+
+    def __init__(self, cfg: Config, detector: Detector | None = None):
+        self.cfg = cfg
+        self.protector = build_protector(cfg.protect)  # refuses early, before any decoding
+        self.detector = detector if detector is not None else create_detector(cfg.detect)
+        self._owns_detector = detector is None
+        self.tracker = Tracker(cfg.track)
+        self.failed_closed = 0
+        self.detect_errors = 0
+        self._timeout_s = cfg.detect.timeout_ms / 1000
+        # detectors registered elsewhere may not take track hints
+        self._takes_hints = "around" in inspect.signature(self.detector.detect).parameters
+
+    def reset_tracking(self) -> None:
+        """Forget every track (a new file or segment); the models stay loaded."""
+        self.tracker = Tracker(self.cfg.track)
+
+    def close(self) -> None:
+        if self._owns_detector:
+            self.detector.close()
+
+    def expected(self) -> np.ndarray | None:
+        """Where the tracks expect their faces on the next frame (the detector looks there
+        closer), or None when this detector takes no hints."""
+        return self.tracker.predicted() if self._takes_hints else None
+
+    def detect(self, frame: Frame) -> tuple[Faces | None, str | None]:
+        """(faces, None), or (None, why) when detection failed or overran `detect.timeout_ms`."""
+        return detect_timed(self.detector, frame, self._timeout_s, self.expected())
+
+    def analyze(self, frame: Frame) -> Frame:
+        """Detect (failing closed on an error or overrun), then track."""
+        return self.apply(frame, *self.detect(frame))
+
+    def apply(self, frame: Frame, found: Faces | None, failure: str | None = None) -> Frame:
+        """Track detections made here or elsewhere (a live worker process); `found` None means
+        detection failed (`failure` says how): the frame fails closed and is counted."""
+        if found is None:
+            self.failed_closed += 1
+            error = failure is not None and not failure.startswith("timeout")
+            self.detect_errors += error
+            if self.failed_closed <= 3 or not error:
+                log.warning("frame %d: %s; protecting the whole frame", frame.index, failure)
+            meta = {**frame.meta, "detect_error": True} if error else frame.meta
+            return frame.replace(failed_closed=True, meta=meta)
+        faces = self.tracker.update(found, frame.image.shape)
+        return frame.replace(faces=faces,
+                             meta={**frame.meta, "detected_ids": self.tracker.detected_ids})
+
+    def protect(self, frame: Frame) -> Frame | None:
+        if frame.failed_closed:
+            if self.cfg.protect.fail_closed == "drop":
+                return None
+            return frame.replace(image=protect_whole_frame(frame.image, self.cfg.protect))
+        if frame.faces is None:
+            raise PipelineError(f"frame {frame.index} reached protection without detection")
+        if len(frame.faces) == 0:
+            return frame
+        return frame.replace(image=self.protector(frame.image, merge_nested(frame.faces)))
+
+
+def detect_timed(detector: Detector, frame: Frame, timeout_s: float,
+                 around: np.ndarray | None = None) -> tuple[Faces | None, str | None]:
+    """(faces, None), or (None, why) when the detector raised or overran `timeout_s` (late
+    results are discarded: the frame fails closed). `around`: track hints, for detectors
+    that take them."""
+    start = time.perf_counter()
+    try:
+        if around is None:
+            found = detector.detect(frame.image, frame.index)
+        else:
+            found = detector.detect(frame.image, frame.index, around=around)
+    except Exception as exc:  # noqa: BLE001 - any detector failure fails this frame closed
+        return None, f"detection failed ({type(exc).__name__}: {exc})"
+    took = time.perf_counter() - start
+    if took > timeout_s:
+        return None, f"timeout: detection took {took * 1000:.0f} ms (over {timeout_s * 1000:.0f})"
+    return found, None
+
+
+@dataclass
+class _Seen:
+    """What the look-back knows of a track: its first and its latest detection."""
+
+    first_pos: int
+    first_box: np.ndarray
+    last_pos: int
+    last_box: np.ndarray
+    hits: int = 1
+
+
+class Lookback:
+    """Delays frames by `depth` so a face found late is still covered where it was before.
+
+    - A new track's box is back-filled onto the frames before it: its first box repeated,
+      and, once its second detection gives it a motion, that box extrapolated backwards along
+      the motion (a fast face entering the frame is covered on its way in).
+    - A track detected again after frames in which the tracker only extrapolated it gets the
+      boxes interpolated between its two detections on those frames (a face that moved
+      otherwise than predicted between two tile passes is still covered).
+    Added boxes are unions with the track's own box on that frame: one box per track and
+    frame, so a face keeps one mosaic grid. Pass-through packets wait in the same queue,
+    keeping demux order. Tracks are known by the `detected_ids` the processor puts in
+    `frame.meta` (ids detected on that frame, not merely extrapolated).
+    """
+
+    def __init__(self, depth: int):
+        self.depth = depth
+        self._items: deque[Frame | Passthrough] = deque()
+        self._pos: deque[int] = deque()  # frame position of each buffered item (-1: packet)
+        self._frames = 0
+        self._count = 0
+        self._seen: dict[int, _Seen] = {}
+
+    def push(self, item: Frame | Passthrough) -> Iterable[Frame | Passthrough]:
+        pos = -1
+        if isinstance(item, Frame):
+            pos = self._count
+            self._count += 1
+            if item.faces is not None and len(item.faces) and self.depth:
+                self._learn(item, pos)
+            self._frames += 1
+        self._items.append(item)
+        self._pos.append(pos)
+        while self._frames > self.depth:
+            out = self._items.popleft()
+            self._pos.popleft()
+            if isinstance(out, Frame):
+                self._frames -= 1
+            yield out
+
+    def _learn(self, frame: Frame, pos: int) -> None:
+        faces = frame.faces
+        detected = frame.meta.get("detected_ids")
+        for k, tid in enumerate(faces.track_id.tolist()):
+            if tid < 0 or (detected is not None and tid not in detected):
+                continue  # untracked, or only extrapolated on this frame
+            box = faces.xyxy[k].astype(np.float64)
+            seen = self._seen.get(tid)
+            if seen is None:
+                self._seen[tid] = _Seen(pos, box, pos, box)
+                self._fill(tid, lambda p, b=box: b, before=pos)
+                continue
+            gap = pos - seen.last_pos
+            if gap > 1:
+                last = seen.last_box
+                self._fill(tid, lambda p, a=last, b=box, p0=seen.last_pos:
+                           a + (b - a) * (p - p0) / gap, after=seen.last_pos, before=pos)
+            if seen.hits == 1:
+                step = (box - seen.first_box) / max(pos - seen.first_pos, 1)
+                self._fill(tid, lambda p, b=seen.first_box, p0=seen.first_pos:
+                           b - step * (p0 - p), before=seen.first_pos)
+            seen.last_pos, seen.last_box = pos, box
+            seen.hits += 1
+        if len(self._seen) > 4096:  # forget tracks long out of the buffer
+            oldest = pos - 4 * max(self.depth, 1)
+            self._seen = {t: s for t, s in self._seen.items() if s.last_pos >= oldest}
+
+    def _fill(self, tid: int, box_at, before: int, after: int = -1) -> None:
+        """Union the track's box on buffered frames with positions in (after, before)."""
+        for i, item in enumerate(self._items):
+            p = self._pos[i]
+            if not (after < p < before) or not isinstance(item, Frame) or item.faces is None:
+                continue
+            add = np.asarray(box_at(p), np.float32)
+            faces = item.faces
+            mine = np.flatnonzero(faces.track_id == tid)
+            if len(mine):
+                xyxy = faces.xyxy.copy()
+                j = mine[0]
+                xyxy[j] = np.concatenate([np.minimum(xyxy[j, :2], add[:2]),
+                                          np.maximum(xyxy[j, 2:], add[2:])])
+                faces = Faces(xyxy, faces.score, faces.track_id)
+            else:
+                faces = Faces.concat([faces, Faces(add[None], np.ones(1, np.float32),
+                                                   np.array([tid]))])
+            self._items[i] = item.replace(faces=faces)
+
+    def flush(self) -> Iterable[Frame | Passthrough]:
+        while self._items:
+            self._pos.popleft()
+            yield self._items.popleft()
+        self._frames = 0

@@ -1,0 +1,89 @@
+"""process.py: the look-back that covers a face where it was before it was found."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamguard.frames import Faces, Frame
+from streamguard.process import Lookback
+
+
+def _frame(i: int, boxes: dict[int, list[float]], detected: set[int]) -> Frame:
+    ids = list(boxes)
+    faces = Faces(np.array([boxes[t] for t in ids], np.float32).reshape(-1, 4),
+                  np.ones(len(ids), np.float32), np.array(ids, np.int64))
+    return Frame(i, i, None, np.zeros((4, 4, 3), np.uint8), faces=faces,
+                 meta={"detected_ids": frozenset(detected)})
+
+
+def _run(frames: list[Frame], depth: int) -> list[Frame]:
+    lb = Lookback(depth)
+    out = [o for f in frames for o in lb.push(f)]
+    return out + list(lb.flush())
+
+
+def _covers(frame: Frame, box: list[float]) -> bool:
+    x = frame.faces.xyxy
+    return bool(((x[:, 0] <= box[0]) & (x[:, 1] <= box[1]) & (x[:, 2] >= box[2])
+                 & (x[:, 3] >= box[3])).any())
+
+
+def test_a_fast_face_found_late_is_covered_along_its_way_in():
+    """Regression: the back-fill repeated the first box, so a face entering at 30 px per frame
+    was bare on the frames before it was found."""
+    frames = [_frame(i, {}, set()) for i in range(6)]
+    frames += [_frame(6, {7: [300, 100, 350, 150]}, {7}), _frame(7, {7: [330, 100, 380, 150]}, {7})]
+    out = _run(frames, depth=10)
+    for i in range(6):
+        where = 300 - 30 * (6 - i)
+        assert _covers(out[i], [where, 100, where + 50, 150]), i
+        assert _covers(out[i], [300, 100, 350, 150])  # the first box is still there too
+        assert len(out[i].faces) == 1  # one box per track and frame: one mosaic grid
+
+
+def test_a_face_refound_after_extrapolated_frames_is_covered_in_between():
+    """Regression: between two detections the tracker extrapolated the box where the face
+    was not (it turned); those frames were bare."""
+    frames = [_frame(0, {3: [0, 0, 40, 40]}, {3})]
+    frames += [_frame(i, {3: [0, 0, 40, 40]}, set()) for i in (1, 2, 3)]  # extrapolated only
+    frames += [_frame(4, {3: [80, 0, 120, 40]}, {3})]
+    out = _run(frames, depth=10)
+    for i in (1, 2, 3):
+        assert _covers(out[i], [20 * i, 0, 20 * i + 40, 40]), i
+        assert _covers(out[i], [0, 0, 40, 40])
+    assert len(out) == 5 and [f.index for f in out] == list(range(5))
+
+
+def test_without_depth_nothing_is_delayed_or_added():
+    frames = [_frame(0, {}, set()), _frame(1, {1: [5, 5, 9, 9]}, {1})]
+    lb = Lookback(0)
+    assert [len(list(lb.push(f))) for f in frames] == [1, 1]
+    assert len(frames[0].faces) == 0
+
+
+class _NoDetector:
+    def detect(self, image, index, around=None):
+        return Faces.empty()
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+@pytest.mark.parametrize("mode", ["adversarial-identity", "adversarial-block", "mosaic"])
+def test_a_part_of_a_face_found_on_its_own_gets_no_finer_grid(mode):
+    """Regression: the tiles found an eye of a 550 px face as its own face; in the block-wise
+    modes its box got its own 8-block grid on top of the face's, so the eye came out several
+    times finer than the rest of the face."""
+    from streamguard.config import load_config
+    from streamguard.process import FrameProcessor
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    face = [300, 80, 850, 630]
+    eye = [420, 250, 520, 320]
+    cfg = load_config(None, [f'protect.mode="{mode}"'])
+    proc = FrameProcessor(cfg, _NoDetector())
+    both = Frame(0, 0, None, image, faces=Faces.from_boxes([face, eye]))
+    alone = Frame(0, 0, None, image, faces=Faces.from_boxes([face]))
+    assert (proc.protect(both).image == proc.protect(alone).image).all()

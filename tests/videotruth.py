@@ -1,0 +1,261 @@
+"""Ground-truth video: clips of real face photos moving, scaling, cut by the frame's edges or
+covered by each other, rendered with, per frame and face, the face box, the part of it that is
+visible, its share inside the frame and its speed; and the score of a protected output against
+that truth. Used by benchmarks/recall.py and the recall tests.
+
+Protection is made visible with `protect.mode = "solid"` in magenta: a face-frame counts as
+protected when magenta covers >= 95 % of the visible part of its face box.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+MAGENTA = (255, 0, 255)
+COVERED = 0.95  # share of the visible face box that must be protected
+
+
+# -- faces and their paths ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FaceSource:
+    """A face photo crop and where the face box sits in it (fractions of the crop side)."""
+
+    crop: np.ndarray
+    box: tuple[float, float, float, float]
+
+
+def face_sources() -> list[FaceSource]:
+    """Registry photo crops (tests/media.py) plus the corpus's crops when it is built."""
+    from media import CROP_CONTEXT, face_crops
+
+    m = (1 - 1 / CROP_CONTEXT) / 2
+    sources = [FaceSource(c, (m, m, 1 - m, 1 - m)) for c in face_crops()]
+    corpus = Path(os.environ["STREAMGUARD_CACHE"]) / "faces" / "crops"
+    if corpus.is_dir():
+        import cv2
+
+        # corpus crops: 128 px, the face box ~64 px wide in the centre (build_corpus.py)
+        for path in sorted(corpus.glob("*.png"))[::5][:24]:
+            img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+            sources.append(FaceSource(img, (0.25, 0.25, 0.75, 0.75)))
+    return sources
+
+
+@dataclass(frozen=True)
+class Track:
+    """One face through a clip: centre and face width interpolated between keyframes
+    ((t, cx, cy, face_px), t in frames); `front` faces are drawn after (over) the others."""
+
+    source: int
+    keys: tuple[tuple[float, float, float, float], ...]
+    front: bool = False
+
+    def at(self, t: int) -> tuple[float, float, float]:
+        keys = self.keys
+        if t <= keys[0][0]:
+            return keys[0][1:]
+        for (t0, *a), (t1, *b) in zip(keys, keys[1:]):
+            if t <= t1:
+                u = (t - t0) / max(t1 - t0, 1e-9)
+                return tuple(x + u * (y - x) for x, y in zip(a, b))
+        return keys[-1][1:]
+
+
+@dataclass
+class Scenario:
+    name: str
+    width: int
+    height: int
+    frames: int
+    tracks: list[Track]
+
+
+def scenarios(width: int, height: int, n: int, n_sources: int) -> list[Scenario]:
+    """The clip families of the benchmark, scaled to the frame size (seeded, so every run
+    builds the same clips)."""
+    rng = np.random.default_rng(width)
+    src = iter(int(i) for i in rng.permutation(np.resize(np.arange(n_sources), 64)))
+    w, h, e = width, height, n - 1
+    out = []
+    # moving faces of every size, fully inside
+    sizes = [24, 32, 44, 60, 90, 140, 220]
+    tracks = []
+    for i, px in enumerate(sizes):
+        x0, y0 = rng.uniform(0.15 * w, 0.85 * w), (i + 0.5) * h / len(sizes)
+        vx = rng.uniform(-3, 3)
+        tracks.append(Track(next(src), ((0, x0, y0, px), (e, x0 + vx * e, y0, px))))
+    out.append(Scenario("moving", w, h, n, tracks))
+    # scaling: growing and shrinking faces
+    out.append(Scenario("scaling", w, h, n, [
+        Track(next(src), ((0, 0.25 * w, 0.5 * h, 40), (e, 0.3 * w, 0.45 * h, 200))),
+        Track(next(src), ((0, 0.7 * w, 0.4 * h, 180), (e, 0.65 * w, 0.55 * h, 36))),
+        Track(next(src), ((0, 0.5 * w, 0.8 * h, 32), (e / 2, 0.5 * w, 0.75 * h, 90),
+                          (e, 0.5 * w, 0.8 * h, 32)))]))
+    # fast: faces crossing the frame at 12-30 px per frame
+    out.append(Scenario("fast", w, h, n, [
+        Track(next(src), ((0, 0.1 * w, 0.3 * h, 60), (e, 0.1 * w + 12 * e, 0.3 * h, 60))),
+        Track(next(src), ((0, 0.9 * w, 0.6 * h, 90), (e, 0.9 * w - 20 * e, 0.55 * h, 90))),
+        Track(next(src), ((0, 0.5 * w, 0.05 * h, 48), (e, 0.45 * w, 0.05 * h + 8 * e, 48)))]))
+    # edges: faces sliding slowly across each edge, 25-95 % inside
+    edge = []
+    for side, px in (("left", 90), ("right", 120), ("top", 70), ("bottom", 150)):
+        lo, hi = -0.3, 0.45  # face centre from outside (25 % in) to mostly inside
+        pos = [lo, hi, lo] if side in ("left", "top") else [-lo, -hi, -lo]
+        keys = []
+        for k, p in enumerate(pos):
+            t = k * e / 2
+            if side == "left":
+                keys.append((t, p * px, 0.35 * h, px))
+            elif side == "right":
+                keys.append((t, w + p * px, 0.6 * h, px))
+            elif side == "top":
+                keys.append((t, 0.3 * w, p * px * 1.3, px))
+            else:
+                keys.append((t, 0.7 * w, h + p * px * 1.3, px))
+        edge.append(Track(next(src), tuple(keys)))
+    out.append(Scenario("edges", w, h, n, edge))
+    # entering and leaving through the edges at walking speed
+    out.append(Scenario("entering", w, h, n, [
+        Track(next(src), ((0, -60, 0.4 * h, 80), (e, -60 + 6 * e, 0.4 * h, 80))),
+        Track(next(src), ((0, w + 40, 0.7 * h, 56), (e, w + 40 - 5 * e, 0.65 * h, 56))),
+        Track(next(src), ((0, 0.6 * w, 0.4 * h, 110), (e, 0.6 * w, -0.2 * h, 110))),
+        Track(next(src), ((0, 0.2 * w, h + 60, 64), (e, 0.25 * w, h + 60 - 6 * e, 64)))]))
+    # occlusion: a face passing in front of others
+    out.append(Scenario("occluded", w, h, n, [
+        Track(next(src), ((0, 0.45 * w, 0.5 * h, 120), (e, 0.5 * w, 0.5 * h, 120))),
+        Track(next(src), ((0, 0.55 * w, 0.35 * h, 70), (e, 0.62 * w, 0.33 * h, 70))),
+        Track(next(src), ((0, 0.2 * w, 0.55 * h, 100), (e, 0.75 * w, 0.48 * h, 100)),
+              front=True)]))
+    return out
+
+
+# -- rendering with ground truth --------------------------------------------------------------
+
+def face_box(track: Track, source: FaceSource, t: int) -> tuple[float, float, float, float]:
+    cx, cy, px = track.at(t)
+    fx0, fy0, fx1, fy1 = source.box
+    side = px / (fx1 - fx0)  # the pasted crop's side
+    hgt = side * (fy1 - fy0)
+    return cx - px / 2, cy - hgt / 2, cx + px / 2, cy + hgt / 2
+
+
+def render(sc: Scenario, sources: list[FaceSource], t: int, bg: np.ndarray):
+    """The frame at t and, per track, (face box, visible mask share, share inside, speed)."""
+    import cv2
+
+    frame = bg.copy()
+    h, w = frame.shape[:2]
+    order = sorted(range(len(sc.tracks)), key=lambda i: sc.tracks[i].front)
+    owner = np.full((h, w), -1, np.int16)  # which track's face covers each pixel, last drawn
+    boxes = {}
+    for i in order:
+        tr = sc.tracks[i]
+        src = sources[tr.source]
+        fx0, fy0, fx1, fy1 = face_box(tr, src, t)
+        bx0, by0 = src.box[0], src.box[1]
+        side = (fx1 - fx0) / (src.box[2] - src.box[0])
+        cx0, cy0 = fx0 - bx0 * side, fy0 - by0 * side
+        x0, y0, s = int(round(cx0)), int(round(cy0)), max(int(round(side)), 2)
+        crop = cv2.resize(src.crop, (s, s), interpolation=cv2.INTER_AREA if s < len(src.crop)
+                          else cv2.INTER_CUBIC)
+        a0, b0, a1, b1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
+        if a1 > a0 and b1 > b0:
+            frame[b0:b1, a0:a1] = crop[b0 - y0:b1 - y0, a0 - x0:a1 - x0]
+        g0, g1 = max(int(fx0), 0), min(int(math.ceil(fx1)), w)
+        h0, h1 = max(int(fy0), 0), min(int(math.ceil(fy1)), h)
+        if g1 > g0 and h1 > h0:
+            owner[h0:h1, g0:g1] = i
+        boxes[i] = (fx0, fy0, fx1, fy1)
+    truth = []
+    for i, tr in enumerate(sc.tracks):
+        fx0, fy0, fx1, fy1 = boxes[i]
+        area = (fx1 - fx0) * (fy1 - fy0)
+        g0, g1 = min(max(int(fx0), 0), w), min(max(int(math.ceil(fx1)), 0), w)
+        h0, h1 = min(max(int(fy0), 0), h), min(max(int(math.ceil(fy1)), 0), h)
+        g1, h1 = max(g1, g0), max(h1, h0)
+        inside = max(g1 - g0, 0) * max(h1 - h0, 0) / area
+        visible = (owner[h0:h1, g0:g1] == i) if g1 > g0 and h1 > h0 else np.zeros((0, 0), bool)
+        a, b = tr.at(t), tr.at(t + 1)
+        speed = math.hypot(b[0] - a[0], b[1] - a[1])
+        truth.append({"track": i, "box": (g0, h0, g1, h1), "visible": visible,
+                      "size": fx1 - fx0, "inside": min(inside, 1.0),
+                      "visible_share": float(visible.sum()) / area, "speed": speed})
+    return frame, truth
+
+
+def write_scenario(sc: Scenario, sources: list[FaceSource], path: Path) -> list[list[dict]]:
+    """Encode the clip (libx264, CRF 16, GOP 30, 30 fps, no audio); returns its ground truth."""
+    import av
+
+    from media import background
+
+    bg = background(sc.width, sc.height, seed=sc.width + len(sc.name))
+    truths = []
+    tmp = path.with_suffix(".tmp.mp4")
+    with av.open(str(tmp), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = sc.width, sc.height, "yuv420p"
+        vs.codec_context.options = {"crf": "16", "preset": "veryfast", "g": "30"}
+        for t in range(sc.frames):
+            frame, truth = render(sc, sources, t, bg)
+            truths.append(truth)
+            out.mux(vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(vs.encode(None))
+    tmp.rename(path)
+    return truths
+
+
+# -- scoring ----------------------------------------------------------------------------------
+
+def protected_mask(image: np.ndarray) -> np.ndarray:
+    """Pixels that came out magenta (codec rounding tolerated)."""
+    d = np.abs(image.astype(np.int16) - np.array(MAGENTA, np.int16)).sum(axis=2)
+    return d < 90
+
+
+@dataclass
+class Tally:
+    records: list[dict] = field(default_factory=list)
+    fp_pixels: int = 0
+    bg_pixels: int = 0
+
+    def score(self, image: np.ndarray, truth: list[dict], margin: float) -> None:
+        mask = protected_mask(image)
+        away = np.ones(mask.shape, bool)
+        h, w = mask.shape
+        for f in truth:
+            g0, h0, g1, h1 = f["box"]
+            vis = f["visible"]
+            if not vis.any():
+                continue  # wholly outside the frame or covered
+            covered = float((mask[h0:h1, g0:g1] & vis).sum()) / max(int(vis.sum()), 1)
+            self.records.append({"size": f["size"], "inside": f["inside"],
+                                 "visible": f["visible_share"], "speed": f["speed"],
+                                 "covered": covered, "protected": covered >= COVERED})
+            bw, bh = g1 - g0, h1 - h0
+            mx, my = int(margin * max(bw, f["size"])), int(margin * max(bh, f["size"]))
+            away[max(h0 - my, 0):min(h1 + my, h), max(g0 - mx, 0):min(g1 + mx, w)] = False
+        self.fp_pixels += int((mask & away).sum())
+        self.bg_pixels += int(away.sum())
+
+
+def score_file(path: Path, truths: list[list[dict]], margin: float) -> Tally:
+    """Score every decoded frame of a protected output against the clip's truth."""
+    import av
+
+    tally = Tally()
+    with av.open(str(path)) as c:
+        for t, vf in enumerate(c.decode(video=0)):
+            tally.score(vf.to_ndarray(format="rgb24"), truths[t], margin)
+    return tally
+
+
+def solid_overrides() -> list[str]:
+    """Config overrides that make protection magenta (regions exactly as in every mode)."""
+    return ['protect.mode="solid"', f"protect.solid_color={list(MAGENTA)}"]
