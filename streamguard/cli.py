@@ -17,12 +17,39 @@ from pathlib import Path
 from streamguard import __version__
 from streamguard.errors import InputNotFoundError, NoVideosError, OutputError, StreamguardError
 
-EXIT_INTERRUPTED = 130
+IMAGE_EXTENSIONS = frozenset(".jpg .jpeg .png .gif .bmp .webp .tif .tiff".split())
+EXIT_INTERRUPTED = 130  # SIGINT; SIGTERM and SIGHUP exit 128 + their number (143, 129)
 EXIT_INTERNAL = 70
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in streamguard's one-line form (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"streamguard: error: {message} (see {self.prog} --help)\n")
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (`timeout`, `docker stop`, systemd, a closed terminal): handled like
+    Ctrl-C, so the run stops and deletes its partial output."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signals() -> None:
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="streamguard",
         description="Protect every face in video: tracked, fail-closed mosaics.",
     )
@@ -86,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.command == "anonymize":
+            _stop_on_signals()
             return _anonymize(args)
         if args.command == "fetch":
             return _fetch(args)
@@ -93,7 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             return _engine(args)
         if args.command == "serve":
             return _serve(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Stopped):
+            import signal
+
+            name = signal.Signals(exc.signum).name
+            print(f"streamguard: stopped by {name}; no partial output was kept", file=sys.stderr)
+            return 128 + exc.signum
         print("streamguard: interrupted; no partial output was kept", file=sys.stderr)
         return EXIT_INTERRUPTED
     except StreamguardError as exc:
@@ -180,6 +214,10 @@ def plan_outputs(inputs: list[str], output: str | None) -> list[tuple[Path, Path
 
     pairs: list[tuple[Path, Path]] = []
     out = Path(output) if output else None
+    if out is not None and out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir():
+        kinds = ", ".join(sorted(VIDEO_EXTENSIONS))
+        raise OutputError(f"{out}: streamguard writes video ({kinds}), not images or GIFs; "
+                          "give a video file name or a folder")
     single_file_out = (
         out is not None and len(inputs) == 1 and not Path(inputs[0]).is_dir()
         and out.suffix.lower() in VIDEO_EXTENSIONS and not out.is_dir()

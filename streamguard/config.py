@@ -89,11 +89,12 @@ class TrackConfig(_Section):
         description="Relative growth of an extrapolated box per missed frame (uncertainty).",
     )
     lookback: int = Field(
-        10, ge=0, le=60,
-        description="A new track's first box is also protected on this many earlier frames, "
-        "covering faces found late: a small face only the tiles see is found up to tile_every "
-        "frames after it appears (2 x tile_every if that frame's detection failed). Delays "
-        "output by this many frames: set 0 for the lowest live latency.",
+        20, ge=0, le=60,
+        description="Offline look-back: a new track's first box, extrapolated backwards along "
+        "its motion, is also protected on this many earlier frames, covering faces found "
+        "late: a small face only the tiles see (found up to tile_every frames after it "
+        "appears), a face entering slowly through an edge (found once ~half inside). Delays "
+        "output by this many frames (live streams use live.lookback).",
     )
 
 
@@ -241,7 +242,7 @@ class RayConfig(_Section):
         "apart; each segment is one task.",
     )
     context_frames: int = Field(
-        15, ge=0, le=600,
+        25, ge=0, le=600,
         description="Frames before and after each cut that a segment also analyzes (not "
         "emits), so tracks and the look-back cross the cut as in one pass: at least "
         "track.lookback, and tile_every + a few to pick up tile-only faces.",

@@ -157,14 +157,15 @@ def anonymize_file(
         info = source.info
         if src.resolve() == dst.resolve():
             raise OutputError(f"{dst}: output would overwrite the input")
-        processor = FrameProcessor(cfg, detector)
-        try:
-            with VideoSink(dst, info, cfg.encode) as sink:
+        # the output is checked and locked before any model loads
+        with VideoSink(dst, info, cfg.encode) as sink:
+            processor = FrameProcessor(cfg, detector)
+            try:
                 _run_stages(source, sink, processor, cfg, report, info.expected_frames,
                             on_progress)
                 sink.finish()
-        finally:
-            processor.close()
+            finally:
+                processor.close()
     report.wall_s = time.perf_counter() - t0
     report.tracks = processor.tracker.tracks_started
     report.failed_closed = processor.failed_closed
@@ -172,6 +173,7 @@ def anonymize_file(
     report.resolution = f"{info.width}x{info.height}"
     report.dropped_streams = list(sink.dropped_streams)
     report.packets_copied = sink.packets_copied
+    report.frames_rescaled = source.frames_rescaled
     return report
 
 

@@ -33,6 +33,7 @@ class RunReport:
     frames_written: int = 0
     frames_dropped: int = 0  # fail-closed frames dropped by policy
     failed_closed: int = 0  # frames whose detection failed or timed out
+    frames_rescaled: int = 0  # frames whose size changed mid-stream, rescaled to the first
     detect_errors: int = 0
     faces: int = 0  # face boxes protected, summed over frames
     faces_per_frame: dict[int, int] = field(default_factory=dict)  # n faces -> frames
@@ -89,6 +90,7 @@ class StreamStats:
     failed_closed: int = 0
     faces: int = 0
     reconnects: int = 0
+    frames_rescaled: int = 0
     connected: bool = False
     last_error: str = ""
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
@@ -103,6 +105,7 @@ class StreamStats:
                 "dropped": self.dropped, "placeholders": self.placeholders,
                 "failed_closed": self.failed_closed, "faces": self.faces,
                 "reconnects": self.reconnects, "connected": int(self.connected),
+                "frames_rescaled": self.frames_rescaled,
                 "audio_packets": self.audio_packets, "worker_restarts": self.worker_restarts,
                 "fps_out": round(self.frames_out / elapsed, 2),
                 "latency_p50_ms": pick(0.5), "latency_p99_ms": pick(0.99),

@@ -20,6 +20,11 @@ from streamguard.frames import Faces
 
 _VELOCITY_DAMPING = 0.8  # per missed frame: extrapolation slows rather than flies off
 _GATE = 1.0  # centre distance, in face sizes, within which a zero-IoU detection may match
+_EDGE_PATIENCE = 3  # tracks cut by the frame's edge survive this many times max_missed
+
+
+def _cut_by_edge(box: np.ndarray, width: int, height: int) -> bool:
+    return bool(box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height)
 
 
 @dataclass
@@ -106,7 +111,12 @@ class Tracker:
                 continue
             tr.missed += 1
             tr.velocity = tr.velocity * _VELOCITY_DAMPING
-            if tr.missed > cfg.max_missed:
+            limit = cfg.max_missed
+            if _cut_by_edge(tr.box, width, height):
+                # the detector finds faces cut by the edge worst: a face leaving slowly
+                # through it is kept (until its box has left) this much longer
+                limit *= _EDGE_PATIENCE
+            if tr.missed > limit:
                 continue
             survivors.append(tr)
             out_boxes.append(_grow(tr.box, cfg.miss_growth * tr.missed))

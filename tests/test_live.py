@@ -459,3 +459,43 @@ segment_s = 2.0
         assert len([f for f in c.decode(video=0)]) > 30
     with av.open(str(files[0])) as c:
         assert len([p for p in c.demux(audio=0) if p.size]) > 30
+
+
+class _LateDetector:
+    """Finds one fixed face, but only from frame 20 on (a face the detector finds late)."""
+
+    def detect(self, image, index, around=None):
+        from streamguard.frames import Faces
+
+        return Faces.from_boxes([[100, 60, 180, 140]] if index >= 20 else [])
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_the_live_look_back_covers_a_face_found_late(live_clip, tmp_path):
+    """Regression: live had no look-back, so a face found late was bare until found."""
+    endpoint = f"ipc://{tmp_path}/zmq"
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    cfg = _cfg(max_queue=60, lookback=3)
+    cfg = cfg.model_copy(update={"protect": cfg.protect.model_copy(
+        update={"mode": "solid", "solid_color": (255, 0, 255)})})
+    stream = LiveStream(StreamConfig(name="door", input=str(live_clip.path), zmq=endpoint),
+                        cfg, detector=_LateDetector())
+    connect_and_wait(sub, endpoint)
+    stream.start()
+    magenta = {}
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and len(magenta) < 30:
+            if sub.poll(500):
+                header, buf = sub.recv_multipart()
+                h = json.loads(header)
+                image = np.frombuffer(buf, dtype=h["dtype"]).reshape(h["shape"])
+                magenta[h["index"]] = bool((image[100, 140] == [255, 0, 255]).all())
+    finally:
+        stream.stop()
+        sub.close(0)
+    assert [i for i in range(14, 30) if magenta.get(i)] == list(range(17, 30))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -36,20 +37,72 @@ log = logging.getLogger(__name__)
 
 # container-level keys the muxer writes itself; copying them would describe the old encode
 _SKIP_METADATA = {"major_brand", "minor_version", "compatible_brands", "encoder", "duration"}
-_NVENC = {"h264_nvenc": "libx264", "hevc_nvenc": "libx265"}
 
 
-def check_writable(path: Path) -> None:
-    """Fail early, before decoding anything, when the output cannot be written."""
+def check_writable(path: Path) -> list[Path]:
+    """Fail early, before decoding anything or loading a model, when the output cannot be
+    written: the folder is created and a file is really opened in it (permission bits alone
+    say nothing for root, /proc or a read-only mount). Returns the folders it created,
+    innermost first (a failed run removes them again)."""
     folder = path.parent
+    made = []
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            break
+        made.append(parent)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot create output folder ({exc.strerror})") from None
+        raise OutputError(f"{path}: cannot write: cannot create the folder "
+                          f"({exc.strerror})") from None
     if path.is_dir():
-        raise OutputError(f"{path}: output path is a folder")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"{path}: output folder is not writable")
+        remove_empty(made)
+        raise OutputError(f"{path}: cannot write: the output path is a folder")
+    probe = folder / f".{path.name}.{os.getpid()}.probe"
+    try:
+        probe.open("wb").close()
+        probe.unlink()
+    except OSError as exc:
+        remove_empty(made)
+        raise OutputError(f"{path}: cannot write here ({exc.strerror})") from None
+    return made
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove folders a failed run created, innermost first, if they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (or gone): keep it and everything above it
+
+
+class OutputLock:
+    """Holds `.NAME.lock` next to an output while a run writes it, so two runs never write
+    the same output: the second fails at once with a clear error (exit 8) instead of both
+    producing a mix. The lock is an flock, released by the kernel if the process dies."""
+
+    def __init__(self, path: Path):
+        import fcntl
+
+        self.file = path.with_name(f".{path.name}.lock")
+        try:
+            self._fd = os.open(self.file, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write here ({exc.strerror})") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise OutputError(f"{path}: another streamguard run is writing this output; wait "
+                              "for it to end or choose another output name") from None
+
+    def release(self) -> None:
+        if self._fd < 0:
+            return
+        self.file.unlink(missing_ok=True)
+        os.close(self._fd)  # closing drops the flock
+        self._fd = -1
 
 
 @dataclass(frozen=True)
@@ -115,8 +168,15 @@ class VideoSink:
         self.info = info
         self.cfg = cfg
         self.codec = resolve_encoder(cfg.codec)
-        check_writable(self.path)
-        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._made = check_writable(self.path)
+        try:
+            self._lock = OutputLock(self.path)
+        except OutputError:
+            remove_empty(self._made)
+            raise
+        # unique per run: even a run that ignored the lock could not write into ours
+        token = f"{os.getpid()}-{secrets.token_hex(3)}"
+        self._tmp = self.path.with_name(f".{self.path.stem}.{token}.partial{self.path.suffix}")
         self._container: av.container.OutputContainer | None = None
         self._video: Any = None
         self._stream_map: dict[int, Any] = {}
@@ -230,6 +290,7 @@ class VideoSink:
         self._container = None
         os.replace(self._tmp, self.path)
         self._done = True
+        self._lock.release()
         return self.path
 
     def abort(self) -> None:
@@ -242,6 +303,8 @@ class VideoSink:
             self._container = None
         self._tmp.unlink(missing_ok=True)
         self._done = True
+        self._lock.release()
+        remove_empty(self._made)
 
 
 # -- live outputs ----------------------------------------------------------------------------------

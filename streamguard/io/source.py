@@ -88,6 +88,7 @@ class VideoSource:
         self._decode_threads = decode_threads
         self._container: av.container.InputContainer | None = None
         self.frames_decoded = 0
+        self.frames_rescaled = 0  # frames whose size differed from the stream's first
 
     def __enter__(self) -> VideoSource:
         self.open()
@@ -164,12 +165,15 @@ class VideoSource:
         copy_index = {s.index for s in info.copy_streams}
         fallback = PtsFallback(info)
         index = packets = 0
+        width, height = info.width, info.height
         try:
             for packet in self._container.demux(video, *info.copy_streams):
                 if packet.stream.index == video.index:
                     packets += packet.size > 0
                     # the final empty packet (dts None) flushes the decoder: never skip it
                     for vf in video.decode(packet):
+                        if (vf.width, vf.height) != (width, height):
+                            vf = self._rescale(vf, width, height)
                         pts, tb = fallback(vf.pts, vf.time_base)
                         yield Frame(
                             index=index, pts=pts, time_base=tb,
@@ -196,6 +200,16 @@ class VideoSource:
             )
 
 
+    def _rescale(self, vf: Any, width: int, height: int) -> Any:
+        """A frame whose size changed mid-stream (an IP camera's or a concatenated
+        recording's): rescaled to the stream's first size, so one output holds them all."""
+        if not self.frames_rescaled:
+            log.warning("%s: the video changes size mid-stream (%dx%d -> %dx%d); such frames "
+                        "are rescaled to %dx%d", self.path, width, height, vf.width, vf.height,
+                        width, height)
+        self.frames_rescaled += 1
+        return fit_frame(vf, width, height)
+
     def passthrough(self) -> Iterator[Passthrough]:
         """Only the packets of the streams to copy (audio, subtitles, data), in demux order."""
         if self._container is None:
@@ -208,6 +222,13 @@ class VideoSource:
                     yield Passthrough(packet, packet.stream.index)
         except av.error.FFmpegError as exc:
             raise CorruptMediaError(f"{self.path}: demuxing failed ({_reason(exc)})") from None
+
+
+def fit_frame(vf: Any, width: int, height: int) -> Any:
+    """A decoded frame rescaled (libswscale) to width x height, its timing kept."""
+    out = vf.reformat(width=width, height=height)
+    out.pts, out.time_base = vf.pts, vf.time_base
+    return out
 
 
 class PtsFallback:
