@@ -105,10 +105,19 @@ DETECTOR_MODELS = {
 }
 
 
+_CHECKOUT_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "streamguard"
+
+
 def cache_dir() -> Path:
+    """Where model files live: $STREAMGUARD_CACHE when set; else the checkout's
+    `.cache/streamguard` when streamguard runs from a checkout that `make setup` filled (so the
+    CLI, the library and Ray workers find it from any shell); else the per-user cache
+    (`$XDG_CACHE_HOME` or ~/.cache, /streamguard)."""
     env = os.environ.get("STREAMGUARD_CACHE")
     if env:
         return Path(env)
+    if (_CHECKOUT_CACHE / ".fetched").is_file():
+        return _CHECKOUT_CACHE
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "streamguard"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from streamguard import __version__
 from streamguard.errors import InputNotFoundError, NoVideosError, OutputError, StreamguardError
 
-IMAGE_EXTENSIONS = frozenset(".jpg .jpeg .png .gif .bmp .webp .tif .tiff".split())
+IMAGE_EXTENSIONS = frozenset(".jpg .jpeg .png .gif .bmp .webp".split())
 EXIT_INTERRUPTED = 130  # SIGINT; SIGTERM and SIGHUP exit 128 + their number (143, 129)
 EXIT_INTERNAL = 70
 
@@ -71,6 +71,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       metavar="KEY=VALUE", help="override a config key, e.g. detect.tile_every=3")
     anon.add_argument("--report", metavar="JSON", help="write a run report")
     anon.add_argument("--no-progress", action="store_true", help="no progress bar")
+    anon.add_argument("--on-corrupt", choices=["fail", "skip"],
+                      help="a damaged video packet fails the file (default) or is skipped, the "
+                           "frames that still decode kept and protected (pipeline.on_corrupt)")
     anon.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                       help="run on a Ray cluster: --ray (RAY_ADDRESS, else a new local one), "
                            "--ray=auto (RAY_ADDRESS or the cluster `ray start` runs here), "
@@ -210,17 +213,20 @@ def _engine(args: argparse.Namespace) -> int:
 
 def plan_outputs(inputs: list[str], output: str | None) -> list[tuple[Path, Path]]:
     """(input, output) pairs. Folders are mirrored into the output folder."""
+    from streamguard.io.encode import STILL_IMAGES
     from streamguard.io.source import VIDEO_EXTENSIONS, find_videos
 
     pairs: list[tuple[Path, Path]] = []
     out = Path(output) if output else None
-    if out is not None and out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir():
+    images_in = all(Path(p).suffix.lower() in IMAGE_EXTENSIONS for p in inputs)
+    if (out is not None and out.suffix.lower() in STILL_IMAGES and not out.is_dir()
+            and not (len(inputs) == 1 and images_in)):
         kinds = ", ".join(sorted(VIDEO_EXTENSIONS))
-        raise OutputError(f"{out}: streamguard writes video ({kinds}), not images or GIFs; "
-                          "give a video file name or a folder")
+        raise OutputError(f"{out}: a still image holds one frame: give a video ({kinds}), "
+                          ".gif or a folder for a video input")
     single_file_out = (
         out is not None and len(inputs) == 1 and not Path(inputs[0]).is_dir()
-        and out.suffix.lower() in VIDEO_EXTENSIONS and not out.is_dir()
+        and out.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS and not out.is_dir()
     )
     for raw in inputs:
         path = Path(raw)
@@ -293,6 +299,8 @@ def _anonymize(args: argparse.Namespace) -> int:
         overrides.append(f"protect.mode={args.mode!r}".replace("'", '"'))
     if args.blocks is not None:
         overrides.append(f"protect.blocks={args.blocks}")
+    if args.on_corrupt:
+        overrides.append(f'pipeline.on_corrupt="{args.on_corrupt}"')
     cfg = load_config(args.config, overrides)
     pairs = plan_outputs(args.inputs, args.output)
     show = not args.no_progress and sys.stderr.isatty()

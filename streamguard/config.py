@@ -170,6 +170,12 @@ class EncodeConfig(_Section):
 
 class PipelineConfig(_Section):
     queue_size: int = Field(8, ge=1, le=256, description="Frames held between two stages.")
+    memory_mb: int = Field(
+        1024, ge=64,
+        description="Budget for the frames waiting between stages: with very large frames "
+        "(8K: 100 MB each) the queues hold fewer (at least 1 each). The look-back's frames "
+        "come on top (track.lookback frames; never cut, it is protection).",
+    )
     poll_s: float = Field(
         0.1, gt=0, le=5, description="Queue wait slice; stages re-check the stop event this often."
     )
@@ -178,6 +184,12 @@ class PipelineConfig(_Section):
         description="A stage that makes no progress for this long aborts the run (no hangs).",
     )
     decode_threads: int = Field(0, ge=0, le=64, description="Decoder threads (0 = auto).")
+    on_corrupt: Literal["fail", "skip"] = Field(
+        "fail",
+        description="A video packet the decoder refuses: \"fail\" the file (exit 6), or "
+        "\"skip\" it and keep the frames that still decode (each protected as usual; skipped "
+        "packets are counted in the report).",
+    )
 
 
 class StreamConfig(_Section):

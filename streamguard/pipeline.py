@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamguard.config import Config
+from streamguard.config import Config, PipelineConfig
 from streamguard.detect.base import Detector
 from streamguard.errors import OutputError, PipelineError, StreamguardError
 from streamguard.frames import Frame, Passthrough
@@ -153,7 +153,8 @@ def anonymize_file(
     src, dst = Path(src), Path(dst)
     report = RunReport(input=str(src), output=str(dst), mode=cfg.protect.mode)
     t0 = time.perf_counter()
-    with VideoSource(src, cfg.pipeline.decode_threads) as source:
+    with VideoSource(src, cfg.pipeline.decode_threads,
+                     skip_corrupt=cfg.pipeline.on_corrupt == "skip") as source:
         info = source.info
         if src.resolve() == dst.resolve():
             raise OutputError(f"{dst}: output would overwrite the input")
@@ -174,7 +175,15 @@ def anonymize_file(
     report.dropped_streams = list(sink.dropped_streams)
     report.packets_copied = sink.packets_copied
     report.frames_rescaled = source.frames_rescaled
+    report.packets_skipped = source.packets_skipped
     return report
+
+
+def queue_frames(pc: PipelineConfig, width: int, height: int) -> int:
+    """Frames each of the three queues may hold: `queue_size`, fewer when they would not fit
+    `memory_mb` (8K frames), at least 1."""
+    frame_bytes = max(width * height * 3, 1)
+    return max(1, min(pc.queue_size, pc.memory_mb * 2**20 // (3 * frame_bytes)))
 
 
 def _run_stages(source: VideoSource, sink: VideoSink, processor: FrameProcessor, cfg: Config,
@@ -182,7 +191,8 @@ def _run_stages(source: VideoSource, sink: VideoSink, processor: FrameProcessor,
                 on_progress: Callable[[int, int], None] | None) -> None:
     run = _Run()
     pc = cfg.pipeline
-    decoded, analyzed, protected = (Channel(run, pc.queue_size, pc.poll_s) for _ in range(3))
+    size = queue_frames(pc, source.info.width, source.info.height)
+    decoded, analyzed, protected = (Channel(run, size, pc.poll_s) for _ in range(3))
     lookback = Lookback(cfg.track.lookback)
 
     def detect(item: Frame | Passthrough) -> Iterable[Frame | Passthrough]:

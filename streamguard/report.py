@@ -34,6 +34,7 @@ class RunReport:
     frames_dropped: int = 0  # fail-closed frames dropped by policy
     failed_closed: int = 0  # frames whose detection failed or timed out
     frames_rescaled: int = 0  # frames whose size changed mid-stream, rescaled to the first
+    packets_skipped: int = 0  # damaged video packets skipped (pipeline.on_corrupt = "skip")
     detect_errors: int = 0
     faces: int = 0  # face boxes protected, summed over frames
     faces_per_frame: dict[int, int] = field(default_factory=dict)  # n faces -> frames

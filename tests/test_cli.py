@@ -110,7 +110,7 @@ def test_unwritable_output(small_clip, tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file where a folder should be")
     proc = run("anonymize", small_clip.path, "-o", blocker / "out.mp4")
-    assert_one_line_error(proc, 8, "cannot create output folder")
+    assert_one_line_error(proc, 8, "cannot write")
 
 
 def test_output_must_not_overwrite_the_input(small_clip):
@@ -223,3 +223,21 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_back_as_input(smal
         assert proc.returncode == 0, proc.stderr
     outputs = sorted(p.relative_to(footage) for p in footage.rglob("*.mp4"))
     assert outputs == [Path("protected/footage/walk.mp4"), Path("walk.mp4")]
+
+
+def test_a_fresh_shell_finds_the_checkouts_models(small_clip, tmp_path):
+    """Regression: after `make demo`, `streamguard anonymize` in a new shell (no
+    STREAMGUARD_CACHE, an empty ~/.cache) said the models were not in the cache."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("STREAMGUARD_CACHE", "XDG_CACHE_HOME", "STREAMGUARD_DEBUG")}
+    env["HOME"] = str(tmp_path / "home")
+    out = tmp_path / "o.mp4"
+    proc = subprocess.run([sys.executable, "-m", "streamguard", "anonymize",
+                           str(small_clip.path), "-o", str(out)], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    code = ("import numpy as np, streamguard; "
+            "print(streamguard.anonymize_frame(np.zeros((64, 64, 3), np.uint8)).shape)")
+    lib = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=300, cwd=tmp_path)
+    assert lib.returncode == 0 and "(64, 64, 3)" in lib.stdout, lib.stderr

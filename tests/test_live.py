@@ -499,3 +499,58 @@ def test_the_live_look_back_covers_a_face_found_late(live_clip, tmp_path):
         stream.stop()
         sub.close(0)
     assert [i for i in range(14, 30) if magenta.get(i)] == list(range(17, 30))
+
+
+def test_a_recording_keeps_every_audio_packet_of_the_camera(live_clip, tmp_path):
+    """Regression: a live recording dropped the camera's first audio packet (it came a
+    little before the first video frame, and the segment refused audio older than it)."""
+    from media import audio_packets
+
+    rec = tmp_path / "rec"
+    stream = LiveStream(StreamConfig(name="door", input=str(live_clip.path), record_dir=str(rec),
+                                     segment_s=600.0), _cfg(max_queue=100)).start()
+    wait_for(lambda: stream.stats.frames_out >= len(live_clip.frames), 30, "every frame out")
+    stream.stop()
+    recorded = audio_packets(sorted(rec.glob("door-*.mp4"))[0])
+    expected = audio_packets(live_clip.path)
+    assert recorded[:5] == expected[:5]
+
+
+@needs_rtsp
+def test_a_camera_back_at_another_resolution_keeps_the_outputs_size(live_clip, crops, tmp_path):
+    """IP cameras change resolution (a setting changed, a firmware restart): the stream keeps
+    going, frames rescaled to the first size its outputs were opened with."""
+    small = write_clip(tmp_path / "small.mp4", [Sprite(crops[1], 80, (100, 60), (2, 1))],
+                       width=640, height=360, n_frames=90, gop=15)
+    port, endpoint = free_port(), f"ipc://{tmp_path}/zmq"
+    server = RtspServer(live_clip.path, port).start()
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    cfg = _cfg(stall_timeout_s=2.0, reconnect_initial_s=0.2, reconnect_max_s=1.0)
+    stream = LiveStream(StreamConfig(name="cam", input=f"rtsp://127.0.0.1:{port}/cam",
+                                     zmq=endpoint), cfg)
+    connect_and_wait(sub, endpoint)
+    stream.start()
+    shapes = []
+
+    def receive(until) -> None:
+        deadline = time.time() + 30
+        while time.time() < deadline and not until():
+            if sub.poll(200):
+                header, _ = sub.recv_multipart()
+                h = json.loads(header)
+                if not h["placeholder"]:
+                    shapes.append(tuple(h["shape"]))
+
+    try:
+        receive(lambda: len(shapes) >= 10)
+        server.stop()
+        server = RtspServer(small.path, port).start()
+        receive(lambda: stream.snapshot()["frames_rescaled"] >= 20)
+        assert stream.snapshot()["frames_rescaled"] >= 20 and stream.error is None
+    finally:
+        stream.stop()
+        server.stop()
+        sub.close(0)
+    assert set(shapes) == {(240, 320, 3)}  # the first camera's size, before and after

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is the optional extra streamguard[ray]")
@@ -230,3 +231,53 @@ def test_killing_the_worker_node_mid_job_still_completes_correctly(cluster, libr
     assert summary.retried >= 1  # the dead node's segments were rerun
     _check_outputs(root, out, clips)
     assert alive_nodes() == 1
+
+
+def test_a_killed_driver_leaves_no_corrupt_output_and_the_rerun_completes(
+        cluster, library, tmp_path):
+    """SIGKILL to the driver (no cleanup possible): whatever carries a final name is a
+    complete output; the rerun finishes the rest from the manifest and removes the killed
+    run's temporary files."""
+    root, clips = library
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "streamguard", "anonymize", str(root), "-o", str(out),
+           f"--ray={cluster['address']}", "--set", "ray.segment_s=1.0", "--set",
+           "ray.workers=1"]
+    env = {**os.environ, **CLUSTER_ENV}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    manifest = out / root.name / MANIFEST
+    deadline = time.monotonic() + 120
+    while not manifest.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate(timeout=60)
+    produced = out / root.name
+    for path in produced.rglob("*.m*"):
+        if path.name != MANIFEST and not path.name.startswith("."):
+            with av.open(str(path)) as c:  # every output under a final name is whole
+                assert c.streams.video[0].frames > 0
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    _check_outputs(root, produced, clips)
+    assert not list(produced.rglob(".*partial*"))
+
+
+def test_a_second_driver_on_the_same_output_folder_is_refused(cluster, library, tmp_path):
+    root, clips = library
+    out = tmp_path / "two"
+    cmd = [sys.executable, "-m", "streamguard", "anonymize", str(root), "-o", str(out),
+           f"--ray={cluster['address']}", "--set", "ray.segment_s=1.0"]
+    env = {**os.environ, **CLUSTER_ENV}
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env)
+    lock = out / root.name / f"{MANIFEST}.lock"
+    deadline = time.monotonic() + 120
+    while not lock.exists() and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert second.returncode == 8, second.stderr
+    assert "another streamguard run is writing into this output folder" in second.stderr
+    _check_outputs(root, out / root.name, clips)

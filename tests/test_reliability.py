@@ -135,12 +135,48 @@ def test_an_unwritable_output_says_cannot_write(long_clip, target):
     assert "container" not in proc.stderr
 
 
-@pytest.mark.parametrize("name", ["out.jpg", "out.gif", "sub/out.png"])
-def test_an_image_output_name_is_refused_and_no_folder_is_left(long_clip, tmp_path, name):
+@pytest.mark.parametrize("name", ["out.jpg", "sub/out.png"])
+def test_a_still_image_output_for_a_video_is_refused_and_no_folder_is_left(long_clip, tmp_path,
+                                                                          name):
     """Regression: `-o out.jpg` was taken as a folder, and an empty folder stayed behind."""
     proc = run("anonymize", long_clip.path, "-o", tmp_path / name)
-    assert_one_line_error(proc, 8, "not images or GIFs")
+    assert_one_line_error(proc, 8, "a still image holds one frame")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_image_in_gives_an_image_out_with_the_face_protected(tmp_path):
+    """Regression: image inputs with default naming always failed (exit 8)."""
+    import cv2
+
+    from media import PROTECTED, detail_similarity, load_rgb
+
+    photo = tmp_path / "photo.jpg"
+    image = load_rgb("obama.jpg")
+    cv2.imwrite(str(photo), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    proc = run("anonymize", photo)
+    assert proc.returncode == 0, proc.stderr
+    out = cv2.cvtColor(cv2.imread(str(tmp_path / "photo_anonymized.jpg")), cv2.COLOR_BGR2RGB)
+    assert out.shape == image.shape
+    from streamguard.detect.mediapipe import BlazeFace
+
+    model = BlazeFace("full_range", 0.5)
+    try:
+        (x0, y0, x1, y1), = model(image)[0].astype(int)[:1]
+    finally:
+        model.close()
+    core = (slice(y0 + (y1 - y0) // 5, y1 - (y1 - y0) // 5),
+            slice(x0 + (x1 - x0) // 5, x1 - (x1 - x0) // 5))
+    assert detail_similarity(image[core], out[core]) < PROTECTED
+    assert run("anonymize", photo, "-o", tmp_path / "x.png").returncode == 0
+    assert cv2.imread(str(tmp_path / "x.png")).shape == image.shape
+
+
+def test_a_video_to_gif_keeps_every_frame_and_leaves_the_audio_out(long_clip, tmp_path):
+    out = tmp_path / "clip.gif"
+    proc = run("anonymize", long_clip.path, "-o", out, "--set", 'protect.mode="mosaic"')
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out)) as c:
+        assert len(list(c.decode(video=0))) == 300 and not c.streams.audio
 
 
 def test_a_run_failing_midway_removes_the_folders_it_created(long_clip, tmp_path):
@@ -157,3 +193,91 @@ def test_a_bad_argument_is_one_line():
     """Regression: an argparse error printed 7 lines (usage and all)."""
     proc = run("anonymize", "--blocks", "many", "x.mp4")
     assert_one_line_error(proc, 2, "--blocks", "invalid int value")
+
+
+@pytest.fixture(scope="module")
+def damaged_clip(crops, tmp_path_factory):
+    """72 frames, one packet in the middle with its first 20 bytes flipped (the decoder
+    refuses it)."""
+    folder = tmp_path_factory.mktemp("damaged")
+    clip = write_clip(folder / "clip.mp4", [Sprite(crops[0], 100, (60, 40), (3, 1))],
+                      width=640, height=360, n_frames=72)
+    with av.open(str(clip.path)) as c:
+        packet = [p for p in c.demux(video=0) if p.size][30]
+    data = bytearray(clip.path.read_bytes())
+    for k in range(20):
+        data[packet.pos + k] ^= 0xFF
+    bad = folder / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    return clip, bad
+
+
+def test_a_damaged_packet_fails_the_file_by_default(damaged_clip, tmp_path):
+    proc = run("anonymize", damaged_clip[1], "-o", tmp_path / "o.mp4")
+    assert_one_line_error(proc, 6, "decoding failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_on_corrupt_skip_keeps_the_frames_that_decode_all_protected(damaged_clip, tmp_path):
+    """Regression: one bad packet aborted the whole file (71 of 72 frames decodable), with no
+    way to salvage the rest."""
+    import json
+
+    from media import unprotected_faces
+
+    clip, bad = damaged_clip
+    out = tmp_path / "o.mp4"
+    proc = run("anonymize", bad, "-o", out, "--on-corrupt", "skip", "--report",
+               tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    frames, _ = decode_rgb(out)
+    report = json.loads((tmp_path / "r.json").read_text())["files"][0]
+    assert report["packets_skipped"] >= 1 and 40 <= len(frames) < 72
+    assert report["frames_written"] == len(frames)
+    # the frames kept are the clip's own from the start on; every face in them protected
+    assert unprotected_faces(clip, frames[:30]) == []
+
+
+def test_a_full_disk_fails_with_a_clear_error_and_leaves_nothing(long_clip, tmp_path):
+    """ENOSPC-like: the output may not grow past 200 kB (RLIMIT_FSIZE; SIGXFSZ ignored so the
+    write fails with EFBIG as on a full disk)."""
+    import resource
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    env = dict(os.environ)
+    env.pop("STREAMGUARD_DEBUG", None)
+    out = tmp_path / "out" / "o.mp4"
+    proc = subprocess.run([sys.executable, "-m", "streamguard", "anonymize", str(long_clip.path),
+                           "-o", str(out), "--set", 'protect.mode="mosaic"'],
+                          capture_output=True, text=True, env=env, preexec_fn=limit, timeout=300)
+    assert_one_line_error(proc, 8, "writing failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_8k_frames_get_short_queues_and_run(tmp_path):
+    """8K frames are 100 MB each: the queues between stages shrink to the memory budget
+    instead of holding 8 each (24 frames = 2.4 GB), and the run completes."""
+    from streamguard.config import Config, PipelineConfig
+    from streamguard.pipeline import anonymize_file, queue_frames
+
+    assert queue_frames(PipelineConfig(), 1920, 1080) == 8
+    assert queue_frames(PipelineConfig(), 7680, 4320) == 3
+    assert queue_frames(PipelineConfig(memory_mb=64), 7680, 4320) == 1
+    clip = tmp_path / "8k.mp4"
+    with av.open(str(clip), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 7680, 4320, "yuv420p"
+        vs.codec_context.options = {"preset": "ultrafast"}
+        for i in range(3):
+            vf = av.VideoFrame.from_ndarray(np.full((4320, 7680, 3), 60 * i, np.uint8),
+                                            format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, 30)
+            out.mux(vs.encode(vf))
+        out.mux(vs.encode(None))
+    cfg = Config().model_copy(update={"protect": Config().protect.model_copy(
+        update={"mode": "mosaic"})})
+    report = anonymize_file(clip, tmp_path / "out.mp4", cfg)
+    assert report.frames_written == 3

@@ -29,6 +29,7 @@ from streamguard.config import Config
 from streamguard.batch.cluster import connect, first_line
 from streamguard.batch.manifest import Manifest
 from streamguard.errors import ClusterError, PipelineError, StreamguardError
+from streamguard.io.sink import OutputLock
 from streamguard.io.source import VideoSource
 from streamguard.process import FrameProcessor
 from streamguard.report import RunReport
@@ -251,15 +252,21 @@ def anonymize_on_ray(pairs: list[tuple[Path, Path]], cfg: Config, address: str |
     hooks = _Hooks(on_progress, on_file, on_segment, on_dispatch)
     summary = BatchSummary()
     manifest = Manifest(manifest_dir or _common_folder([d for _, d in pairs]), cfg)
-    todo: list[tuple[Path, Path]] = []
-    for src, dst in pairs:
-        if manifest.finished(src, dst):
-            summary.files.append(FileResult(src, dst, skipped=True))
-            hooks.file(summary.files[-1])
-        else:
-            todo.append((src, dst))
-    if todo:
-        _Batch(connect(address), cfg, manifest, summary, todo, hooks).run()
+    # one driver per output folder: a second one is refused before it does any work
+    manifest.path.parent.mkdir(parents=True, exist_ok=True)
+    lock = OutputLock(manifest.path, what="into this output folder (a --ray job)")
+    try:
+        todo: list[tuple[Path, Path]] = []
+        for src, dst in pairs:
+            if manifest.finished(src, dst):
+                summary.files.append(FileResult(src, dst, skipped=True))
+                hooks.file(summary.files[-1])
+            else:
+                todo.append((src, dst))
+        if todo:
+            _Batch(connect(address), cfg, manifest, summary, todo, hooks).run()
+    finally:
+        lock.release()
     summary.frames = sum(r.report.frames for r in summary.files if r.report)
     summary.wall_s = time.perf_counter() - t0
     return summary

@@ -24,12 +24,24 @@ log = logging.getLogger(__name__)
 
 _NVENC = {"h264_nvenc": "libx264", "hevc_nvenc": "libx265"}
 # output extensions whose muxer FFmpeg does not guess from the name
-_FORMATS = {".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts", ".m4v": "mp4"}
+_FORMATS = {".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts", ".m4v": "mp4",
+            ".jpg": "image2", ".jpeg": "image2", ".png": "image2", ".bmp": "image2",
+            ".webp": "webp", ".gif": "gif"}
+# image outputs (an image in, an image out; a GIF holds every frame): encoder, pixel format
+IMAGE_ENCODERS = {".jpg": ("mjpeg", "yuvj444p"), ".jpeg": ("mjpeg", "yuvj444p"),
+                  ".png": ("png", "rgb24"), ".bmp": ("bmp", "bgr24"),
+                  ".webp": ("libwebp", "yuv420p"), ".gif": ("gif", "rgb8")}
+STILL_IMAGES = frozenset(ext for ext in IMAGE_ENCODERS if ext != ".gif")
 
 
 def container_format(path: Path) -> str | None:
     """The FFmpeg muxer name for an output path (None: FFmpeg guesses from the extension)."""
     return _FORMATS.get(path.suffix.lower())
+
+
+def container_options(path: Path) -> dict[str, str]:
+    """Muxer options: a still image is one file, not a numbered sequence."""
+    return {"update": "1"} if container_format(path) == "image2" else {}
 
 
 def resolve_encoder(name: str) -> str:
@@ -101,6 +113,9 @@ def add_video_stream(container: Any, path: Path, codec: str, info: SourceInfo,
     """
     ext = path.suffix.lower()
     rate = info.average_rate or 30
+    if ext in IMAGE_ENCODERS:
+        return _add_image_stream(container, ext, rate, width, height,
+                                 time_base or info.time_base)
     if ext == ".avi" and codec == "libx264":
         # FFmpeg reads H.264-in-AVI back one frame late (it guesses pts from dts); AVI's
         # native MPEG-4 Part 2 keeps every timestamp
@@ -148,4 +163,18 @@ def add_video_stream(container: Any, path: Path, codec: str, info: SourceInfo,
     for key, value in info.video_metadata.items():
         if key not in ("handler_name", "encoder", "vendor_id"):
             video.metadata[key] = value
+    return video, codec
+
+
+def _add_image_stream(container: Any, ext: str, rate: Any, width: int, height: int,
+                      time_base: Fraction | None) -> tuple[Any, str]:
+    codec, pix_fmt = IMAGE_ENCODERS[ext]
+    if codec not in av.codecs_available:
+        raise UnsupportedCodecError(f"this FFmpeg build cannot write {ext} images ({codec})")
+    video = container.add_stream(codec, rate=rate)
+    video.width, video.height = encodable_size(pix_fmt, width, height)
+    video.pix_fmt = pix_fmt
+    if time_base is not None:
+        video.codec_context.time_base = time_base
+        video.time_base = time_base
     return video, codec

@@ -29,7 +29,8 @@ from streamguard.config import EncodeConfig
 from streamguard.errors import OutputError
 from streamguard.frames import Frame, Passthrough
 from streamguard.io.encode import (
-    add_video_stream, container_format, encodable_size, resolve_encoder, to_video_frame,
+    IMAGE_ENCODERS, add_video_stream, container_format, container_options, encodable_size,
+    resolve_encoder, to_video_frame,
 )
 from streamguard.io.source import Backoff, SourceInfo, classify, redact
 
@@ -82,10 +83,10 @@ class OutputLock:
     the same output: the second fails at once with a clear error (exit 8) instead of both
     producing a mix. The lock is an flock, released by the kernel if the process dies."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, what: str = "this output"):
         import fcntl
 
-        self.file = path.with_name(f".{path.name}.lock")
+        self.file = path.with_name(f".{path.name.lstrip('.')}.lock")
         try:
             self._fd = os.open(self.file, os.O_CREAT | os.O_RDWR, 0o644)
         except OSError as exc:
@@ -94,8 +95,8 @@ class OutputLock:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._fd)
-            raise OutputError(f"{path}: another streamguard run is writing this output; wait "
-                              "for it to end or choose another output name") from None
+            raise OutputError(f"{path}: another streamguard run is writing {what}; wait for "
+                              "it to end or choose another output") from None
 
     def release(self) -> None:
         if self._fd < 0:
@@ -174,6 +175,9 @@ class VideoSink:
         except OutputError:
             remove_empty(self._made)
             raise
+        # holding the lock, any temporary file of this output is a killed run's: remove it
+        for stale in self.path.parent.glob(f".{self.path.stem}.*.partial{self.path.suffix}"):
+            stale.unlink(missing_ok=True)
         # unique per run: even a run that ignored the lock could not write into ours
         token = f"{os.getpid()}-{secrets.token_hex(3)}"
         self._tmp = self.path.with_name(f".{self.path.stem}.{token}.partial{self.path.suffix}")
@@ -199,7 +203,8 @@ class VideoSink:
         """Create the container and its streams (done by the first `write` when not called)."""
         ext = self.path.suffix.lower()
         try:
-            container = av.open(str(self._tmp), "w", format=container_format(self.path))
+            container = av.open(str(self._tmp), "w", format=container_format(self.path),
+                                options=container_options(self.path))
         except (av.error.FFmpegError, ValueError) as exc:
             raise OutputError(f"{self.path}: cannot write this container ({exc})") from None
         self._container = container
@@ -232,7 +237,8 @@ class VideoSink:
 
     def _refuse_stream(self, stream: Any, why: str) -> None:
         desc = f"#{stream.index} {stream.type}/{stream.codec_context.name if stream.codec_context else '?'}"
-        if stream.type == "audio" and not self.cfg.drop_uncopyable_audio:
+        image = self.path.suffix.lower() in IMAGE_ENCODERS  # a GIF or image: no audio, asked for
+        if stream.type == "audio" and not self.cfg.drop_uncopyable_audio and not image:
             raise OutputError(
                 f"{self.path}: cannot copy audio stream {desc} into {self.path.suffix} ({why}); "
                 "use a container that holds it (.mkv) or set encode.drop_uncopyable_audio=true"
@@ -466,7 +472,9 @@ class SegmentRecorder:
         self._enc.write(frame)
 
     def write_audio(self, packet: Any, pts: int) -> None:
-        if self._enc is not None and pts >= self._start_pts:
+        # audio a little older than a segment's first frame belongs to the previous segment,
+        # except in the first one, which has none (its first packet used to be lost)
+        if self._enc is not None and (pts >= self._start_pts or not self.files):
             self._enc.write_audio(packet, pts)
 
     def _finish(self) -> None:

@@ -83,9 +83,11 @@ class VideoSource:
     decodes it. Refuses missing, empty, non-media, video-less and undecodable inputs with the
     matching error."""
 
-    def __init__(self, path: str | Path, decode_threads: int = 0):
+    def __init__(self, path: str | Path, decode_threads: int = 0, skip_corrupt: bool = False):
         self.path = Path(path)
         self._decode_threads = decode_threads
+        self._skip_corrupt = skip_corrupt
+        self.packets_skipped = 0  # damaged video packets skipped (skip_corrupt)
         self._container: av.container.InputContainer | None = None
         self.frames_decoded = 0
         self.frames_rescaled = 0  # frames whose size differed from the stream's first
@@ -171,7 +173,7 @@ class VideoSource:
                 if packet.stream.index == video.index:
                     packets += packet.size > 0
                     # the final empty packet (dts None) flushes the decoder: never skip it
-                    for vf in video.decode(packet):
+                    for vf in self._decode(video, packet, index):
                         if (vf.width, vf.height) != (width, height):
                             vf = self._rescale(vf, width, height)
                         pts, tb = fallback(vf.pts, vf.time_base)
@@ -199,6 +201,18 @@ class VideoSource:
                 "header lists"
             )
 
+
+    def _decode(self, video: Any, packet: Any, index: int) -> list[Any]:
+        try:
+            return video.decode(packet)
+        except av.error.FFmpegError as exc:
+            if not self._skip_corrupt:
+                raise
+            if not self.packets_skipped:
+                log.warning("%s: a damaged video packet after frame %d (%s); skipping damaged "
+                            "packets", self.path, index, _reason(exc))
+            self.packets_skipped += 1
+            return []
 
     def _rescale(self, vf: Any, width: int, height: int) -> Any:
         """A frame whose size changed mid-stream (an IP camera's or a concatenated
@@ -295,10 +309,13 @@ def redact(url: str) -> str:
     return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
-def classify(exc: BaseException) -> str:
-    """A user-facing reason for a failed connection."""
+def classify(exc: BaseException, camera: bool = False) -> str:
+    """A user-facing reason for a failed connection (`camera`: an RTSP camera while it was
+    being opened)."""
     text = str(exc)
     low = text.lower()
+    if camera and isinstance(exc, av.error.InvalidDataError):
+        return "no RTSP answer: the camera is stalled, or no RTSP server listens there"
     if "401" in text or "unauthorized" in low:
         return "bad credentials (401 Unauthorized)"
     if "404" in text or "not found" in low:
@@ -354,8 +371,10 @@ class CameraSource:
     def run(self, stop: threading.Event, on_connect: Callable[[Any], None],
             on_video: Callable[[Any], None], on_audio: Callable[[Any], None]) -> None:
         while not stop.is_set():
+            opening = True
             try:
                 with self._open() as container:
+                    opening = False
                     self.connected = True
                     self._backoff.reset()
                     log.info("%s: connected to %s", self.name, redact(self.url))
@@ -368,7 +387,7 @@ class CameraSource:
                 if not isinstance(exc, (av.error.FFmpegError, OSError, EOFError)):
                     log.exception("%s: unexpected input failure", self.name)
                 self.connected = False
-                self.last_error = classify(exc)
+                self.last_error = classify(exc, camera=opening and is_network_camera(self.url))
                 if stop.is_set():
                     break
                 self.reconnects += 1

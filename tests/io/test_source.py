@@ -109,3 +109,42 @@ def test_pts_travel_as_fractions_of_the_stream_time_base(tiny):
     with VideoSource(tiny.path) as src:
         first = next(i for i in src.items() if isinstance(i, Frame))
     assert isinstance(first.time_base, Fraction) and first.time == 0.0
+
+
+def test_a_camera_that_accepts_but_never_sends_is_a_stall_and_reconnects():
+    """A stalled camera keeps its TCP connection open and sends nothing: the input must give
+    up after stall_timeout_s, say so, and keep retrying, never hang."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    held = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)  # keep it open, say nothing
+
+    threading.Thread(target=accept, daemon=True).start()
+    cam = CameraSource(f"rtsp://127.0.0.1:{port}/cam", 1.0, Backoff(0.1, 0.2), name="door")
+    stop = threading.Event()
+    t = threading.Thread(target=cam.run, args=(stop, print, print, print))
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while cam.reconnects < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cam.reconnects >= 2 and len(held) >= 2
+        assert "stalled" in cam.last_error
+    finally:
+        stop.set()
+        t.join(10)
+        server.close()
+        for conn in held:
+            conn.close()
+    assert not t.is_alive()
