@@ -75,6 +75,16 @@ def _check_outputs(root: Path, out: Path, clips) -> None:
         assert unprotected_faces(clip, frames) == [], dst
 
 
+def _start_until(cmd: list[str], env: dict, path: Path) -> subprocess.Popen:
+    """Start the CLI and wait until `path` exists (e.g. the manifest: one output is done)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.monotonic() + 120
+    while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    return proc
+
+
 def _run_clean(cluster, library, out: Path, **hooks):
     """Anonymize the library on the cluster; every file must succeed. (summary, segments)"""
     root, clips = library
@@ -130,12 +140,7 @@ def test_an_interrupted_job_keeps_what_finished_and_a_rerun_does_only_the_rest(
            f"--ray={cluster['address']}", "--set", "ray.segment_s=1.0", "--set",
            "ray.workers=1"]
     env = {**os.environ, **CLUSTER_ENV}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
-    manifest = out / root.name / MANIFEST
-    deadline = time.monotonic() + 120
-    while not manifest.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    proc = _start_until(cmd, env, out / root.name / MANIFEST)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -244,19 +249,14 @@ def test_a_killed_driver_leaves_no_corrupt_output_and_the_rerun_completes(
            f"--ray={cluster['address']}", "--set", "ray.segment_s=1.0", "--set",
            "ray.workers=1"]
     env = {**os.environ, **CLUSTER_ENV}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
-    manifest = out / root.name / MANIFEST
-    deadline = time.monotonic() + 120
-    while not manifest.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    proc = _start_until(cmd, env, out / root.name / MANIFEST)
     proc.kill()
     proc.communicate(timeout=60)
     produced = out / root.name
     for path in produced.rglob("*.m*"):
         if path.name != MANIFEST and not path.name.startswith("."):
             with av.open(str(path)) as c:  # every output under a final name is whole
-                assert c.streams.video[0].frames > 0
+                assert len(list(c.decode(video=0))) > 0
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0, again.stderr
     _check_outputs(root, produced, clips)
@@ -269,12 +269,7 @@ def test_a_second_driver_on_the_same_output_folder_is_refused(cluster, library, 
     cmd = [sys.executable, "-m", "streamguard", "anonymize", str(root), "-o", str(out),
            f"--ray={cluster['address']}", "--set", "ray.segment_s=1.0"]
     env = {**os.environ, **CLUSTER_ENV}
-    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=env)
-    lock = out / root.name / f"{MANIFEST}.lock"
-    deadline = time.monotonic() + 120
-    while not lock.exists() and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.05)
+    first = _start_until(cmd, env, out / root.name / f"{MANIFEST}.lock")
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
