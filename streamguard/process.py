@@ -183,9 +183,13 @@ class Lookback:
                 self._fill(tid, lambda p, a=last, b=box, p0=seen.last_pos:
                            a + (b - a) * (p - p0) / gap, after=seen.last_pos, before=pos)
             if seen.hits == 1:
-                step = (box - seen.first_box) / max(pos - seen.first_pos, 1)
-                self._fill(tid, lambda p, b=seen.first_box, p0=seen.first_pos:
-                           b - step * (p0 - p), before=seen.first_pos)
+                # the centre moves back along the motion; the size stays the first box's
+                # (a size change between two detections is noise, not motion)
+                first = seen.first_box
+                step = ((box[:2] + box[2:]) - (first[:2] + first[2:])) / 2 / max(
+                    pos - seen.first_pos, 1)
+                self._fill(tid, lambda p, b=first, p0=seen.first_pos:
+                           b - np.tile(step, 2) * (p0 - p), before=seen.first_pos)
             seen.last_pos, seen.last_box = pos, box
             seen.hits += 1
         if len(self._seen) > 4096:  # forget tracks long out of the buffer

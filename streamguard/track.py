@@ -20,7 +20,15 @@ from streamguard.frames import Faces
 
 _VELOCITY_DAMPING = 0.8  # per missed frame: extrapolation slows rather than flies off
 _GATE = 1.0  # centre distance, in face sizes, within which a zero-IoU detection may match
+_MAX_GROWTH = 0.25  # per side: a box kept through misses grows to at most 1.5x its size
 _EDGE_PATIENCE = 3  # tracks cut by the frame's edge survive this many times max_missed
+
+
+def _centre_motion(velocity: np.ndarray) -> np.ndarray:
+    """A prediction moves the box's centre; its size changes only with detections (a size
+    "velocity" from two noisy boxes would grow a lost track's box without bound)."""
+    centre = (velocity[:2] + velocity[2:]) / 2
+    return np.concatenate([centre, centre])
 
 
 def _cut_by_edge(box: np.ndarray, width: int, height: int) -> bool:
@@ -78,7 +86,7 @@ class Tracker:
         height, width = frame_shape[:2]
         cfg = self.cfg
         for tr in self._tracks:
-            tr.box = tr.box + tr.velocity
+            tr.box = tr.box + _centre_motion(tr.velocity)
         predicted = np.array([tr.box for tr in self._tracks], np.float64).reshape(-1, 4)
         dets = detections.xyxy.astype(np.float64)
         pairs = self._associate(predicted, dets)
@@ -119,7 +127,9 @@ class Tracker:
             if tr.missed > limit:
                 continue
             survivors.append(tr)
-            out_boxes.append(_grow(tr.box, cfg.miss_growth * tr.missed))
+            # the box grows with the uncertainty, to at most half its size again (a large
+            # face kept through edge misses would otherwise cover the frame)
+            out_boxes.append(_grow(tr.box, min(cfg.miss_growth * tr.missed, _MAX_GROWTH)))
             out_scores.append(tr.last_score)
             out_ids.append(tr.id)
 
@@ -152,7 +162,7 @@ class Tracker:
 
     def predicted(self) -> np.ndarray:
         """(N, 4) where each live track expects its face on the next frame (state unchanged)."""
-        boxes = [tr.box + tr.velocity for tr in self._tracks]
+        boxes = [tr.box + _centre_motion(tr.velocity) for tr in self._tracks]
         return np.array(boxes, np.float32).reshape(-1, 4)
 
     @property

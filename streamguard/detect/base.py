@@ -103,6 +103,65 @@ def padded_crop(image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.nda
     return out
 
 
+def edge_boxes(xyxy: np.ndarray, score: np.ndarray, width: int, height: int,
+               growth: float) -> tuple[np.ndarray, np.ndarray]:
+    """Tidy the boxes the mirrored borders produce.
+
+    - A box wholly or mostly (over 3/4) outside the frame is a mirror image: dropped (a half
+      face completed by its mirror straddles the edge about evenly).
+    - A box crossing the edge that covers a face also found whole inside the frame (half of
+      that face's box or more) is that face plus its mirror image: dropped, the whole face's
+      box is the right one.
+    - A box whose centre lies outside or near the edge is a half face completed by its
+      mirror: the mirror half is narrower than a face and boxed tighter, so the box grows by
+      `growth` per side to cover the real face's part.
+    - A box with its centre well inside is a mostly visible face, possibly doubled by its
+      mirror and boxed up to twice too wide: across the cut it is narrowed to its extent
+      inside the frame (faces are about square), centred.
+    """
+    inside = (xyxy[:, 2] > 0) & (xyxy[:, 0] < width) & (xyxy[:, 3] > 0) & (xyxy[:, 1] < height)
+    xyxy, score = xyxy[inside], score[inside]
+    cut = (xyxy[:, 0] < 0) | (xyxy[:, 1] < 0) | (xyxy[:, 2] > width) | (xyxy[:, 3] > height)
+    if not cut.any():
+        return xyxy, score
+    whole = xyxy[~cut]
+    keep = np.ones(len(xyxy), bool)
+    for i in np.flatnonzero(cut):
+        box = xyxy[i]
+        if len(whole):
+            lt = np.maximum(whole[:, :2], box[:2])
+            rb = np.minimum(whole[:, 2:], box[2:])
+            inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+            area = np.prod(whole[:, 2:] - whole[:, :2], axis=1)
+            if (inter >= 0.5 * area).any():
+                keep[i] = False
+                continue
+        size = box[2:] - box[:2]
+        centre = (box[:2] + box[2:]) / 2
+        # share of the box inside the frame along the axes it is cut on
+        inside_share = min((min(box[2], width) - max(box[0], 0)) / size[0],
+                           (min(box[3], height) - max(box[1], 0)) / size[1])
+        if inside_share < 0.25:
+            keep[i] = False  # mostly outside: the mirror image of a face inside
+            continue
+        near = 0.25 * size
+        if (centre[0] < near[0] or centre[1] < near[1] or centre[0] > width - near[0]
+                or centre[1] > height - near[1]):
+            # the centre outside or near the edge: a half face and its mirror
+            xyxy[i] = box + np.concatenate([-size, size]) * growth
+            continue
+        # extent inside the frame along each axis the box is cut on
+        inside_y = min(box[3], height) - max(box[1], 0)
+        inside_x = min(box[2], width) - max(box[0], 0)
+        if box[1] < 0 or box[3] > height:  # cut at the top or bottom: narrow its width
+            half = min(size[0], inside_y) / 2
+            xyxy[i, [0, 2]] = centre[0] - half, centre[0] + half
+        if box[0] < 0 or box[2] > width:  # cut at the left or right: narrow its height
+            half = min(size[1], inside_x) / 2
+            xyxy[i, [1, 3]] = centre[1] - half, centre[1] + half
+    return xyxy[keep], score[keep]
+
+
 def drop_parts(xyxy: np.ndarray, inside: float = 0.7, larger: float = 2.0) -> np.ndarray:
     """Indices of boxes to keep: a box lying mostly (`inside` of its area) within one at least
     `larger` times its area is a part of that face (an eye, a mouth a tile found alone)."""
@@ -185,10 +244,13 @@ class TiledDetector:
         return out
 
     def _detect_windows(self, image: np.ndarray, windows) -> tuple[np.ndarray, np.ndarray]:
-        """Pack up to four windows in a 2 x 2 image per detector call; boxes mapped back. A
-        window only confirms its own track: of what it finds, it keeps the one box that
-        overlaps the expected box best (a window never starts tracks of its own, so textures
-        seen up close cannot breed false faces)."""
+        """Pack up to four windows in a 2 x 2 image per detector call; boxes mapped back.
+
+        A window only confirms its own track: of what it finds, it keeps the one box that
+        overlaps the expected box best and is of a similar size (half to twice). A window never
+        starts tracks of its own or lets a track's box grow away: textures seen up close
+        cannot breed false faces.
+        """
         cell = self.WINDOW_CELL
         boxes, scores = [], []
         for start in range(0, len(windows), 4):
@@ -211,202 +273,13 @@ class TiledDetector:
                 (x0, y0, x1, y1), expected = group[k]
                 f = (x1 - x0) / cell
                 local = np.clip(b - np.array([c, r, c, r]) * cell, 0, cell)
-                found = local * f + np.array([x0, y0, x0, y0], np.float32)
+                found = (local * f + np.array([x0, y0, x0, y0])).astype(np.float32)
+                ratio = (found[2] - found[0]) / max(expected[2] - expected[0], 1e-6)
                 overlap = float(box_iou(found[None], expected[None].astype(np.float32))[0, 0])
-                if overlap > 0.1 and overlap > best.get(k, (0.0,))[0]:
+                if 0.5 <= ratio <= 2 and overlap > 0.1 and overlap > best.get(k, (0.0,))[0]:
                     best[k] = (overlap, found, float(sc))
             for _, found, sc in best.values():
                 boxes.append(found)
-                scores.append(sc)
-        if not boxes:
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        return np.array(boxes, np.float32), np.array(scores, np.float32)
-
-    def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None) -> Faces:
-        """Faces in an RGB image; `index` is the frame number (decides the tiled pass);
-        `around` (N, 4): where tracked faces are expected (worth a closer look)."""
-
-    def close(self) -> None: ...
-
-
-DETECTORS: Registry[Callable[[DetectConfig], Detector]] = Registry("detector")
-register_detector = DETECTORS.register
-
-
-def tile_grid(
-    width: int, height: int, max_side: int, overlap: float
-) -> list[tuple[int, int, int, int]]:
-    """Overlapping tiles (x0, y0, x1, y1) covering the frame, each side <= max_side.
-
-    Returns [] when one tile would be the whole frame (the full-frame pass already covers it).
-    """
-
-    def split(length: int) -> list[tuple[int, int]]:
-        n = 1
-        while length / (n - (n - 1) * overlap) > max_side:
-            n += 1
-        if n == 1:
-            return [(0, length)]
-        size = length / (n - (n - 1) * overlap)
-        step = size * (1 - overlap)
-        spans = [(int(round(i * step)), int(round(i * step + size))) for i in range(n)]
-        spans[-1] = (spans[-1][0], length)
-        return spans
-
-    xs, ys = split(width), split(height)
-    if len(xs) == 1 and len(ys) == 1:
-        return []
-    return [(x0, y0, x1, y1) for y0, y1 in ys for x0, x1 in xs]
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (len(a), len(b)) of xyxy boxes."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
-def nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression, best score first."""
-    order = np.argsort(-score, kind="stable")
-    keep: list[int] = []
-    while len(order):
-        i = order[0]
-        keep.append(int(i))
-        rest = order[1:]
-        order = rest[box_iou(xyxy[i : i + 1], xyxy[rest])[0] <= iou]
-    return np.asarray(keep, np.int64)
-
-
-def padded_crop(image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-    """image[y0:y1, x0:x1] where the window may reach past the frame: the missing part is the
-    frame mirrored at its edge (a face cut by the edge gets its mirror half)."""
-    h, w = image.shape[:2]
-    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    crop = image[cy0:cy1, cx0:cx1]
-    pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)
-    if not any(pads):
-        return np.ascontiguousarray(crop)
-    ch, cw = crop.shape[:2]
-    # a mirror can reach at most one crop side (less one pixel) at a time
-    top, bottom = min(pads[0], ch - 1), min(pads[1], ch - 1)
-    left, right = min(pads[2], cw - 1), min(pads[3], cw - 1)
-    out = cv2.copyMakeBorder(crop, top, bottom, left, right, cv2.BORDER_REFLECT_101)
-    if out.shape[:2] != (y1 - y0, x1 - x0):  # a very thin strip: fill the rest with edges
-        out = cv2.copyMakeBorder(out, pads[0] - top, pads[1] - bottom, pads[2] - left,
-                                 pads[3] - right, cv2.BORDER_REPLICATE)
-    return out
-
-
-def drop_parts(xyxy: np.ndarray, inside: float = 0.7, larger: float = 2.0) -> np.ndarray:
-    """Indices of boxes to keep: a box lying mostly (`inside` of its area) within one at least
-    `larger` times its area is a part of that face (an eye, a mouth a tile found alone)."""
-    if len(xyxy) < 2:
-        return np.arange(len(xyxy))
-    area = np.prod(xyxy[:, 2:] - xyxy[:, :2], axis=1)
-    lt = np.maximum(xyxy[:, None, :2], xyxy[None, :, :2])
-    rb = np.minimum(xyxy[:, None, 2:], xyxy[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)  # (i, j): i's area inside j
-    part = (inter >= inside * area[:, None]) & (area[None, :] >= larger * area[:, None])
-    return np.flatnonzero(~part.any(axis=1))
-
-
-class TiledDetector:
-    """Full-frame pass every frame, plus overlapping tiles spread over `tile_every` frames,
-    plus a window around each track the full-frame pass cannot see.
-
-    - Each frame runs ceil(tiles / tile_every) tiles in round-robin order, so every tile is
-      revisited at least every `tile_every` frames while the per-frame cost stays even (no
-      latency spike every k-th frame, which matters for live streams). Tiles on the frame's
-      border reach `edge_padding` of their side past it, mirrored, so faces cut by the edge
-      are found.
-    - Track windows (`around`): a square of `window_scale` face sizes around each small
-      (under ~12 % of the frame width) or edge track, mirrored past the edge; four windows are
-      packed into one image and detected in one call.
-    """
-
-    WINDOW_CELL = 160  # px of a packed track window (4 per call: the model sees 96 px each)
-    FULL_FRAME_SEES = 0.12  # faces wider than this share of the frame: the full-frame pass
-    EDGE_GROWTH = 0.2  # per side, for boxes of faces found across the frame's edge
-
-    def __init__(self, full_frame: BoxModel, tiles: BoxModel, cfg: DetectConfig):
-        self._full_frame = full_frame
-        self._tiles = tiles
-        self.cfg = cfg
-        self._grid_for: tuple[int, int] | None = None
-        self._grid: list[tuple[int, int, int, int]] = []
-
-    def _grid_of(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
-        if self._grid_for != (width, height):
-            grid = tile_grid(width, height, self.cfg.tile_max_side, self.cfg.tile_overlap)
-            pad = self.cfg.edge_padding
-            self._grid = [(x0 - int(pad * (x1 - x0)) * (x0 == 0),
-                           y0 - int(pad * (y1 - y0)) * (y0 == 0),
-                           x1 + int(pad * (x1 - x0)) * (x1 == width),
-                           y1 + int(pad * (y1 - y0)) * (y1 == height))
-                          for x0, y0, x1, y1 in grid]
-            self._grid_for = (width, height)
-        return self._grid
-
-    def tiles_for(self, width: int, height: int, index: int) -> list[tuple[int, int, int, int]]:
-        """The tiles frame `index` runs (border tiles reach past the frame)."""
-        grid = self._grid_of(width, height)
-        every = self.cfg.tile_every
-        if not every or not grid:
-            return []
-        per_frame = -(-len(grid) // every)
-        start = (index % every) * per_frame
-        return grid[start:start + per_frame]
-
-    def windows_for(self, width: int, height: int,
-                    around: np.ndarray | None) -> list[tuple[int, int, int, int]]:
-        """Square windows around the expected boxes the full-frame pass cannot see."""
-        if around is None or not len(around) or not self.cfg.track_windows:
-            return []
-        out = []
-        for x0, y0, x1, y1 in np.asarray(around, np.float64).reshape(-1, 4):
-            side = max(x1 - x0, y1 - y0)
-            at_edge = x0 < 0.1 * side or y0 < 0.1 * side or x1 > width - 0.1 * side \
-                or y1 > height - 0.1 * side
-            if side >= self.FULL_FRAME_SEES * width and not at_edge:
-                continue
-            if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
-                continue
-            half = max(side * self.cfg.window_scale, 48) / 2
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            out.append((int(cx - half), int(cy - half), int(cx + half), int(cy + half)))
-        return out
-
-    def _detect_windows(self, image: np.ndarray,
-                        windows: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Pack up to four windows in a 2 x 2 image per detector call; boxes mapped back."""
-        cell = self.WINDOW_CELL
-        boxes, scores = [], []
-        for start in range(0, len(windows), 4):
-            group = windows[start:start + 4]
-            canvas = np.zeros((2 * cell, 2 * cell, 3), np.uint8)
-            for k, (x0, y0, x1, y1) in enumerate(group):
-                r, c = divmod(k, 2)
-                crop = padded_crop(image, x0, y0, x1, y1)
-                canvas[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = cv2.resize(
-                    crop, (cell, cell), interpolation=cv2.INTER_AREA
-                    if crop.shape[0] > cell else cv2.INTER_LINEAR)
-            xyxy, score = self._tiles(canvas)
-            for b, sc in zip(xyxy, score):
-                cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-                r, c = int(cy // cell), int(cx // cell)
-                k = 2 * r + c
-                if not (0 <= r < 2 and 0 <= c < 2) or k >= len(group):
-                    continue
-                x0, y0, x1, y1 = group[k]
-                f = (x1 - x0) / cell
-                local = np.clip(b - np.array([c, r, c, r]) * cell, 0, cell)
-                boxes.append(local * f + np.array([x0, y0, x0, y0], np.float32))
                 scores.append(sc)
         if not boxes:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
@@ -429,15 +302,7 @@ class TiledDetector:
             scores.append(w_score)
         xyxy = np.concatenate(boxes).astype(np.float32)
         score = np.concatenate(scores).astype(np.float32)
-        # mirrored faces lie wholly outside the frame: drop them
-        inside = (xyxy[:, 2] > 0) & (xyxy[:, 0] < width) & (xyxy[:, 3] > 0) & (xyxy[:, 1] < height)
-        xyxy, score = xyxy[inside], score[inside]
-        # a face found across the edge was completed by its mirror image, which is narrower
-        # than the face and boxed tighter: grow its box so the real face's part is covered
-        cut = (xyxy[:, 0] < 0) | (xyxy[:, 1] < 0) | (xyxy[:, 2] > width) | (xyxy[:, 3] > height)
-        if cut.any():
-            size = xyxy[cut, 2:] - xyxy[cut, :2]
-            xyxy[cut] += np.concatenate([-size, size], axis=1) * self.EDGE_GROWTH
+        xyxy, score = edge_boxes(xyxy, score, width, height, self.EDGE_GROWTH)
         keep = nms(xyxy, score, self.cfg.nms_iou)
         xyxy, score = xyxy[keep], score[keep]
         keep = drop_parts(xyxy)

@@ -146,3 +146,23 @@ def test_tiles_find_40px_faces_the_full_frame_pass_misses(crops, frame_size):
         det.close()
     assert found_tiled >= len(crops) - 1
     assert found_full < found_tiled
+
+
+def test_a_track_window_confirms_its_own_face_only():
+    """Windows look closer at where a track expects its face; what else they see (texture up
+    close, a box twice too large) must not become a face, or false tracks breed themselves."""
+    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+    # expected box 40 px at (600, 300): window side 120 px, drawn into a 160 px cell
+    expected = np.array([[600, 300, 640, 340]], np.float32)
+
+    def tiles(canvas):
+        s = 160 / 120  # window px -> cell px; the window starts at (560, 260)
+        return (np.array([[(600 - 560) * s, (302 - 260) * s, (641 - 560) * s, (342 - 260) * s],
+                          [5, 5, 25, 25],  # texture in a corner of the window
+                          [0, 0, 159, 159]], np.float32),  # the whole window
+                np.array([0.9, 0.95, 0.99], np.float32))
+
+    det = TiledDetector(lambda im: empty, tiles, DetectConfig(tile_every=0))
+    found = det.detect(np.zeros((720, 1280, 3), np.uint8), 0, around=expected)
+    assert len(found) == 1
+    assert np.allclose(found.xyxy[0], [600, 302, 641, 342], atol=1.5)
