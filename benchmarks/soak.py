@@ -170,7 +170,12 @@ zmq = "tcp://127.0.0.1:{zmq_ports[2]}"
                     h = json.loads(header)
                     image = np.frombuffer(buf, np.uint8).reshape(h["shape"])
                     _, score = finder(image)
-                    bare += int((score >= 0.6).any())
+                    if (score >= 0.6).any():  # kept for a look: which stream, which frame
+                        bare += 1
+                        import cv2
+
+                        cv2.imwrite(str(WORK / f"bare-{name}-{h['index']}.png"),
+                                    cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             row["bare_frames"] = bare
             samples.append(row)
             s = row["streams"]

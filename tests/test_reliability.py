@@ -281,3 +281,12 @@ def test_8k_frames_get_short_queues_and_run(tmp_path):
         update={"mode": "mosaic"})})
     report = anonymize_file(clip, tmp_path / "out.mp4", cfg)
     assert report.frames_written == 3
+
+
+def test_a_successful_run_prints_no_third_party_noise(long_clip, tmp_path):
+    """Regression: MediaPipe/LiteRT printed 'WARNING: Logging before InitGoogle()' and
+    'Input tensor memory is not aligned' at the first tile or window of a new shape, in the
+    middle of a run (and broke the one-line error of a failing one)."""
+    proc = run("anonymize", long_clip.path, "-o", tmp_path / "o.mp4", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

@@ -60,17 +60,17 @@ class BlazeFace:
         )
         with _native_stderr_silenced():
             self._detector = vision.FaceDetector.create_from_options(options)
-        self._warm = False
+            # LiteRT logs "Input tensor memory is not aligned ..." (after absl's "Logging
+            # before InitGoogle()") once per process, at the first input shape that needs a
+            # copy; two such shapes here, while stderr is silenced, keep it out of every run
+            for shape in ((320, 320, 3), (513, 496, 3)):
+                self._detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB,
+                                               data=np.zeros(shape, np.uint8)))
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB,
                                   data=np.ascontiguousarray(image))
-        if not self._warm:  # the first call logs a buffer-alignment notice
-            with _native_stderr_silenced():
-                found = self._detector.detect(mp_image).detections
-            self._warm = True
-        else:
-            found = self._detector.detect(mp_image).detections
+        found = self._detector.detect(mp_image).detections
         xyxy = np.zeros((len(found), 4), np.float32)
         score = np.zeros(len(found), np.float32)
         for i, det in enumerate(found):
