@@ -162,7 +162,7 @@ def edge_boxes(xyxy: np.ndarray, score: np.ndarray, width: int, height: int,
     return xyxy[keep], score[keep]
 
 
-def drop_parts(xyxy: np.ndarray, inside: float = 0.7, larger: float = 2.0) -> np.ndarray:
+def drop_parts(xyxy: np.ndarray, inside: float = 0.9, larger: float = 2.0) -> np.ndarray:
     """Indices of boxes to keep: a box lying mostly (`inside` of its area) within one at least
     `larger` times its area is a part of that face (an eye, a mouth a tile found alone)."""
     if len(xyxy) < 2:
