@@ -190,6 +190,19 @@ def _read_member(archive: Path, member: str) -> bytes:
         return fh.read()
 
 
+def check(root: Path | None = None) -> list[tuple[str, Path, str]]:
+    """Every asset's (name, path, status): "ok", "missing" or "corrupt" (checksum)."""
+    root = cache_dir() if root is None else root
+    out = []
+    for name, asset in sorted(ASSETS.items()):
+        path = root / asset.name
+        if not path.is_file():
+            out.append((name, path, "missing"))
+        else:
+            out.append((name, path, "ok" if sha256_file(path) == asset.sha256 else "corrupt"))
+    return out
+
+
 def fetch(names: list[str] | None = None, catalog: dict[str, Asset] | None = None,
           root: Path | None = None) -> list[Path]:
     """Download (if not cached) and verify the named assets (default: all). Setup-time only."""

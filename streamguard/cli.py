@@ -103,6 +103,10 @@ def _build_parser() -> argparse.ArgumentParser:
     eng.add_argument("--device", default="cpu", help="cpu or cuda")
     eng.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
 
+    doc = sub.add_parser("doctor", help="check model files, weights, engines and the config; "
+                                        "exit 9 when something is missing")
+    doc.add_argument("--config", metavar="TOML", help="config to check (default: built-in)")
+
     fetch = sub.add_parser("fetch", help="download and verify model files (setup only)")
     fetch.add_argument("names", nargs="*", help="asset names (default: all)")
     return parser
@@ -120,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             return _anonymize(args)
         if args.command == "fetch":
             return _fetch(args)
+        if args.command == "doctor":
+            return _doctor(args)
         if args.command == "engine":
             return _engine(args)
         if args.command == "serve":
@@ -150,6 +156,51 @@ def _fetch(args: argparse.Namespace) -> int:
 
     paths = fetch(args.names or None)
     print(f"{len(paths)} file(s) verified in {cache_dir()}")
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """What a run needs, checked: model files (checksums), shipped weights, engines, hardware,
+    RTSP support, the config in force. Exit 9 when a file is missing or corrupt."""
+    import av
+
+    from streamguard.assets import cache_dir, check
+    from streamguard.config import load_config
+
+    bad = 0
+    print(f"streamguard {__version__}, model files in {cache_dir()}")
+    for name, path, status in check():
+        bad += status != "ok"
+        print(f"  {status:<8} {name}")
+    from streamguard.errors import ModelUnavailableError
+    from streamguard.models.weights import available, load_shipped
+
+    print("shipped weights:")
+    for name in available():
+        try:
+            load_shipped(name)
+            status = "ok"
+        except ModelUnavailableError as exc:
+            status, bad = f"BAD ({exc})", bad + 1
+        print(f"  {status:<8} {name}")
+    import torch
+
+    from streamguard.backends import available_backends
+
+    cuda = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    engines = ", ".join(available_backends())
+    print(f"hardware: {os.cpu_count()} CPUs, CUDA: {cuda}; torch {torch.__version__}, "
+          f"PyAV {av.__version__}; engine backends registered: {engines}")
+    rtsp = "rtsp" in av.formats_available
+    print(f"RTSP input/publish (FFmpeg rtsp): {'yes' if rtsp else 'NO'}")
+    cfg = load_config(args.config)
+    print(f"config: mode {cfg.protect.mode}, {cfg.protect.blocks} blocks, tiles every "
+          f"{cfg.detect.tile_every} frames, look-back {cfg.track.lookback} (live "
+          f"{cfg.live.lookback}), fail closed: {cfg.protect.fail_closed}")
+    if bad:
+        print(f"streamguard: error: {bad} file(s) missing or corrupt; run `streamguard fetch` "
+              "(or `make setup`)", file=sys.stderr)
+        return 9
     return 0
 
 

@@ -241,3 +241,16 @@ def test_a_fresh_shell_finds_the_checkouts_models(small_clip, tmp_path):
     lib = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=300, cwd=tmp_path)
     assert lib.returncode == 0 and "(64, 64, 3)" in lib.stdout, lib.stderr
+
+
+def test_doctor_lists_what_a_run_needs_and_fails_when_models_are_missing(tmp_path):
+    ok = run("doctor")
+    assert ok.returncode == 0, ok.stderr
+    assert "ok       face_detection_full_range_sparse.tflite" in ok.stdout
+    assert "ok       blockwise_identity" in ok.stdout and "config: mode" in ok.stdout
+    env = {k: v for k, v in os.environ.items() if k != "STREAMGUARD_DEBUG"}
+    env["STREAMGUARD_CACHE"] = str(tmp_path / "empty")
+    bad = subprocess.run([sys.executable, "-m", "streamguard", "doctor"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert_one_line_error(bad, 9, "missing or corrupt", "streamguard fetch")
+    assert "missing  face_detection_full_range_sparse.tflite" in bad.stdout
