@@ -8,9 +8,12 @@ unless STREAMGUARD_DEBUG=1).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import re
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -112,12 +115,60 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# native libraries' chatter (MediaPipe/LiteRT via absl and glog), shown only with -v
+_NATIVE_NOISE = re.compile(rb"^(WARNING: Logging before InitGoogle\(\)|[IWE]\d{4} [\d:. ]+\d+ "
+                           rb"\S+\.cc:\d+\]|INFO: \[\S+\.cc:\d+\])")
+
+
+@contextlib.contextmanager
+def _native_noise_filtered(enabled: bool):
+    """Route file descriptor 2 through a thread that drops the native libraries' log lines
+    and passes everything else (our one-line errors, warnings, tracebacks) on unchanged. Such
+    lines come at unpredictable moments (LiteRT logs an alignment notice at the first input it
+    has to copy), so silencing around calls cannot catch them all."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+
+    def forward() -> None:
+        # native loggers write whole lines; a piece without its newline (a progress bar's
+        # "\r" update) is passed on at once, not held back
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                pieces = chunk.split(b"\n")
+                kept = [p + b"\n" for p in pieces[:-1] if not _NATIVE_NOISE.match(p)]
+                if pieces[-1] and not _NATIVE_NOISE.match(pieces[-1]):
+                    kept.append(pieces[-1])
+                if kept:
+                    os.write(original, b"".join(kept))
+
+    thread = threading.Thread(target=forward, name="streamguard-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # the pipe's last writer is gone (unless a child holds it)
+        thread.join(2.0)
+        os.close(original)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="streamguard: %(levelname)s: %(message)s",
     )
+    with _native_noise_filtered(args.verbose == 0):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "anonymize":
             _stop_on_signals()

@@ -23,7 +23,7 @@ from streamguard.errors import PipelineError
 from streamguard.frames import Faces, Frame, Passthrough
 from streamguard.protect import build_protector, protect_whole_frame
 from streamguard.protect.pixelize import merge_nested
-from streamguard.track import Tracker
+from streamguard.track import Tracker, box_union
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,7 @@ class Lookback:
             if len(mine):
                 xyxy = faces.xyxy.copy()
                 j = mine[0]
-                xyxy[j] = np.concatenate([np.minimum(xyxy[j, :2], add[:2]),
-                                          np.maximum(xyxy[j, 2:], add[2:])])
+                xyxy[j] = box_union(xyxy[j], add)
                 faces = Faces(xyxy, faces.score, faces.track_id)
             else:
                 faces = Faces.concat([faces, Faces(add[None], np.ones(1, np.float32),

@@ -45,7 +45,8 @@ class _Track:
     last_score: float = 1.0
 
 
-def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def box_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest xyxy box holding both."""
     return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
 
 
@@ -107,7 +108,7 @@ class Tracker:
             tr.missed = 0
             tr.hits += 1
             tr.last_score = float(detections.score[d])
-            out_boxes.append(_union(smoothed, det))
+            out_boxes.append(box_union(smoothed, det))
             out_scores.append(tr.last_score)
             out_ids.append(tr.id)
             detected.append(tr.id)

@@ -75,6 +75,15 @@ def _check_outputs(root: Path, out: Path, clips) -> None:
         assert unprotected_faces(clip, frames) == [], dst
 
 
+def _cli(root: Path, out: Path, cluster, *sets: str) -> list[str]:
+    """`streamguard anonymize ROOT -o OUT --ray=...` with 1 s segments and `--set`s."""
+    cmd = [sys.executable, "-m", "streamguard", "anonymize", str(root), "-o", str(out),
+           f"--ray={cluster['address']}", "--set", "ray.segment_s=1.0"]
+    for item in sets:
+        cmd += ["--set", item]
+    return cmd
+
+
 def _start_until(cmd: list[str], env: dict, path: Path) -> subprocess.Popen:
     """Start the CLI and wait until `path` exists (e.g. the manifest: one output is done)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -108,9 +117,7 @@ def test_a_folder_on_two_nodes_matches_the_single_machine_checks(cluster, librar
 def test_the_cli_runs_on_the_cluster_and_a_rerun_redoes_nothing(cluster, library, tmp_path):
     root, clips = library
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "streamguard", "anonymize", str(root), "-o", str(out),
-           f"--ray={cluster['address']}", "--set", "ray.segment_s=1.0", "--report",
-           str(tmp_path / "run.json")]
+    cmd = [*_cli(root, out, cluster), "--report", str(tmp_path / "run.json")]
     env = {**os.environ, **CLUSTER_ENV}
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert first.returncode == 0, first.stderr
@@ -136,9 +143,7 @@ def test_an_interrupted_job_keeps_what_finished_and_a_rerun_does_only_the_rest(
     rerun skips the finished output and completes the others."""
     root, clips = library
     out = tmp_path / "int"
-    cmd = [sys.executable, "-m", "streamguard", "anonymize", str(root), "-o", str(out),
-           f"--ray={cluster['address']}", "--set", "ray.segment_s=1.0", "--set",
-           "ray.workers=1"]
+    cmd = _cli(root, out, cluster, "ray.workers=1")
     env = {**os.environ, **CLUSTER_ENV}
     proc = _start_until(cmd, env, out / root.name / MANIFEST)
     proc.send_signal(signal.SIGINT)
@@ -245,9 +250,7 @@ def test_a_killed_driver_leaves_no_corrupt_output_and_the_rerun_completes(
     run's temporary files."""
     root, clips = library
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "streamguard", "anonymize", str(root), "-o", str(out),
-           f"--ray={cluster['address']}", "--set", "ray.segment_s=1.0", "--set",
-           "ray.workers=1"]
+    cmd = _cli(root, out, cluster, "ray.workers=1")
     env = {**os.environ, **CLUSTER_ENV}
     proc = _start_until(cmd, env, out / root.name / MANIFEST)
     proc.kill()
@@ -266,8 +269,7 @@ def test_a_killed_driver_leaves_no_corrupt_output_and_the_rerun_completes(
 def test_a_second_driver_on_the_same_output_folder_is_refused(cluster, library, tmp_path):
     root, clips = library
     out = tmp_path / "two"
-    cmd = [sys.executable, "-m", "streamguard", "anonymize", str(root), "-o", str(out),
-           f"--ray={cluster['address']}", "--set", "ray.segment_s=1.0"]
+    cmd = _cli(root, out, cluster)
     env = {**os.environ, **CLUSTER_ENV}
     first = _start_until(cmd, env, out / root.name / f"{MANIFEST}.lock")
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -44,6 +44,14 @@ def _native_stderr_silenced():
             os.close(devnull)
 
 
+def _offset_image(shape: tuple[int, ...], offset: int) -> np.ndarray:
+    """A zero image starting `offset` bytes past a 64-byte boundary."""
+    n = int(np.prod(shape))
+    buf = np.zeros(n + 128, np.uint8)
+    start = (-buf.ctypes.data) % 64 + offset
+    return buf[start:start + n].reshape(shape)
+
+
 class BlazeFace:
     """One BlazeFace model in IMAGE mode: RGB image -> (xyxy, score). Not thread-safe."""
 
@@ -61,11 +69,11 @@ class BlazeFace:
         with _native_stderr_silenced():
             self._detector = vision.FaceDetector.create_from_options(options)
             # LiteRT logs "Input tensor memory is not aligned ..." (after absl's "Logging
-            # before InitGoogle()") once per process, at the first input shape that needs a
-            # copy; two such shapes here, while stderr is silenced, keep it out of every run
-            for shape in ((320, 320, 3), (513, 496, 3)):
+            # before InitGoogle()") once per process, at the first input it must copy: a few
+            # inputs that need a copy are run here, while stderr is silenced
+            for offset in (1, 16, 0):
                 self._detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB,
-                                               data=np.zeros(shape, np.uint8)))
+                                               data=_offset_image((257, 331, 3), offset)))
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB,

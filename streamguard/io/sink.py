@@ -42,9 +42,9 @@ _SKIP_METADATA = {"major_brand", "minor_version", "compatible_brands", "encoder"
 
 def check_writable(path: Path) -> list[Path]:
     """Fail early, before decoding anything or loading a model, when the output cannot be
-    written: the folder is created and a file is really opened in it (permission bits alone
-    say nothing for root, /proc or a read-only mount). Returns the folders it created,
-    innermost first (a failed run removes them again)."""
+    written: its folder is created (the `OutputLock` file opened in it next is the real write
+    test: permission bits say nothing for root, /proc or a read-only mount). Returns the
+    folders it created, innermost first (a failed run removes them again)."""
     folder = path.parent
     made = []
     for parent in [folder, *folder.parents]:
@@ -59,13 +59,6 @@ def check_writable(path: Path) -> list[Path]:
     if path.is_dir():
         remove_empty(made)
         raise OutputError(f"{path}: cannot write: the output path is a folder")
-    probe = folder / f".{path.name}.{os.getpid()}.probe"
-    try:
-        probe.open("wb").close()
-        probe.unlink()
-    except OSError as exc:
-        remove_empty(made)
-        raise OutputError(f"{path}: cannot write here ({exc.strerror})") from None
     return made
 
 

@@ -167,15 +167,15 @@ class VideoSource:
         copy_index = {s.index for s in info.copy_streams}
         fallback = PtsFallback(info)
         index = packets = 0
-        width, height = info.width, info.height
+        keep_size = SizeKeeper(str(self.path), (info.width, info.height))
         try:
             for packet in self._container.demux(video, *info.copy_streams):
                 if packet.stream.index == video.index:
                     packets += packet.size > 0
                     # the final empty packet (dts None) flushes the decoder: never skip it
                     for vf in self._decode(video, packet, index):
-                        if (vf.width, vf.height) != (width, height):
-                            vf = self._rescale(vf, width, height)
+                        vf = keep_size(vf)
+                        self.frames_rescaled = keep_size.rescaled
                         pts, tb = fallback(vf.pts, vf.time_base)
                         yield Frame(
                             index=index, pts=pts, time_base=tb,
@@ -214,16 +214,6 @@ class VideoSource:
             self.packets_skipped += 1
             return []
 
-    def _rescale(self, vf: Any, width: int, height: int) -> Any:
-        """A frame whose size changed mid-stream (an IP camera's or a concatenated
-        recording's): rescaled to the stream's first size, so one output holds them all."""
-        if not self.frames_rescaled:
-            log.warning("%s: the video changes size mid-stream (%dx%d -> %dx%d); such frames "
-                        "are rescaled to %dx%d", self.path, width, height, vf.width, vf.height,
-                        width, height)
-        self.frames_rescaled += 1
-        return fit_frame(vf, width, height)
-
     def passthrough(self) -> Iterator[Passthrough]:
         """Only the packets of the streams to copy (audio, subtitles, data), in demux order."""
         if self._container is None:
@@ -238,11 +228,29 @@ class VideoSource:
             raise CorruptMediaError(f"{self.path}: demuxing failed ({_reason(exc)})") from None
 
 
-def fit_frame(vf: Any, width: int, height: int) -> Any:
-    """A decoded frame rescaled (libswscale) to width x height, its timing kept."""
-    out = vf.reformat(width=width, height=height)
-    out.pts, out.time_base = vf.pts, vf.time_base
-    return out
+class SizeKeeper:
+    """Keeps decoded frames at one size: a frame whose size changed mid-stream (an IP
+    camera's, a concatenated recording's) is rescaled (libswscale, timing kept) to the first
+    size, so one output holds them all. Warns once; `rescaled` counts such frames."""
+
+    def __init__(self, label: str, size: tuple[int, int] | None = None):
+        self.label = label
+        self.size = size  # (width, height); None: the first frame's
+        self.rescaled = 0
+
+    def __call__(self, vf: Any) -> Any:
+        if self.size is None:
+            self.size = (vf.width, vf.height)
+        if (vf.width, vf.height) == self.size:
+            return vf
+        if not self.rescaled:
+            log.warning("%s: the frame size changes (%dx%d -> %dx%d); such frames are "
+                        "rescaled to %dx%d", self.label, *self.size, vf.width, vf.height,
+                        *self.size)
+        self.rescaled += 1
+        out = vf.reformat(width=self.size[0], height=self.size[1])
+        out.pts, out.time_base = vf.pts, vf.time_base
+        return out
 
 
 class PtsFallback:

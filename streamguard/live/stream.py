@@ -36,7 +36,7 @@ from streamguard.config import Config, StreamConfig
 from streamguard.frames import Faces, Frame
 from streamguard.io.bus import ZmqPublisher
 from streamguard.io.sink import LIVE_TIME_BASE, AudioTemplate, RtspPublisher, SegmentRecorder
-from streamguard.io.source import Backoff, CameraSource, fit_frame
+from streamguard.io.source import Backoff, CameraSource, SizeKeeper
 from streamguard.process import FrameProcessor, Lookback
 from streamguard.report import MetricsServer, StreamStats
 
@@ -130,7 +130,7 @@ class LiveStream:
         self._last_pts = -1
         self._last_out: np.ndarray | None = None
         self._index = 0
-        self._size: tuple[int, int] | None = None  # the outputs' frame size (the first's)
+        self._keep_size = SizeKeeper(scfg.name)  # the outputs' frame size: the first's
         self.error: BaseException | None = None
 
     def start(self) -> LiveStream:
@@ -175,16 +175,9 @@ class LiveStream:
         self._use_audio(audio)
 
     def _on_video(self, vf: Any) -> None:
-        if self._size is None:
-            self._size = (vf.width, vf.height)
-        elif (vf.width, vf.height) != self._size:
-            # a camera that came back at another resolution: its outputs keep the first one
-            if not self.stats.frames_rescaled:
-                log.warning("%s: the camera's resolution changed (%dx%d -> %dx%d); rescaling "
-                            "to %dx%d", self.scfg.name, *self._size, vf.width, vf.height,
-                            *self._size)
-            self.stats.frames_rescaled += 1
-            vf = fit_frame(vf, *self._size)
+        # a camera that came back at another resolution: its outputs keep the first one
+        vf = self._keep_size(vf)
+        self.stats.frames_rescaled = self._keep_size.rescaled
         frame = Frame(self.stats.frames_in, None, None, vf.to_ndarray(format="rgb24"),
                       meta={"t_in": time.monotonic(), "t_out": self._out_time(vf.time)})
         self.stats.frames_in += 1
