@@ -131,6 +131,23 @@ class ProtectConfig(_Section):
     frame_blocks: int = Field(
         24, ge=4, le=256, description="Blocks across the width of a whole-frame mosaic."
     )
+    lock: Literal["track", "frame"] = Field(
+        "track",
+        description="Mosaic modes (mosaic, adversarial-block, adversarial-identity): 'track' "
+        "keeps one grid per face track and holds its cell colours for hold_frames frames, so "
+        "registering and averaging frames recovers nothing a single frame does not show; "
+        "'frame' samples a new grid on every frame (docs/privacy.md, video).",
+    )
+    hold_frames: int = Field(
+        30, ge=1, le=3000,
+        description="lock = track: a track's cell colours are sampled again after this many "
+        "frames (1 = every frame, the grid still locked).",
+    )
+    fade_frames: int = Field(
+        6, ge=0, le=300,
+        description="lock = track: frames over which newly sampled cell colours fade in "
+        "(a mix of two mosaics that are both shown outright tells nothing new).",
+    )
     backend: str = Field(
         "auto",
         description="Inference backend for the adversarial generators: auto (fastest available, "

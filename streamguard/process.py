@@ -21,7 +21,7 @@ from streamguard.config import Config
 from streamguard.detect import Detector, create_detector
 from streamguard.errors import PipelineError
 from streamguard.frames import Faces, Frame, Passthrough
-from streamguard.protect import build_protector, protect_whole_frame
+from streamguard.protect import build_video_protector, protect_whole_frame
 from streamguard.protect.pixelize import merge_nested
 from streamguard.track import Tracker, box_union
 
@@ -37,7 +37,8 @@ class FrameProcessor:
 
     def __init__(self, cfg: Config, detector: Detector | None = None):
         self.cfg = cfg
-        self.protector = build_protector(cfg.protect)  # refuses early, before any decoding
+        # refuses early, before any decoding; holds per-track mosaics (protect.lock)
+        self.protector = build_video_protector(cfg.protect)
         self.detector = detector if detector is not None else create_detector(cfg.detect)
         self._owns_detector = detector is None
         self.tracker = Tracker(cfg.track)
@@ -50,6 +51,8 @@ class FrameProcessor:
     def reset_tracking(self) -> None:
         """Forget every track (a new file or segment); the models stay loaded."""
         self.tracker = Tracker(self.cfg.track)
+        if hasattr(self.protector, "reset"):
+            self.protector.reset()
 
     def close(self) -> None:
         if self._owns_detector:

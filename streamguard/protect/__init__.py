@@ -8,7 +8,10 @@ mosaic / blur / solid, `adversarial` the shipped generators on top of the mosaic
 from __future__ import annotations
 
 from streamguard.config import ProtectConfig
-from streamguard.protect.modes import MODES, Protector, protect_whole_frame, register_mode
+from streamguard.protect.locked import TrackLock
+from streamguard.protect.modes import (
+    MODES, CellProtector, Protector, protect_whole_frame, register_mode,
+)
 
 
 def _load_adversarial() -> None:
@@ -22,11 +25,23 @@ def available_modes() -> list[str]:
 
 
 def build_protector(cfg: ProtectConfig) -> Protector:
-    """The protection function of `cfg.mode`; modes with weights refuse to build without them."""
+    """The protection function of `cfg.mode`; modes with weights refuse to build without them.
+
+    Stateless: every call samples its faces anew. Video goes through `build_video_protector`."""
     if cfg.mode.startswith("adversarial"):
         _load_adversarial()
     return MODES.lookup(cfg.mode)(cfg)
 
 
-__all__ = ["Protector", "available_modes", "build_protector", "protect_whole_frame",
-           "register_mode"]
+def build_video_protector(cfg: ProtectConfig) -> Protector:
+    """The protector for consecutive frames of one video: with `lock = "track"` the mosaic
+    modes keep one grid and held colours per face track (`protect.locked`); call it in
+    display order, and `reset()` it (when it has one) between videos."""
+    protector = build_protector(cfg)
+    if cfg.lock == "track" and isinstance(protector, CellProtector):
+        return TrackLock(protector, cfg)
+    return protector
+
+
+__all__ = ["CellProtector", "Protector", "TrackLock", "available_modes", "build_protector",
+           "build_video_protector", "protect_whole_frame", "register_mode"]

@@ -21,10 +21,8 @@ from streamguard.config import ProtectConfig
 from streamguard.frames import Faces
 from streamguard.models.generators import CellsToDelta
 from streamguard.models.weights import load_shipped
-from streamguard.protect.modes import Protector, register_mode
-from streamguard.protect.pixelize import (
-    block_size, cell_means, face_regions, mosaic_region, paint_cells,
-)
+from streamguard.protect.modes import CellProtector, Protector, register_mode
+from streamguard.protect.pixelize import block_size, face_regions, mosaic_region
 
 # mode -> shipped weights (streamguard/weights/NAME.safetensors + NAME.json)
 ADVERSARIAL_WEIGHTS = {
@@ -56,34 +54,28 @@ def image_engine(name: str, backend: str, device: str = "cpu",
     return load_engine(load_shipped(name), name, spec, backend)
 
 
-class BlockwiseProtector:
+class BlockwiseProtector(CellProtector):
     """Mosaic plus a block-wise generator's δ per cell: the output stays a clean mosaic.
 
-    All faces of a frame whose grids have the same shape go through the engine in one batch.
+    All grids of one shape (a frame's faces, or the tracks the lock samples together) go
+    through the engine in one batch.
     """
 
     def __init__(self, engine: Engine, cfg: ProtectConfig):
+        super().__init__(cfg)
         self.engine = engine
-        self.cfg = cfg
 
-    def __call__(self, image: np.ndarray, faces: Faces) -> np.ndarray:
-        out = image.copy()
-        jobs = []
-        for x0, y0, x1, y1, face_w in face_regions(faces, image.shape, self.cfg.margin):
-            s = block_size(face_w, self.cfg.blocks, self.cfg.min_block_px)
-            means, dy, dx = cell_means(image[y0:y1, x0:x1], s)
-            jobs.append(((x0, y0, x1, y1), means, dy, dx))
+    def deltas(self, cells: list[np.ndarray]) -> list[np.ndarray]:
         groups: dict[tuple, list[int]] = {}
-        for i, job in enumerate(jobs):
-            groups.setdefault(job[1].shape, []).append(i)
-        deltas: dict[int, np.ndarray] = {}
+        for i, c in enumerate(cells):
+            groups.setdefault(c.shape, []).append(i)
+        out: list[np.ndarray] = [np.empty(0)] * len(cells)
         for idx in groups.values():
-            cells = torch.from_numpy(np.stack([jobs[i][1] for i in idx])).permute(0, 3, 1, 2)
-            d = (self.engine(cells.contiguous() / 255.0) * 255.0).float().cpu()  # one sync
+            batch = torch.from_numpy(np.stack([cells[i] for i in idx]).astype(np.float32))
+            d = (self.engine(batch.permute(0, 3, 1, 2).contiguous() / 255.0) * 255.0)
+            d = d.float().cpu()  # one sync per shape
             for k, i in enumerate(idx):
-                deltas[i] = d[k].permute(1, 2, 0).numpy()
-        for i, ((x0, y0, x1, y1), means, dy, dx) in enumerate(jobs):
-            out[y0:y1, x0:x1] = paint_cells(means + deltas[i], dy, dx)
+                out[i] = d[k].permute(1, 2, 0).numpy()
         return out
 
 

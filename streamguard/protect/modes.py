@@ -16,13 +16,13 @@ import numpy as np
 from streamguard.config import ProtectConfig
 from streamguard.frames import Faces
 from streamguard.registry import Registry
-from streamguard.protect.pixelize import face_regions, pixelize, pixelize_frame
+from streamguard.protect.pixelize import (
+    block_size, cell_means, face_regions, paint_cells, pixelize_frame,
+)
 
 Protector = Callable[[np.ndarray, Faces], np.ndarray]
 MODES: Registry[Callable[[ProtectConfig], Protector]] = Registry("protection mode")
 register_mode = MODES.register
-
-
 
 
 
@@ -31,9 +31,36 @@ def protect_whole_frame(image: np.ndarray, cfg: ProtectConfig) -> np.ndarray:
     return pixelize_frame(image, cfg.frame_blocks)
 
 
+class CellProtector:
+    """The mosaic, each cell's colour optionally moved by a per-cell δ (the block-wise
+    generators override `deltas`): the output is a clean mosaic either way.
+
+    Called as `(image, faces) -> image` it samples every face anew on this frame's grid; the
+    track lock (`protect.locked.TrackLock`) drives `deltas` with cells it holds per track.
+    """
+
+    def __init__(self, cfg: ProtectConfig):
+        self.cfg = cfg
+
+    def deltas(self, cells: list[np.ndarray]) -> list[np.ndarray]:
+        """Per-cell offsets, in pixel units, for (rows, cols, C) float cell means; 0 here."""
+        return [np.zeros_like(c) for c in cells]
+
+    def __call__(self, image: np.ndarray, faces: Faces) -> np.ndarray:
+        out = image.copy()
+        jobs = []
+        for x0, y0, x1, y1, face_w in face_regions(faces, image.shape, self.cfg.margin):
+            s = block_size(face_w, self.cfg.blocks, self.cfg.min_block_px)
+            jobs.append(((x0, y0, x1, y1), *cell_means(image[y0:y1, x0:x1], s)))
+        deltas = self.deltas([job[1] for job in jobs])
+        for ((x0, y0, x1, y1), means, dy, dx), delta in zip(jobs, deltas):
+            out[y0:y1, x0:x1] = paint_cells(means + delta, dy, dx)
+        return out
+
+
 @register_mode("mosaic")
 def _mosaic(cfg: ProtectConfig) -> Protector:
-    return partial(pixelize, blocks=cfg.blocks, margin=cfg.margin, min_block_px=cfg.min_block_px)
+    return CellProtector(cfg)
 
 
 def blur(image: np.ndarray, faces: Faces, sigma_frac: float, margin: float) -> np.ndarray:
