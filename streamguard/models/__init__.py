@@ -12,7 +12,7 @@ from streamguard.models.registry import KIND, MODELS, register_model
 
 
 def _load_builtin() -> None:
-    from streamguard.models import attackers, generators, idn  # noqa: F401
+    from streamguard.models import attackers, generators, idn, multiframe  # noqa: F401
 
 
 def list_models(kind: str | None = None) -> list[str]:

@@ -213,3 +213,19 @@ def test_attacker_exports_saves_and_reloads_with_torch_export(tmp_path):
     loaded = torch.export.load(tmp_path / "idn.pt2")
     with torch.no_grad():
         assert torch.allclose(loaded.module()(pix, mask), model(pix, mask), atol=1e-5)
+
+
+def test_the_multiframe_attacker_takes_any_number_of_frames_in_any_order():
+    torch.manual_seed(0)
+    model = create_model("multiframe_tiny").eval()
+    frames = torch.rand(2, 5, 3, 32, 32)
+    mask = torch.ones(2, 1, 32, 32)
+    mask[..., 4:28, 4:28] = 0
+    with torch.no_grad():
+        out = model(frames, mask)
+        shuffled = model(frames[:, [3, 0, 4, 2, 1]], mask)
+        one = model(frames[:, 0], mask)
+    assert out.shape == (2, 3, 32, 32)
+    assert torch.allclose(out, shuffled, atol=1e-6)  # fused by mean and max: order-free
+    assert torch.allclose(out * mask, frames.mean(1) * mask)  # known pixels: the frames' mean
+    assert one.shape == (2, 3, 32, 32)
