@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export STREAMGUARD_CACHE ?= $(CURDIR)/.cache/streamguard
 
-.PHONY: setup demo test bench clean rtsp-server judge-env
+.PHONY: setup demo test bench clean rtsp-server browser judge-env
 
 setup: $(VENV)/.installed $(STREAMGUARD_CACHE)/.fetched
 
@@ -25,7 +25,7 @@ demo: setup
 		-o out/demo.mp4 --report out/demo.json
 	@echo "protected clip: out/demo.mp4   run report: out/demo.json"
 
-test: setup rtsp-server
+test: setup rtsp-server browser
 	$(BIN)/python -m pytest -q
 
 # The live tests serve RTSP with Debian's GStreamer RTSP server (they skip, saying so, without it)
@@ -36,6 +36,14 @@ rtsp-server:
 	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(GST_PKGS) >/dev/null; } || \
 	echo "note: GStreamer RTSP server not installed; live RTSP tests will be skipped"
+
+# The status page's browser test drives Debian's headless Chromium (skipped, saying so, without it)
+browser:
+	@command -v chromium >/dev/null 2>&1 || \
+	{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; } || \
+	echo "note: chromium not installed; the status page's browser test will be skipped"
 
 bench: setup
 	$(BIN)/python benchmarks/pipeline.py

@@ -14,11 +14,11 @@ import os
 import re
 import sys
 import threading
-import time
 from pathlib import Path
 
 from streamguard import __version__
 from streamguard.errors import InputNotFoundError, NoVideosError, OutputError, StreamguardError
+from streamguard.progress import Progress
 
 IMAGE_EXTENSIONS = frozenset(".jpg .jpeg .png .gif .bmp .webp".split())
 EXIT_INTERRUPTED = 130  # SIGINT; SIGTERM and SIGHUP exit 128 + their number (143, 129)
@@ -57,7 +57,10 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Protect every face in video: tracked, fail-closed mosaics.",
     )
     parser.add_argument("--version", action="version", version=f"streamguard {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (and third-party native logs, silenced otherwise)")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text",
+                        help="json: one JSON object per line on stderr (logs, progress, errors)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     anon = sub.add_parser("anonymize", help="protect faces in video files or folders")
@@ -95,6 +98,8 @@ def _build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--loop", action="store_true", help="one stream: replay a file input")
     srv.add_argument("--duration", type=float, default=0, help="stop after N seconds (0: never)")
     srv.add_argument("--workers", type=int, help="processes protecting each stream (live.workers)")
+    srv.add_argument("--http-port", type=int, metavar="PORT",
+                     help="status page, JSON, previews and /metrics on this port (live.http_port)")
     srv.add_argument("--mode", choices=["mosaic", "adversarial-block", "adversarial-identity",
                                         "adversarial-pixel", "blur", "solid"])
 
@@ -158,12 +163,51 @@ def _native_noise_filtered(enabled: bool):
         os.close(original)
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message (and the exception, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        doc = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+               "level": record.levelname.lower(), "logger": record.name,
+               "message": record.getMessage()}
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+_log_format = "text"
+
+
+def say(level: str, message: str) -> None:
+    """The run's last word on stderr (an error, a stop): one line, text or JSON."""
+    if _log_format == "json":
+        import json
+
+        print(json.dumps({"level": level, "logger": "streamguard", "message": message},
+                         ensure_ascii=False), file=sys.stderr)
+    else:
+        print(f"streamguard: {level + ': ' if level == 'error' else ''}{message}",
+              file=sys.stderr)
+
+
+def configure_logging(verbose: int, fmt: str) -> None:
+    global _log_format
+    _log_format = fmt
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json"
+                         else logging.Formatter("streamguard: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING - 10 * min(verbose, 2))
+    # progress lines (when stderr is not a terminal) show at the default level
+    logging.getLogger("streamguard.progress").setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="streamguard: %(levelname)s: %(message)s",
-    )
+    configure_logging(args.verbose, args.log_format)
     with _native_noise_filtered(args.verbose == 0):
         return _run(args)
 
@@ -186,18 +230,18 @@ def _run(args: argparse.Namespace) -> int:
             import signal
 
             name = signal.Signals(exc.signum).name
-            print(f"streamguard: stopped by {name}; no partial output was kept", file=sys.stderr)
+            say("stopped", f"stopped by {name}; no partial output was kept")
             return 128 + exc.signum
-        print("streamguard: interrupted; no partial output was kept", file=sys.stderr)
+        say("stopped", "interrupted; no partial output was kept")
         return EXIT_INTERRUPTED
     except StreamguardError as exc:
-        print(f"streamguard: error: {exc}", file=sys.stderr)
+        say("error", str(exc))
         return exc.exit_code
     except Exception as exc:  # a bug: still one line, unless debugging
         if os.environ.get("STREAMGUARD_DEBUG"):
             raise
-        print(f"streamguard: internal error: {type(exc).__name__}: {exc} "
-              "(STREAMGUARD_DEBUG=1 shows the traceback)", file=sys.stderr)
+        say("internal error", f"internal error: {type(exc).__name__}: {exc} "
+            "(STREAMGUARD_DEBUG=1 shows the traceback)")
         return EXIT_INTERNAL
     return 2
 
@@ -249,8 +293,8 @@ def _doctor(args: argparse.Namespace) -> int:
           f"{cfg.detect.tile_every} frames, look-back {cfg.track.lookback} (live "
           f"{cfg.live.lookback}), fail closed: {cfg.protect.fail_closed}")
     if bad:
-        print(f"streamguard: error: {bad} file(s) missing or corrupt; run `streamguard fetch` "
-              "(or `make setup`)", file=sys.stderr)
+        say("error", f"{bad} file(s) missing or corrupt; run `streamguard fetch` "
+            "(or `make setup`)")
         return 9
     return 0
 
@@ -269,6 +313,8 @@ def _serve(args: argparse.Namespace) -> int:
         overrides.append(f'protect.mode="{args.mode}"')
     if args.workers is not None:
         overrides.append(f"live.workers={args.workers}")
+    if args.http_port is not None:
+        overrides.append(f"live.http_port={args.http_port}")
     cfg = load_config(args.config, overrides)
     if args.input:
         one = StreamConfig(name=args.name, input=args.input, publish=args.publish, zmq=args.zmq,
@@ -361,36 +407,6 @@ def plan_outputs(inputs: list[str], output: str | None) -> list[tuple[Path, Path
     return pairs
 
 
-class _Progress:
-    """A one-line progress bar on stderr: frames, fps, ETA."""
-
-    def __init__(self, label: str, enabled: bool):
-        self.label = label
-        self.enabled = enabled
-        self.start = time.perf_counter()
-        self._last = 0.0
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if not self.enabled or now - self._last < 0.25:
-            return
-        self._last = now
-        elapsed = max(now - self.start, 1e-6)
-        fps = done / elapsed
-        if total:
-            frac = min(done / total, 1.0)
-            bar = "#" * int(frac * 24)
-            eta = (total - done) / fps if fps > 0 else 0
-            text = f"[{bar:<24}] {done}/{total} {fps:5.1f} fps ETA {eta:4.0f}s"
-        else:
-            text = f"{done} frames {fps:5.1f} fps"
-        print(f"\r{self.label} {text}", end="", file=sys.stderr, flush=True)
-
-    def end(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr)
-
-
 def _anonymize(args: argparse.Namespace) -> int:
     from streamguard.config import load_config
     from streamguard.pipeline import anonymize_file
@@ -405,22 +421,22 @@ def _anonymize(args: argparse.Namespace) -> int:
         overrides.append(f'pipeline.on_corrupt="{args.on_corrupt}"')
     cfg = load_config(args.config, overrides)
     pairs = plan_outputs(args.inputs, args.output)
-    show = not args.no_progress and sys.stderr.isatty()
+    show = not args.no_progress
     if args.ray is not None:
         return _anonymize_ray(args, cfg, pairs, show)
     reports, first_error = [], None
     for src, dst in pairs:
-        progress = _Progress(src.name, show)
+        progress = Progress(src.name, enabled=show)
         try:
-            report = anonymize_file(src, dst, cfg, on_progress=progress)
+            report = anonymize_file(src, dst, cfg, on_progress=progress.update)
         except StreamguardError as exc:
-            progress.end()
+            progress.close()
             if len(pairs) == 1:
                 raise
-            print(f"streamguard: error: {exc}", file=sys.stderr)
+            say("error", str(exc))
             first_error = first_error or exc
             continue
-        progress.end()
+        progress.close()
         reports.append(report)
         closed = f", {report.failed_closed} failed closed" if report.failed_closed else ""
         print(f"{src} -> {dst}: {report.frames} frames, {report.tracks} face tracks"
@@ -437,35 +453,27 @@ def _anonymize_ray(args: argparse.Namespace, cfg, pairs: list[tuple[Path, Path]]
     from streamguard.report import write_reports
 
     import_ray()  # a missing extra is reported before anything else happens
-    start = time.perf_counter()
-    last = [0.0]
+    bar = Progress("cluster", enabled=show)
 
     def progress(files_done: int, files: int, frames_done: int, frames: int) -> None:
-        now = time.perf_counter()
-        if not show or now - last[0] < 0.25:
-            return
-        last[0] = now
-        fps = frames_done / max(now - start, 1e-6)
-        print(f"\rcluster: {files_done}/{files} files, {frames_done}/{frames or '?'} frames, "
-              f"{fps:5.1f} fps", end="", file=sys.stderr, flush=True)
+        bar.update(frames_done, frames, f"{files_done}/{files} files")
 
     def on_file(result) -> None:
-        if show:
-            print(file=sys.stderr)
         if result.skipped:
             print(f"{result.src} -> {result.dst}: already done (manifest), skipped")
         elif result.error is not None:
-            print(f"streamguard: error: {result.error}", file=sys.stderr)
+            say("error", str(result.error))
         else:
             r = result.report
             closed = f", {r.failed_closed} failed closed" if r.failed_closed else ""
             print(f"{result.src} -> {result.dst}: {r.frames} frames, {r.tracks} face tracks"
                   f"{closed}, {r.fps:.1f} fps")
 
-    summary = anonymize_on_ray(pairs, cfg, args.ray or None, on_progress=progress,
-                               on_file=on_file)
-    if show:
-        print(file=sys.stderr)
+    try:
+        summary = anonymize_on_ray(pairs, cfg, args.ray or None, on_progress=progress,
+                                   on_file=on_file)
+    finally:
+        bar.close()
     done = [f for f in summary.files if f.report]
     print(f"cluster: {len(done)} done, {sum(f.skipped for f in summary.files)} skipped, "
           f"{sum(f.error is not None for f in summary.files)} failed; {summary.segments} "

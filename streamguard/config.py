@@ -242,9 +242,19 @@ class LiveConfig(_Section):
     placeholder_fps: float = Field(10.0, gt=0, le=120,
                                    description="Placeholder frames per second while away.")
     rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP input transport.")
+    http_port: int = Field(
+        0, ge=0, le=65535,
+        description="The status page (/), its JSON (/api/streams) with protected previews, and "
+        "Prometheus metrics (/metrics) on bind_host:PORT (0 = off).",
+    )
     metrics_port: int = Field(0, ge=0, le=65535,
-                              description="Prometheus metrics on 127.0.0.1:PORT (0 = off).")
-    bind_host: str = Field("127.0.0.1", description="Host for metrics and ZeroMQ defaults.")
+                              description="Older name of http_port (used when http_port is 0).")
+    bind_host: str = Field(
+        "127.0.0.1", description="Host the HTTP endpoint binds to; anything but loopback "
+        "needs http_token.")
+    http_token: str = Field(
+        "", description="Token the HTTP endpoint requires (Authorization: Bearer TOKEN or "
+        "?token=TOKEN); required when bind_host is not loopback.")
     workers: int = Field(
         1, ge=1, le=64,
         description="Processes running face detection for each stream (fed over ZeroMQ "
@@ -262,6 +272,20 @@ class LiveConfig(_Section):
         "tiles reach every few frames) is also covered on the frames just before; adds this "
         "many frame intervals of latency (3 at 30 fps: 100 ms). 0 = lowest latency.",
     )
+
+
+    @property
+    def port(self) -> int:
+        """The HTTP endpoint's port (http_port, else the older metrics_port; 0 = off)."""
+        return self.http_port or self.metrics_port
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> LiveConfig:
+        loopback = self.bind_host in ("127.0.0.1", "localhost", "::1")
+        if self.port and not loopback and not self.http_token:
+            raise ValueError(f"live.http_token is required to bind the HTTP endpoint to "
+                             f"{self.bind_host} (only loopback is served without one)")
+        return self
 
 
 class RayConfig(_Section):

@@ -1,16 +1,16 @@
 """What a run did: the file run report (`--report run.json`) and the live streams' metrics
-(`StreamStats`, exposed in the Prometheus text format by `MetricsServer`)."""
+(`StreamStats`, exposed through prometheus_client by `StreamCollector`; served with the status
+page by `streamguard.live.http`)."""
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +78,13 @@ def write_reports(path: str | Path, reports: list[RunReport], extra: dict | None
 
 # -- live metrics ---------------------------------------------------------------------------------
 
+LATENCY_BUCKETS_MS = (10, 25, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000)
+
+
 @dataclass
 class StreamStats:
-    """One live stream's counters; `snapshot()` is what metrics and `serve`'s summary show."""
+    """One live stream's counters; `snapshot()` is what metrics, the status page and `serve`'s
+    summary show."""
 
     audio_packets: int = 0
     worker_restarts: int = 0
@@ -88,6 +92,7 @@ class StreamStats:
     frames_out: int = 0
     dropped: int = 0
     placeholders: int = 0
+    placeholder_s: float = 0.0
     failed_closed: int = 0
     faces: int = 0
     reconnects: int = 0
@@ -95,7 +100,15 @@ class StreamStats:
     connected: bool = False
     last_error: str = ""
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
+    latency_counts: list = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1))
+    latency_sum_ms: float = 0.0
     started: float = field(default_factory=time.monotonic)
+
+    def observe_latency(self, ms: float) -> None:
+        """One frame's added latency: kept for the percentiles and counted in the histogram."""
+        self.latencies_ms.append(ms)
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS_MS, ms)] += 1
+        self.latency_sum_ms += ms
 
     def snapshot(self) -> dict[str, Any]:
         lat = sorted(self.latencies_ms)
@@ -104,62 +117,77 @@ class StreamStats:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         return {"frames_in": self.frames_in, "frames_out": self.frames_out,
                 "dropped": self.dropped, "placeholders": self.placeholders,
+                "placeholder_s": round(self.placeholder_s, 2),
                 "failed_closed": self.failed_closed, "faces": self.faces,
                 "reconnects": self.reconnects, "connected": int(self.connected),
                 "frames_rescaled": self.frames_rescaled,
                 "audio_packets": self.audio_packets, "worker_restarts": self.worker_restarts,
                 "fps_out": round(self.frames_out / elapsed, 2),
                 "latency_p50_ms": pick(0.5), "latency_p99_ms": pick(0.99),
+                "latency_counts": list(self.latency_counts),
+                "latency_sum_ms": round(self.latency_sum_ms, 3),
                 "last_error": self.last_error}
 
 
-PROMETHEUS_GAUGES = ("frames_in", "frames_out", "dropped", "placeholders", "failed_closed",
-                     "faces", "reconnects", "connected", "fps_out", "latency_p50_ms",
-                     "latency_p99_ms", "audio_packets", "worker_restarts")
+# name (without the streamguard_ prefix; counters get prometheus_client's _total) -> help
+COUNTERS = {
+    "frames_in": "Frames read from the camera.",
+    "frames_out": "Frames delivered to the outputs (protected, or placeholders).",
+    "dropped": "Frames dropped because processing fell behind (never emitted unprotected).",
+    "placeholders": "Placeholder frames emitted while the camera was away.",
+    "placeholder_s": "Seconds of placeholder output while the camera was away.",
+    "failed_closed": "Frames protected whole (or dropped) because detection failed.",
+    "faces": "Faces protected, summed over frames.",
+    "reconnects": "Camera reconnect attempts.",
+    "frames_rescaled": "Frames rescaled to the stream's first size.",
+    "audio_packets": "Audio packets copied to the outputs.",
+    "worker_restarts": "Detection worker processes restarted.",
+}
+GAUGES = {
+    "connected": "1 while the camera delivers frames.",
+    "fps_out": "Frames out per second since the stream started.",
+}
 
 
-def _label(value: str) -> str:
-    """A Prometheus label value: backslash, double quote and newline escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class StreamCollector:
+    """A prometheus_client collector over {stream name: StreamStats.snapshot()}: one snapshot
+    per stream per scrape, every metric labelled by stream."""
+
+    def __init__(self, snapshots: Callable[[], dict[str, dict[str, Any]]]):
+        self.snapshots = snapshots
+
+    def collect(self):
+        from prometheus_client.core import (
+            CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
+        )
+
+        snaps = self.snapshots()
+        for key, text in COUNTERS.items():
+            fam = CounterMetricFamily(f"streamguard_{key}", text, labels=["stream"])
+            for name, snap in snaps.items():
+                fam.add_metric([name], snap[key])
+            yield fam
+        for key, text in GAUGES.items():
+            fam = GaugeMetricFamily(f"streamguard_{key}", text, labels=["stream"])
+            for name, snap in snaps.items():
+                fam.add_metric([name], snap[key])
+            yield fam
+        hist = HistogramMetricFamily("streamguard_latency_ms", "Added latency per frame, "
+                                     "camera to outputs, in milliseconds.", labels=["stream"])
+        for name, snap in snaps.items():
+            counts, total = snap["latency_counts"], 0
+            buckets = []
+            for bound, count in zip((*LATENCY_BUCKETS_MS, float("inf")), counts):
+                total += count
+                buckets.append(("+Inf" if bound == float("inf") else str(bound), total))
+            hist.add_metric([name], buckets, snap["latency_sum_ms"])
+        yield hist
 
 
-def prometheus_text(snapshots: dict[str, dict[str, Any]]) -> str:
-    """The Prometheus text exposition of {stream name: StreamStats.snapshot()}."""
-    lines = []
-    for key in PROMETHEUS_GAUGES:
-        lines.append(f"# TYPE streamguard_{key} gauge")
-        for name, snap in snapshots.items():
-            if snap.get(key) is not None:
-                lines.append(f'streamguard_{key}{{stream="{_label(name)}"}} {snap[key]}')
-    return "\n".join(lines) + "\n"
+def metrics_text(snapshots: dict[str, dict[str, Any]]) -> bytes:
+    """The Prometheus exposition of some stream snapshots (prometheus_client's own format)."""
+    from prometheus_client import CollectorRegistry, generate_latest
 
-
-class MetricsServer:
-    """`/metrics` in the Prometheus text format on host:port (loopback by default);
-    `snapshots()` gives {stream name: snapshot} at each scrape."""
-
-    def __init__(self, snapshots: Callable[[], dict[str, dict[str, Any]]], host: str,
-                 port: int):
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
-                if self.path != "/metrics":
-                    self.send_error(404)
-                    return
-                body = prometheus_text(snapshots()).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                log.debug("metrics: " + args[0], *args[1:])
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StreamCollector(lambda: snapshots))
+    return generate_latest(registry)

@@ -254,3 +254,49 @@ def test_doctor_lists_what_a_run_needs_and_fails_when_models_are_missing(tmp_pat
                          text=True, env=env, timeout=300)
     assert_one_line_error(bad, 9, "missing or corrupt", "streamguard fetch")
     assert "missing  face_detection_full_range_sparse.tflite" in bad.stdout
+
+
+def test_json_logs_keep_errors_one_line(tmp_path):
+    proc = run("--log-format", "json", "anonymize", tmp_path / "nope.mp4")
+    assert proc.returncode == 3
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    doc = json.loads(lines[0])
+    assert doc["level"] == "error" and "nope.mp4" in doc["message"]
+
+
+def test_json_logs_carry_warnings_as_objects(small_clip, tmp_path):
+    """A run's warnings (here: a GIF output leaves the audio out) are JSON objects, one per
+    line, with time, level and logger."""
+    proc = run("--log-format", "json", "anonymize", small_clip.path, "-o", tmp_path / "o.gif")
+    assert proc.returncode == 0, proc.stderr
+    docs = [json.loads(ln) for ln in proc.stderr.splitlines() if ln.strip()]
+    assert docs and all({"time", "level", "logger", "message"} <= set(d) for d in docs)
+    assert any(d["level"] == "warning" and "audio" in d["message"] for d in docs)
+
+
+def test_progress_is_a_bar_on_a_terminal_and_log_lines_elsewhere(caplog):
+    import io
+    import logging
+
+    from streamguard.progress import Progress
+
+    term = io.StringIO()
+    bar = Progress("walk.mp4", stream=term, tty=True)
+    for done in (10, 20, 30):
+        bar.update(done, 60)
+    bar.close()
+    assert "walk.mp4" in term.getvalue() and "30/60" in term.getvalue()
+    pipe = io.StringIO()
+    with caplog.at_level(logging.INFO, logger="streamguard.progress"):
+        lines = Progress("walk.mp4", stream=pipe, tty=False, every_s=0.0)
+        lines.update(30, 60, "1/2 files")
+        lines.close()
+    assert pipe.getvalue() == ""  # no carriage-return junk in a log
+    assert any("walk.mp4: 30/60 frames" in r.getMessage() and "1/2 files" in r.getMessage()
+               for r in caplog.records)
+    quiet = io.StringIO()
+    off = Progress("walk.mp4", enabled=False, stream=quiet, tty=True)
+    off.update(1, 2)
+    off.close()
+    assert quiet.getvalue() == ""

@@ -22,7 +22,7 @@ import zmq
 from streamguard.config import Config, StreamConfig
 from streamguard.io.source import redact
 from streamguard.live.stream import DropOldest, LiveStream
-from streamguard.report import prometheus_text
+from streamguard.report import metrics_text
 from media import Sprite, detail_similarity, write_clip
 
 HERE = Path(__file__).resolve().parent
@@ -289,8 +289,8 @@ def test_bad_inputs_give_a_clear_reason_not_a_crash(live_clip, case):
         assert expected in stream.snapshot()["last_error"]
         assert "wrong" not in stream.snapshot()["last_error"]  # the password is never echoed
         assert stream.error is None  # the worker is alive, waiting to reconnect
-        text = prometheus_text({stream.scfg.name: stream.snapshot()})
-        assert 'streamguard_connected{stream="x"} 0' in text
+        text = metrics_text({stream.scfg.name: stream.snapshot()}).decode()
+        assert 'streamguard_connected{stream="x"} 0.0' in text
     finally:
         stream.stop()
         if server:
@@ -349,8 +349,16 @@ def _metric(port: int, name: str, stream: str) -> float | None:
             text = r.read().decode()
     except OSError:
         return None
-    key = f'streamguard_{name}{{stream="{stream}"}} '
-    return float(text.split(key)[1].split()[0]) if key in text else None
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        if family.name != f"streamguard_{name}":
+            continue
+        for sample in family.samples:  # a counter's value is its _total sample
+            if sample.labels.get("stream") == stream and sample.name in (
+                    family.name, f"{family.name}_total"):
+                return sample.value
+    return None
 
 
 def _children(pid: int) -> set[int]:

@@ -307,6 +307,10 @@ class Backoff:
     def due(self) -> bool:
         return time.monotonic() >= self._retry_at
 
+    def retry_in(self) -> float:
+        """Seconds until the next try (0 when it is due)."""
+        return max(0.0, self._retry_at - time.monotonic())
+
     def reset(self) -> None:
         self._delay = self.initial
         self._retry_at = 0.0
@@ -365,6 +369,10 @@ class CameraSource:
         self.connected = False
         self.reconnects = 0
         self.last_error = ""
+
+    def retry_in(self) -> float:
+        """Seconds until the next connection attempt while disconnected."""
+        return self._backoff.retry_in()
 
     def _open(self) -> Any:
         options: dict[str, str] = {}

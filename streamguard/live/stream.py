@@ -38,7 +38,7 @@ from streamguard.io.bus import ZmqPublisher
 from streamguard.io.sink import LIVE_TIME_BASE, AudioTemplate, RtspPublisher, SegmentRecorder
 from streamguard.io.source import Backoff, CameraSource, SizeKeeper
 from streamguard.process import FrameProcessor, Lookback
-from streamguard.report import MetricsServer, StreamStats
+from streamguard.report import StreamStats
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,10 @@ class LiveStream:
         self.processor.close()
         if self._audio is not None:
             self._audio.close()
+
+    def preview(self) -> np.ndarray | None:
+        """The latest frame the outputs got (protected, or a placeholder); None before any."""
+        return self._last_out
 
     def snapshot(self) -> dict[str, Any]:
         """The stream's metrics now (connection state read from the camera)."""
@@ -274,7 +278,7 @@ class LiveStream:
             return
         self.stats.faces += 0 if protected.faces is None else len(protected.faces)
         self._emit(protected, placeholder=False, t_out=frame.meta.get("t_out"))
-        self.stats.latencies_ms.append((time.monotonic() - frame.meta["t_in"]) * 1000)
+        self.stats.observe_latency((time.monotonic() - frame.meta["t_in"]) * 1000)
 
     def fail(self, exc: BaseException) -> None:
         self.error = exc
@@ -292,6 +296,7 @@ class LiveStream:
         image = (self._last_out if self.live.placeholder == "last"
                  else np.zeros_like(self._last_out))
         self.stats.placeholders += 1
+        self.stats.placeholder_s += 1.0 / self.live.placeholder_fps
         self._emit(Frame(-1, None, None, image), placeholder=True)
 
     def _next_pts(self, t_out: float | None = None) -> int:
@@ -326,10 +331,15 @@ class LiveStream:
 def serve(cfg: Config, stop: threading.Event) -> list[dict]:
     """Run every configured stream until `stop` is set; one stream's failure never stops
     another. Returns each stream's final stats."""
-    streams = [LiveStream(s, cfg).start() for s in cfg.streams]
-    metrics = (MetricsServer(lambda: {s.scfg.name: s.snapshot() for s in streams},
-                             cfg.live.bind_host, cfg.live.metrics_port)
-               if cfg.live.metrics_port else None)
+    from streamguard.live.http import StatusServer
+
+    streams: list[LiveStream] = []
+    # the endpoint first: a port in use is refused before any camera is opened
+    http = (StatusServer(lambda: list(streams), cfg.live.bind_host, cfg.live.port,
+                         cfg.live.http_token) if cfg.live.port else None)
+    if http is not None:
+        log.info("status page on http://%s:%d/", cfg.live.bind_host, http.port)
+    streams += [LiveStream(s, cfg).start() for s in cfg.streams]
     try:
         while not stop.wait(0.5):
             for i, s in enumerate(streams):
@@ -340,6 +350,6 @@ def serve(cfg: Config, stop: threading.Event) -> list[dict]:
     finally:
         for s in streams:
             s.stop()
-        if metrics is not None:
-            metrics.close()
+        if http is not None:
+            http.close()
     return [{"stream": s.scfg.name, **s.snapshot()} for s in streams]

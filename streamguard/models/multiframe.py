@@ -16,17 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from streamguard.models.attackers import _ResBlock
 from streamguard.models.registry import register_model
-
-
-class _Res(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(c, c, 3, padding=1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + 0.1 * self.body(x)
 
 
 class MultiFrameAttacker(nn.Module):
@@ -35,9 +26,9 @@ class MultiFrameAttacker(nn.Module):
         super().__init__()
         self.encode = nn.Sequential(nn.Conv2d(4, encoder_width, 3, padding=1),
                                     nn.ReLU(inplace=True),
-                                    *[_Res(encoder_width) for _ in range(encoder_blocks)])
+                                    *[_ResBlock(encoder_width) for _ in range(encoder_blocks)])
         self.fuse = nn.Conv2d(2 * encoder_width, width, 1)
-        self.decode = nn.Sequential(*[_Res(width) for _ in range(decoder_blocks)],
+        self.decode = nn.Sequential(*[_ResBlock(width) for _ in range(decoder_blocks)],
                                     nn.Conv2d(width, 3, 3, padding=1))
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
