@@ -97,6 +97,7 @@ class StreamStats:
     faces: int = 0
     reconnects: int = 0
     frames_rescaled: int = 0
+    frames_corrupt: int = 0
     connected: bool = False
     last_error: str = ""
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
@@ -120,7 +121,7 @@ class StreamStats:
                 "placeholder_s": round(self.placeholder_s, 2),
                 "failed_closed": self.failed_closed, "faces": self.faces,
                 "reconnects": self.reconnects, "connected": int(self.connected),
-                "frames_rescaled": self.frames_rescaled,
+                "frames_rescaled": self.frames_rescaled, "frames_corrupt": self.frames_corrupt,
                 "audio_packets": self.audio_packets, "worker_restarts": self.worker_restarts,
                 "fps_out": round(self.frames_out / elapsed, 2),
                 "latency_p50_ms": pick(0.5), "latency_p99_ms": pick(0.99),
@@ -140,6 +141,8 @@ COUNTERS = {
     "faces": "Faces protected, summed over frames.",
     "reconnects": "Camera reconnect attempts.",
     "frames_rescaled": "Frames rescaled to the stream's first size.",
+    "frames_corrupt": "Frames the decoder flagged as damaged (lost packets concealed); "
+                      "protected like any other.",
     "audio_packets": "Audio packets copied to the outputs.",
     "worker_restarts": "Detection worker processes restarted.",
 }

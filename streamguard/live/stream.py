@@ -179,6 +179,9 @@ class LiveStream:
         self._use_audio(audio)
 
     def _on_video(self, vf: Any) -> None:
+        # lost packets (UDP): the decoder conceals what it can and flags the frame; it is
+        # protected like any other, and counted
+        self.stats.frames_corrupt += bool(getattr(vf, "is_corrupt", False))
         # a camera that came back at another resolution: its outputs keep the first one
         vf = self._keep_size(vf)
         self.stats.frames_rescaled = self._keep_size.rescaled
