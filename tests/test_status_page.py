@@ -232,6 +232,12 @@ def test_the_page_in_chromium_shows_each_stream_and_a_dead_camera_reconnecting(
             assert card_state(dom, "door") == "connected"
             assert "protected preview" in dom and "/preview/lobby.jpg" in dom
             assert (tmp_path / "status.png").stat().st_size > 10_000  # kept as an artifact
+            time.sleep(1.5)
+            chromium_dom(url, tmp_path, shot="later.png")
+            first, later = (cv2.imread(str(tmp_path / n)) for n in ("status.png", "later.png"))
+            preview = np.s_[130:350, 40:470]  # inside the first card's picture (lobby)
+            assert first[preview].std() > 5  # a picture, not an empty box
+            assert np.abs(first[preview].astype(int) - later[preview].astype(int)).mean() > 0.5
             camera.stop()
             t0 = time.time()
             wait_for(lambda: card_state(chromium_dom(url, tmp_path), "lobby") == "reconnecting",
