@@ -41,18 +41,22 @@ def free_port() -> int:
 
 
 def metrics(port: int) -> dict[str, dict[str, float]]:
+    """{stream: {metric: value}} from serve's /metrics (counters without their _total)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as r:
             text = r.read().decode()
     except OSError:
         return {}
     out: dict[str, dict[str, float]] = {}
-    for line in text.splitlines():
-        if line.startswith("#") or "{" not in line:
+    for family in text_string_to_metric_families(text):
+        if family.type not in ("counter", "gauge"):
             continue
-        name, rest = line.split("{", 1)
-        stream = rest.split('"')[1]
-        out.setdefault(stream, {})[name.removeprefix("streamguard_")] = float(line.split()[-1])
+        for sample in family.samples:
+            if sample.name in (family.name, f"{family.name}_total"):
+                out.setdefault(sample.labels["stream"], {})[
+                    family.name.removeprefix("streamguard_")] = sample.value
     return out
 
 
