@@ -45,6 +45,7 @@ class _Held:
     faded_from: np.ndarray | None  # colours shown before the last sample, fading out
     sampled: int  # frame count of the last sample
     seen: int  # frame count of the last box
+    painted: tuple | None = None  # (rect, mosaic) last painted while no fade ran: reused
 
 
 def grown_region(box: np.ndarray, margin: float) -> tuple[int, int, int, int]:
@@ -75,14 +76,23 @@ def sample_cells(image: np.ndarray, rect: tuple[int, int, int, int], rows: int,
     return (sums / area[..., None]).astype(np.float32)
 
 
-def paint_rect(out: np.ndarray, rect: tuple[int, int, int, int], colours: np.ndarray) -> None:
-    """Paint (rows, cols, C) colours as a mosaic over `rect`, clipped to the frame, in place."""
-    height, width = out.shape[:2]
+def mosaic_image(rect: tuple[int, int, int, int], colours: np.ndarray) -> np.ndarray:
+    """(rows, cols, C) colours as a uint8 mosaic the size of `rect`."""
     x0, y0, x1, y1 = rect
     rows, cols = colours.shape[:2]
     ys, xs = cell_edges(y1 - y0, rows), cell_edges(x1 - x0, cols)
     cells = np.clip(np.rint(colours), 0, 255).astype(np.uint8)
-    mosaic = np.repeat(np.repeat(cells, np.diff(ys), axis=0), np.diff(xs), axis=1)
+    return np.repeat(np.repeat(cells, np.diff(ys), axis=0), np.diff(xs), axis=1)
+
+
+def paint_rect(out: np.ndarray, rect: tuple[int, int, int, int], colours: np.ndarray,
+               mosaic: np.ndarray | None = None) -> None:
+    """Paint (rows, cols, C) colours as a mosaic over `rect`, clipped to the frame, in place
+    (`mosaic`: that picture already made)."""
+    height, width = out.shape[:2]
+    x0, y0, x1, y1 = rect
+    if mosaic is None:
+        mosaic = mosaic_image(rect, colours)
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     if cx1 > cx0 and cy1 > cy0:
         out[cy0:cy1, cx0:cx1] = mosaic[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
@@ -136,10 +146,16 @@ class TrackLock:
                 held = self._held[tid]
                 shown = self._shown(held) if held.sampled >= 0 else None
                 held.faded_from = shown if self.cfg.fade_frames > 0 else None
-                held.colours, held.sampled = m + d, frame
+                held.colours, held.sampled, held.painted = m + d, frame, None
         for k in tracked:
             held = self._held[int(faces.track_id[k])]
-            paint_rect(out, held.rect, self._shown(held))
+            shown = self._shown(held)
+            if held.faded_from is not None:  # fading: a new picture every frame
+                paint_rect(out, held.rect, shown)
+                continue
+            if held.painted is None or held.painted[0] != held.rect:
+                held.painted = (held.rect, mosaic_image(held.rect, shown))
+            paint_rect(out, held.rect, shown, held.painted[1])
         if len(self._held) > 64 and frame % 64 == 0:
             self._held = {t: h for t, h in self._held.items() if frame - h.seen <= FORGET_AFTER}
         return out
