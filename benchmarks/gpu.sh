@@ -8,7 +8,7 @@ PY=${PY:-python3}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-timeout 420 $PY benchmarks/gpu.py --runs 100
+timeout ${GPU_BENCH_S:-420} $PY benchmarks/gpu.py --runs ${RUNS:-100}
 status=$?
 if [ -n "${OUT:-}" ]; then cp benchmarks/results/gpu-*.json "$OUT"/ 2>/dev/null || true; fi
 exit $status

@@ -108,27 +108,13 @@ class Protections:
         return (pix + delta).clamp(0, 1)
 
 
-def finetune_adaptive(base, protect, name: str, steps: int, out: Path) -> Path:
-    """The IDN fine-tuned on (protected, original) pairs of the training identities."""
-    from train import depixelizer
-    from train.common import load_checkpoint, save_checkpoint
+def finetune_adaptive(protect, name: str, steps: int, out: Path) -> Path:
+    """The IDN fine-tuned on (protected, original) pairs of the training identities
+    (train/adaptive.py; a run already holding `steps` steps is reused)."""
+    from train.adaptive import finetune
 
-    if (out / "ckpt.pt").exists() and load_checkpoint(out / "ckpt.pt")["step"] >= steps:
-        return out / "ckpt.pt"
-    out.mkdir(parents=True, exist_ok=True)
-    # start from the shipped attacker; the training script resumes from this checkpoint
-    opt = torch.optim.Adam(base.parameters(), lr=1e-4)
-    ckpt = {"model": base.state_dict(), "optimizer": opt.state_dict(), "step": 0,
-            "model_args": base.model_args}
-    save_checkpoint(out / "ckpt.pt", **ckpt)
-    hook = {"fn": lambda pix, mask, boxes, blocks: protect(name, pix, mask, boxes, blocks)}
-    depixelizer.main([
-        "--set", f'data="{CORPUS}"', "--set", f"max_steps={steps}", "--set", "log_every=50",
-        "--set", f'out_dir="{out}"', "--set", f'model="{ckpt["model_args"]["name"]}"',
-        "--set", 'loss_backbone="none"', "--set", "lr=1e-4", "--set", "lr_finetune=5e-5",
-        "--set", "ckpt_every=100000", "--set", 'ratio_strategy="wide"',
-    ], protect=hook["fn"])
-    return out / "ckpt.pt"
+    return finetune(lambda pix, mask, boxes, blocks: protect(name, pix, mask, boxes, blocks),
+                    out, steps)
 
 
 def main() -> int:
@@ -177,8 +163,7 @@ def main() -> int:
             if p == "mosaic":
                 adaptive[p] = attackers["idn"]  # the IDN is already trained on bare mosaics
                 continue
-            path = finetune_adaptive(load_shipped("idn_small"), protect, p,
-                                     args.adaptive_steps, runs / f"adaptive_{p}")
+            path = finetune_adaptive(protect, p, args.adaptive_steps, runs / f"adaptive_{p}")
             adaptive[p] = load_attacker(path)
 
     ratios = (0.10,) if args.quick else RATIOS

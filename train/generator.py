@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from streamguard.models.losses import (  # noqa: E402
-    adversarial_loss, cell_cost, identity_loss, smoothing_attacks,
+    adversarial_loss, cell_cost, identity_loss, look_cost, smoothing_attacks,
 )
 from streamguard.models import create_model, model_kind  # noqa: E402
 from streamguard.protect.pixelize import pixelize_regions, sample_ratio  # noqa: E402
@@ -31,7 +31,7 @@ HELD_OUT_ATTACKERS = ("unet", "srres")  # never trained against: transfer tests 
 DEFAULTS = dict(
     model="blockwise",          # "pixelwise" | "blockwise" (or their _tiny variants)
     model_args={},              # e.g. {eps = 0.047}
-    attacker_ckpt="runs/depixelizer/ckpt.pt",  # a trained IDN checkpoint
+    attacker_ckpt="runs/depixelizer/ckpt.pt",  # a trained IDN checkpoint, or "shipped:NAME"
     data="folder:.cache/streamguard/faces",
     size=128,
     ratio_strategy="infinite",
@@ -46,6 +46,8 @@ DEFAULTS = dict(
     objective="paper",          # "paper": Eq. 14 vs the IDN; "identity": push the identity of what
                                 # bicubic, Gaussian and the IDN recover away from the original's
     lambda_id=1.0,              # identity objective: weight of the identity term (λ2 prices δ)
+    lambda_look=0.0,            # price of looking unlike a bare mosaic (losses.look_cost):
+                                # cell statistics and chroma of δ; 0 = not priced
     device="auto",
     amp=True,
     seed=0,
@@ -65,6 +67,16 @@ def perturb(generator, pixelized, mask, boxes, blocks):
         delta[i:i + 1, :, y0:y1, x0:x1] = generator(pixelized[i:i + 1, :, y0:y1, x0:x1],
                                                     int(blocks[i]))
     return delta
+
+
+def attacker_checkpoint(source: str, device) -> dict:
+    """A training checkpoint path, or "shipped:NAME": the weights shipped in the package."""
+    if source.startswith("shipped:"):
+        from streamguard.models.weights import load_shipped
+
+        net = load_shipped(source.split(":", 1)[1]).float()
+        return {"model": net.state_dict(), "model_args": dict(net.model_args)}
+    return load_checkpoint(Path(source), device)
 
 
 def _affine_theta(m, size: int) -> torch.Tensor:
@@ -97,7 +109,7 @@ def main(argv=None):
     lambda2 = cfg["lambda2"] or (8.0 if blockwise else 3.0)
 
     # -- the frozen attacker -------------------------------------------------------------------
-    a_ckpt = load_checkpoint(Path(cfg["attacker_ckpt"]), device)
+    a_ckpt = attacker_checkpoint(cfg["attacker_ckpt"], device)
     a_args = dict(a_ckpt["model_args"])
     a_name = a_args.pop("name")
     if a_name.split("_")[0] in HELD_OUT_ATTACKERS:
@@ -138,6 +150,7 @@ def main(argv=None):
             model_args=model.model_args, config=cfg, metrics=metrics,
             attacker=a_ckpt["model_args"], lambda1=cfg["lambda1"], lambda2=lambda2,
             normalization=cfg["normalization"], objective=cfg["objective"],
+            lambda_look=cfg["lambda_look"],
             data=cfg["data"], train_images=len(data), wall_s=time.time() - t_start + prior_s,
         )
 
@@ -167,6 +180,10 @@ def main(argv=None):
                 budget = cell_cost(delta, boxes, blocks).mean() / pixelized[0].numel()
                 loss = cfg["lambda_id"] * id_loss + lambda2 * budget
                 terms["l2"] = float(budget)
+            if cfg["lambda_look"]:
+                look, look_terms = look_cost(pixelized, delta.float(), boxes, blocks)
+                loss = loss + cfg["lambda_look"] * look.mean()
+                terms.update(look_terms)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

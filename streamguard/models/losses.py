@@ -140,6 +140,39 @@ def smoothing_attacks(protected: torch.Tensor, boxes: torch.Tensor, blocks: torc
     return {"bicubic": bicubic, "gaussian": gauss}
 
 
+def cell_statistics(cells: torch.Tensor) -> torch.Tensor:
+    """What a viewer sees of a mosaic, per channel, from its cells (B, 3, rows, cols): the mean
+    colour, the spread between cells and the mean jump between neighbouring cells across and
+    down (striping shows as one much larger than the other). (B, 12)."""
+    across = (cells[..., :, 1:] - cells[..., :, :-1]).abs().mean((-2, -1))
+    down = (cells[..., 1:, :] - cells[..., :-1, :]).abs().mean((-2, -1))
+    return torch.cat([cells.mean((-2, -1)), cells.std((-2, -1)), across, down], 1)
+
+
+# BT.601 chroma rows: a colour shift a viewer reads as a tint (the "red striping")
+_CHROMA = ((-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
+
+
+def look_cost(pixelized: torch.Tensor, delta: torch.Tensor, boxes: torch.Tensor,
+              blocks: torch.Tensor) -> tuple:
+    """How far δ takes each region's mosaic from what a bare mosaic looks like, per sample (B,):
+    the change of its cell statistics (`cell_statistics`) plus the chroma of δ per cell. δ = 0
+    costs 0; a δ that keeps the cells' colours, spread and neighbour jumps and only moves
+    brightness between cells costs little. Returns (cost (B,), {term: float})."""
+    stats, chroma = [], []
+    rows = torch.tensor(_CHROMA, dtype=delta.dtype, device=delta.device)
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        s = int(blocks[i])
+        bare = cell_pool(pixelized[i:i + 1, :, y0:y1, x0:x1], s)
+        d = cell_pool(delta[i:i + 1, :, y0:y1, x0:x1], s)
+        seen = (bare + d).clamp(0, 1)
+        stats.append((cell_statistics(seen) - cell_statistics(bare)).abs().mean())
+        chroma.append(torch.einsum("kc,bchw->bkhw", rows, d).abs().mean())
+    stats, chroma = torch.stack(stats), torch.stack(chroma)
+    return stats + chroma, {"look_stats": float(stats.detach().mean()),
+                            "look_chroma": float(chroma.detach().mean())}
+
+
 def identity_loss(recoveries: dict, original_embedding: torch.Tensor, embed) -> tuple:
     """Mean plus worst case (max) over attackers of the cosine between the identity embedding
     of what each attacker recovers and the original's. Lower = less identifiable."""
