@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -48,16 +46,19 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("STREAMGUARD_CACHE", str(ROOT / ".cache" / "streamguard"))
 
-from privacy import CORPUS, wilson  # noqa: E402
+from judging import (  # noqa: E402
+    LOOK_BUDGET_DB, LOOK_CLASSIFIER_MAX, Scorer, cell_features, distinguishable, judges,
+    within_look_budget,
+)
+from privacy import CORPUS  # noqa: E402
 from streamguard.models.losses import smoothing_attacks  # noqa: E402
-from train.evaluate import DlibIdentity, load_split  # noqa: E402
+from train.evaluate import load_split  # noqa: E402
 
 WIDTH, HEIGHT, FRAMES, CROP = 640, 360, 64, 128
 KS = (1, 4, 16, 64)
 # the tracker's boxes are what a real attacker has; the ground truth is their best case. The
 # tracker registration runs on the codec's output, where it matters (CPU time: ~4 min a cell).
 REGISTRATIONS = {"none": ("gt",), "h264": ("gt", "track")}
-JUDGE_ENV = ROOT / ".cache" / "judge-tf" / "bin" / "python"
 
 # name -> config overrides; the first of each pair is the protection as it was before the
 # track lock, the others what the lock does with it
@@ -213,56 +214,6 @@ def track_places(frames: list, truth: np.ndarray) -> list[tuple]:
     return places
 
 
-# -- judges -----------------------------------------------------------------------------------
-
-class FaceNetJudge:
-    """FaceNet embeddings computed by benchmarks/judges/facenet_tf.py in .cache/judge-tf."""
-
-    name = "facenet"
-
-    def embed(self, images: np.ndarray, references=None) -> np.ndarray:
-        with tempfile.TemporaryDirectory() as tmp:
-            src, dst = Path(tmp) / "in.npy", Path(tmp) / "out.npy"
-            np.save(src, images)
-            run = subprocess.run([str(JUDGE_ENV), str(ROOT / "benchmarks/judges/facenet_tf.py"),
-                                  str(src), str(dst)], capture_output=True, text=True)
-            if run.returncode:
-                raise RuntimeError(f"FaceNet judge failed: {run.stderr.strip()[-300:]}")
-            return np.load(dst)
-
-
-class DlibJudge:
-    name = "dlib"
-
-    def __init__(self):
-        self.dlib = DlibIdentity()
-
-    def embed(self, images: np.ndarray, references: np.ndarray) -> np.ndarray:
-        to_t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255  # noqa: E731
-        return self.dlib.embed(to_t(images), to_t(references))
-
-
-class Scorer:
-    """Rank-1 and verification of embeddings against the corpus gallery, per judge."""
-
-    def __init__(self, judge, gallery: np.ndarray, gallery_ids: np.ndarray):
-        self.judge = judge
-        self.gallery = judge.embed(gallery, gallery)
-        self.ids = gallery_ids
-        d = np.linalg.norm(self.gallery[:, None] - self.gallery[None], axis=2)
-        self.tau = float(np.quantile(d[gallery_ids[:, None] != gallery_ids[None]], 0.01))
-
-    def score(self, emb: np.ndarray, probe_ids: np.ndarray, own: np.ndarray) -> dict:
-        d = np.linalg.norm(emb[:, None] - self.gallery[None], axis=2)
-        hits = int((self.ids[d.argmin(1)] == probe_ids).sum())
-        ver = int((d[np.arange(len(emb)), own] < self.tau).sum())
-        n = len(emb)
-        return {"rank1": round(hits / n, 3), "rank1_ci": wilson(hits, n),
-                "ver_at_far1": round(ver / n, 3), "ver_ci": wilson(ver, n)}
-
-
-# -- attackers --------------------------------------------------------------------------------
-
 def attack_all(seen: np.ndarray, stacks: np.ndarray, blocks: int, nets: dict,
                multiframe=None) -> dict[str, np.ndarray]:
     """Every single-frame attacker on the (N, 128, 128, 3) float averages, and the multi-frame
@@ -286,39 +237,6 @@ def attack_all(seen: np.ndarray, stacks: np.ndarray, blocks: int, nets: dict,
 
 
 # -- the look: would a viewer tell the protection from a bare mosaic? -------------------------
-
-def cell_features(crops: np.ndarray, blocks: int) -> np.ndarray:
-    """Per crop: the colour statistics a viewer sees in a mosaic: mean and spread of each
-    channel over the region's cells, and the mean jump between neighbouring cells across and
-    down (striping shows as one much larger than the other)."""
-    region = crops[:, 16:112, 16:112].astype(np.float32)
-    s = max(1, round(64 / blocks))
-    n = 96 // s
-    cells = region[:, :n * s, :n * s].reshape(len(crops), n, s, n, s, 3).mean((2, 4))
-    across = np.abs(np.diff(cells, axis=2)).mean((1, 2))
-    down = np.abs(np.diff(cells, axis=1)).mean((1, 2))
-    return np.concatenate([cells.mean((1, 2)), cells.std((1, 2)), across, down,
-                           (across / (down + 1e-3)).mean(1, keepdims=True)], 1)
-
-
-def distinguishable(a: np.ndarray, b: np.ndarray, groups: np.ndarray, folds: int = 4) -> float:
-    """Accuracy of a logistic regression telling feature rows `a` from `b` (same groups in
-    both: a clip's crops stay in one fold). 0.5 = a viewer's statistics cannot tell them apart."""
-    x = np.concatenate([a, b])
-    y = np.concatenate([np.zeros(len(a)), np.ones(len(b))])
-    g = np.concatenate([groups, groups])
-    right = 0
-    for f in range(folds):
-        test = g % folds == f
-        mu, sd = x[~test].mean(0), x[~test].std(0) + 1e-6
-        xt = np.c_[(x - mu) / sd, np.ones(len(x))]
-        w = np.zeros(xt.shape[1])
-        for _ in range(500):  # plain gradient descent, L2 0.01
-            p = 1 / (1 + np.exp(-xt[~test] @ w))
-            w -= 0.5 * (xt[~test].T @ (p - y[~test]) / (~test).sum() + 0.01 * w)
-        right += int(((xt[test] @ w > 0) == (y[test] > 0.5)).sum())
-    return round(right / len(x), 3)
-
 
 def look(protected: list[list[np.ndarray]], bare: list[list[np.ndarray]], places, blocks: int
          ) -> dict:
@@ -382,8 +300,7 @@ def main() -> int:
     found = np.mean([[f.faces is not None and len(f.faces) > 0 for f in c] for c in analyzed])
     print(f"face found on {found:.1%} of frames ({time.time() - t0:.0f} s)", flush=True)
 
-    judges = [DlibJudge()] + ([] if args.no_facenet else [FaceNetJudge()])
-    scorers = [Scorer(j, gallery, gallery_ids) for j in judges]
+    scorers = [Scorer(j, gallery, gallery_ids) for j in judges(not args.no_facenet)]
     from streamguard.models.weights import available, load_shipped
 
     nets = {n: load_shipped(w) for n, w in
@@ -472,9 +389,6 @@ def worst_cases(records: list[dict]) -> dict[str, dict]:
     return out
 
 
-LOOK_BUDGET_DB = 24.0  # as the still scorecard: within ε = 16/255 of the bare mosaic
-
-
 def choose(doc: dict) -> dict:
     """The lowest worst-case rank-1 (over K, attackers, codecs, registrations and both judges)
     among protections within the look budget; ties go to the one a viewer's statistics tell
@@ -482,7 +396,7 @@ def choose(doc: dict) -> dict:
     best = None
     for pos, (name, w) in enumerate(worst_cases(doc["records"]).items()):
         lk = doc["look"].get(name, {"psnr_vs_mosaic": 99.0, "classifier_accuracy": 0.5})
-        if lk["psnr_vs_mosaic"] < LOOK_BUDGET_DB:
+        if not within_look_budget(lk):
             continue
         key = (w["worst"]["rank1"], lk["classifier_accuracy"], pos)
         if best is None or key < best[0]:
@@ -507,10 +421,11 @@ def write_report(doc: dict, pictures: dict) -> None:
         "identity, so the intervals are optimistic.",
         "",
         f"**Chosen**: `{doc.get('chosen')}` — the lowest worst-case rank-1 among protections "
-        f"whose face region stays within {LOOK_BUDGET_DB:.0f} dB PSNR of the bare mosaic with "
-        "the same grid; ties go to the one a logistic regression on cell colour statistics "
+        f"whose look stays within budget: face region within {LOOK_BUDGET_DB:.0f} dB PSNR of the "
+        "bare mosaic with the same grid, and a logistic regression on cell colour statistics "
         "(channel means and spreads, jumps between neighbouring cells across and down) tells "
-        "apart from the bare mosaic least (0.5 = it cannot).",
+        f"it apart from the bare mosaic at most {LOOK_CLASSIFIER_MAX:.0%} of the time (0.5 = it "
+        "cannot); ties go to the one told apart least.",
         "",
         "## Worst case per protection (rank-1 over K, attackers, codecs, registrations, judges)",
         "",

@@ -27,7 +27,7 @@ def test_the_choice_is_the_lowest_worst_case_within_the_look_budget():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from privacy import choose_default
 
-    assert choose_default(doc["records"]) == doc["chosen_default"]
+    assert choose_default(doc["records"], doc["look"]) == doc["chosen_default"]
 
 
 @pytest.mark.skipif(Config().protect.mode not in ADVERSARIAL_WEIGHTS,

@@ -138,6 +138,9 @@ def resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
         return 0, 0.0
     ckpt = load_checkpoint(path, device)
     model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
+    if "optimizer" in ckpt:
+        opt.load_state_dict(ckpt["optimizer"])
+    else:  # a checkpoint shipped back from another machine without it: fresh moments
+        print(f"{path} has no optimizer state: Adam starts afresh")
     print(f"resumed from {path} at step {ckpt['step']}")
     return ckpt["step"], ckpt.get("wall_s", 0.0)

@@ -133,6 +133,58 @@ def test_paper_weights_give_a_nontrivial_pixelwise_delta(face_folder, trained_at
     assert d_pixel < 0.2 * d_ours, (d_pixel, d_ours)
 
 
+def _look_of(ckpt_path: Path, folder: Path) -> float:
+    """The look cost of a trained block-wise generator's δ on the held-out crop."""
+    from streamguard.models import create_model
+    from streamguard.models.losses import look_cost
+    from streamguard.protect.pixelize import pixelize_regions
+    from train.generator import perturb
+
+    ckpt = load_checkpoint(ckpt_path)
+    args = dict(ckpt["model_args"])
+    net = create_model(args.pop("name"), **args)
+    net.load_state_dict(ckpt["model"])
+    data = open_dataset(f"folder:{folder}", None, 128, augment=False, seed=0)
+    gt, boxes = map(torch.stack, zip(*(data[i] for i in range(len(data)))))
+    pix, mask, blocks = pixelize_regions(gt, boxes, 0.10, data.face_fraction)
+    with torch.no_grad():
+        return float(look_cost(pix, perturb(net, pix, mask, boxes, blocks), boxes, blocks)[0].mean())
+
+
+def test_pricing_the_look_keeps_the_generators_mosaic_looking_like_a_mosaic(
+        face_folder, trained_attacker, tmp_path):
+    """The same training with the look priced (lambda_look) gives a δ whose cells a viewer's
+    statistics place much closer to the bare mosaic's."""
+    free, priced = tmp_path / "free", tmp_path / "priced"
+    generator.main(_gen_args(face_folder, trained_attacker, free, "blockwise_tiny", 80))
+    generator.main(_gen_args(face_folder, trained_attacker, priced, "blockwise_tiny", 80,
+                             lambda_look=200.0))
+    look_free = _look_of(free / "ckpt.pt", face_folder)
+    look_priced = _look_of(priced / "ckpt.pt", face_folder)
+    assert look_free > 1e-3, look_free  # the unpriced δ is visible to the statistics
+    assert look_priced < 0.5 * look_free, (look_priced, look_free)
+
+
+def test_look_cost_sees_a_tint_and_striping_but_not_a_bare_mosaic():
+    from streamguard.models.losses import look_cost
+
+    torch.manual_seed(0)
+    cells = torch.rand(1, 3, 8, 8) * 0.5 + 0.25
+    pix = cells.repeat_interleave(8, -2).repeat_interleave(8, -1)  # 64 x 64, cells of 8
+    boxes, blocks = torch.tensor([[0, 0, 64, 64]]), torch.tensor([8])
+    eps = 16 / 255
+    assert float(look_cost(pix, torch.zeros_like(pix), boxes, blocks)[0]) == 0.0
+    red = torch.zeros_like(pix)
+    red[:, 0] = eps  # a red tint
+    stripes = torch.zeros_like(pix)
+    for k in range(8):  # every other row of cells brighter: horizontal striping
+        stripes[:, :, k::16] = eps
+    grey = torch.full_like(pix, eps / 4)  # a slight overall brightening, no chroma, no texture
+    cost = {n: float(look_cost(pix, d, boxes, blocks)[0]) for n, d in
+            (("red", red), ("stripes", stripes), ("grey", grey))}
+    assert cost["red"] > 2 * cost["grey"] and cost["stripes"] > 2 * cost["grey"], cost
+
+
 def test_generators_refuse_held_out_attackers(face_folder, tmp_path):
     out = tmp_path / "unet"
     depixelizer.main(depix_args(face_folder, out, 2, model='"unet_tiny"'))
