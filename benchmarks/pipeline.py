@@ -1,20 +1,31 @@
-"""Sustained fps of the whole pipeline against deface, on the same clips, in the same run.
+"""Sustained fps of the whole pipeline in the default mode, against the codec floor and
+deface, on the same clips, in the same run.
 
-    python benchmarks/pipeline.py [--seconds 10] [--no-deface] [--memory]
+    python benchmarks/pipeline.py [--seconds 10] [--no-deface] [--recall] [--memory]
 
-Builds 720p30 and 1080p30 clips with several moving faces (40-200 px, registry photos, with
-audio), runs `streamguard anonymize` (mosaic mode, tiles on) and
-`deface --replacewith mosaic --keep-audio` (installed in its own venv under
-benchmarks/.work/ by this script) on each, and writes benchmarks/results/pipeline.json.
-Each tool runs as a separate process timed end to end (start-up and model loading included);
-peak RSS is the child's maximum resident set. `--memory` runs the bounded-memory check instead:
-peak RSS of streamguard on a 1-minute and a 10-minute 1080p clip (pipeline-memory.json).
+Builds 720p30 and 1080p30 clips with 7 moving faces of 32-220 px (registry photos, with audio),
+two of them cut by the frame's edge, and runs, each as a separate process timed end to end
+(start-up and model loading included; peak RSS is the child's maximum resident set):
+- the codec floor: decode + encode at streamguard's encoder settings with nothing between
+  (benchmarks/codec_floor.py);
+- `streamguard anonymize` in the default mode, tiles on, once with frames kept in their planes
+  (`pipeline.planar = true`, the default) and once through whole-frame RGB (`false`, the path
+  before it);
+- `deface --replacewith mosaic --keep-audio` (installed in its own venv under
+  benchmarks/.work/ by this script).
+Each row: fps, its ratio to the codec floor, the speed-up over deface, peak RSS, and the
+background PSNR of the output against the input away from every face (a faster run bought
+with a worse encode shows there). --recall adds recall.py's offline misses (solid magenta,
+the same detection) for both streamguard paths. Writes benchmarks/results/pipeline.json.
+`--memory` runs the bounded-memory check instead: peak RSS of streamguard on a 1-minute and a
+10-minute 1080p clip (pipeline-memory.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -41,23 +52,28 @@ def machine() -> dict:
 
 
 def make_clip(path: Path, width: int, height: int, seconds: float) -> Path:
-    """Several faces (40-200 px) walking across a textured background, with audio."""
-    if path.exists():
+    """7 faces of 32-220 px walking across a textured background, two cut by the frame's edge
+    (left and bottom), with audio; their boxes go to PATH.json."""
+    if path.exists() and path.with_suffix(".json").exists():
         return path
     from media import Sprite, face_crops, write_clip
 
     crops = face_crops()
     s = width / 1280
     sprites = [
-        Sprite(crops[0], int(200 * s), (100 * s, 80 * s), (2 * s, 0.5 * s)),
+        Sprite(crops[0], int(220 * s), (120 * s, 60 * s), (1.5 * s, 0.4 * s)),
         Sprite(crops[1], int(120 * s), (800 * s, 120 * s), (-1.5 * s, 0.8 * s)),
-        Sprite(crops[2], int(80 * s), (500 * s, 420 * s), (1.2 * s, -0.3 * s)),
-        Sprite(crops[3], 40, (1000 * s, 560 * s), (-0.8 * s, -0.6 * s)),
-        Sprite(crops[4], 60, (250 * s, 520 * s), (0.6 * s, 0.2 * s)),
+        Sprite(crops[2], int(80 * s), (520 * s, 400 * s), (1.2 * s, -0.3 * s)),
+        Sprite(crops[3], 32, (1000 * s, 560 * s), (-0.8 * s, -0.6 * s)),
+        Sprite(crops[4], 48, (300 * s, 520 * s), (0.6 * s, 0.2 * s)),
+        Sprite(crops[0], int(100 * s), (-90 * s, 300 * s), (0.3 * s, 0.2 * s)),   # left edge
+        Sprite(crops[1], int(90 * s), (980 * s, 640 * s), (-0.5 * s, 0.1 * s)),  # bottom edge
     ]
     n = int(seconds * 30)
     tmp = path.with_suffix(".tmp.mp4")
-    write_clip(tmp, sprites, width=width, height=height, n_frames=n, fps=30, gop=30)
+    clip = write_clip(tmp, sprites, width=width, height=height, n_frames=n, fps=30, gop=30)
+    path.with_suffix(".json").write_text(json.dumps([[list(map(int, b)) for b in f]
+                                                     for f in clip.boxes]))
     tmp.rename(path)
     return path
 
@@ -110,16 +126,65 @@ def frames_of(path: Path) -> int:
         return sum(1 for _ in c.demux(c.streams.video[0]) if _.size)
 
 
-def run_streamguard(clip: Path, out: Path) -> tuple[float, float]:
+def run_streamguard(clip: Path, out: Path, *overrides: str) -> tuple[float, float]:
     exe = [sys.executable, "-m", "streamguard", "anonymize", str(clip), "-o", str(out),
-           "--no-progress", "--mode", "mosaic"]
+           "--no-progress", *[x for o in overrides for x in ("--set", o)]]
     return peak_rss_of(exe)
+
+
+def background_psnr(clip: Path, out: Path, margin: float = 0.6) -> float:
+    """PSNR of the output against the input over pixels away from every face (each box grown
+    by `margin` of its size per side), on every 10th frame."""
+    import av
+    import numpy as np
+
+    boxes = json.loads(clip.with_suffix(".json").read_text())
+    err, count = 0.0, 0
+    with av.open(str(clip)) as a, av.open(str(out)) as b:
+        for i, (fa, fb) in enumerate(zip(a.decode(video=0), b.decode(video=0))):
+            if i % 10:
+                continue
+            x, y = fa.to_ndarray(format="rgb24"), fb.to_ndarray(format="rgb24")
+            keep = np.ones(x.shape[:2], bool)
+            for x0, y0, x1, y1 in boxes[i]:
+                gx, gy = int(margin * (x1 - x0)), int(margin * (y1 - y0))
+                keep[max(y0 - gy, 0):max(y1 + gy, 0), max(x0 - gx, 0):max(x1 + gx, 0)] = False
+            d = x[keep].astype(np.float64) - y[keep]
+            err += float((d * d).sum())
+            count += d.size
+    mse = err / max(count, 1)
+    return round(10 * math.log10(255 ** 2 / max(mse, 1e-9)), 2)
+
+
+def recall_misses(height: int, overrides: list[str], seconds: float) -> dict:
+    """recall.py's offline path at this height with these overrides: missed face-frames."""
+    out = WORK / f"recall_{height}_{'_'.join(o.replace('.', '-') for o in overrides)}.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "recall.py"), "--no-live", "--sizes",
+           str(height), "--seconds", str(seconds), "--out", str(out),
+           *[x for o in overrides for x in ("--set", o)]]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"recall.py failed: {proc.stderr.strip()[-400:]}")
+    summary = json.loads(out.read_text())["summary"][f"offline_{height}p"]
+    return {"face_frames": summary["face_frames"], "missed": summary["missed"],
+            "missed_targets": [summary["target_visible_32px"][0],
+                               summary["target_inside_40px"][0]]}
+
+
+VARIANTS = {  # name -> streamguard config overrides
+    "streamguard planar": [],
+    "streamguard rgb": ["pipeline.planar=false"],
+}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="clip length")
     ap.add_argument("--no-deface", action="store_true", help="skip the deface baseline")
+    ap.add_argument("--recall", action="store_true",
+                    help="add recall.py's offline misses for each streamguard path")
+    ap.add_argument("--recall-seconds", type=float, default=4.0)
+    ap.add_argument("--sizes", default="720,1080", help="frame heights")
     ap.add_argument("--memory", action="store_true",
                     help="instead: peak RSS on 1-minute vs 10-minute 1080p clips "
                          "(writes pipeline-memory.json; ~15 minutes)")
@@ -131,29 +196,52 @@ def main() -> int:
         (RESULTS / "pipeline-memory.json").write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {RESULTS / 'pipeline-memory.json'}")
         return 0
+    from streamguard.config import Config
+
+    mode = Config().protect.mode
     deface = None if args.no_deface else ensure_deface()
     records = []
-    for width, height in [(1280, 720), (1920, 1080)]:
-        clip = make_clip(WORK / f"faces_{height}p_{int(args.seconds)}s.mp4", width, height,
+    heights = [int(h) for h in args.sizes.split(",")]
+    for height in heights:
+        width = height * 16 // 9
+        clip = make_clip(WORK / f"faces7_{height}p_{int(args.seconds)}s.mp4", width, height,
                          args.seconds)
         frames = frames_of(clip)
-        wall, rss = run_streamguard(clip, WORK / f"sg_{height}p.mp4")
-        rec = {"clip": clip.name, "resolution": f"{width}x{height}", "frames": frames,
-               "mode": "mosaic", "streamguard_fps": round(frames / wall, 2),
-               "deface_fps": None, "speedup": None, "peak_rss_mb": round(rss, 1)}
+        rows = []
+        wall, rss = peak_rss_of([sys.executable, str(ROOT / "benchmarks" / "codec_floor.py"),
+                                 str(clip), str(WORK / f"floor_{height}p.mp4")])
+        floor = frames / wall
+        rows.append({"run": "codec floor", "fps": floor, "peak_rss_mb": rss,
+                     "bg_psnr": background_psnr(clip, WORK / f"floor_{height}p.mp4")})
+        for name, overrides in VARIANTS.items():
+            out = WORK / f"{name.replace(' ', '_')}_{height}p.mp4"
+            wall, rss = run_streamguard(clip, out, *overrides)
+            row = {"run": name, "mode": mode, "fps": frames / wall, "peak_rss_mb": rss,
+                   "bg_psnr": background_psnr(clip, out)}
+            if args.recall:
+                row["recall"] = recall_misses(height, overrides, args.recall_seconds)
+            rows.append(row)
         if deface is not None:
-            d_wall, d_rss = peak_rss_of([str(deface), str(clip), "-o",
-                                         str(WORK / f"deface_{height}p.mp4"),
-                                         "--replacewith", "mosaic", "--keep-audio"])
-            rec["deface_fps"] = round(frames / d_wall, 2)
-            rec["deface_peak_rss_mb"] = round(d_rss, 1)
-            rec["speedup"] = round(rec["streamguard_fps"] / rec["deface_fps"], 2)
-        records.append(rec)
-        print(f"{rec['resolution']:>10}  streamguard {rec['streamguard_fps']:6.1f} fps  "
-              f"deface {rec['deface_fps'] or float('nan'):6.1f} fps  "
-              f"speedup {rec['speedup'] or float('nan'):5.2f}x  peak RSS {rec['peak_rss_mb']:.0f} MB",
-              flush=True)
-    doc = {"machine": machine(), "records": records}
+            out = WORK / f"deface_{height}p.mp4"
+            wall, rss = peak_rss_of([str(deface), str(clip), "-o", str(out),
+                                     "--replacewith", "mosaic", "--keep-audio"])
+            rows.append({"run": "deface 1.5.0 (mosaic)", "fps": frames / wall,
+                         "peak_rss_mb": rss, "bg_psnr": background_psnr(clip, out)})
+        d_fps = next((r["fps"] for r in rows if r["run"].startswith("deface")), None)
+        for r in rows:
+            r.update({"resolution": f"{width}x{height}", "frames": frames,
+                      "fps": round(r["fps"], 2), "peak_rss_mb": round(r["peak_rss_mb"], 1),
+                      "vs_codec_floor": round(r["fps"] / floor, 3),
+                      "vs_deface": round(r["fps"] / d_fps, 2) if d_fps else None})
+            rec = r.get("recall")
+            print(f"{r['resolution']:>10} {r['run']:<22} {r['fps']:6.1f} fps  "
+                  f"x{r['vs_codec_floor']:.2f} of floor  "
+                  f"{'x%.1f deface' % r['vs_deface'] if r['vs_deface'] else '':<12} "
+                  f"RSS {r['peak_rss_mb']:4.0f} MB  background {r['bg_psnr']:.1f} dB"
+                  + (f"  recall: {rec['missed']} of {rec['face_frames']} missed" if rec else ""),
+                  flush=True)
+        records += rows
+    doc = {"machine": machine(), "mode": mode, "seconds": args.seconds, "records": records}
     (RESULTS / "pipeline.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {RESULTS / 'pipeline.json'}")
     return 0

@@ -264,6 +264,8 @@ def main() -> int:
     ap.add_argument("--no-facenet", action="store_true", help="dlib only")
     ap.add_argument("--protections", help="comma-separated names of PROTECTIONS")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "privacy_video.json"))
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the earlier run's cells of the protections not rerun")
     args = ap.parse_args()
     t0 = time.time()
     torch.manual_seed(0)
@@ -367,6 +369,17 @@ def main() -> int:
            "far1_threshold": {s.judge.name: round(s.tau, 4) for s in scorers},
            "face_found_share": round(float(found), 4), "look": looks,
            "wall_s": round(time.time() - t0, 1), "records": records}
+    if args.merge and Path(args.out).exists():
+        # cells of protections not rerun are kept from the earlier run (same clips and seeds)
+        old = json.loads(Path(args.out).read_text())
+        kept = [n for n in old["protections"] if n not in names]
+        doc["protections"] = {**{n: old["protections"][n] for n in kept}, **doc["protections"]}
+        doc["look"] = {**{n: v for n, v in old["look"].items() if n in kept}, **doc["look"]}
+        doc["records"] = [r for r in old["records"] if r["protection"] in kept] + records
+        doc["kept_from_earlier_run"] = kept
+        order = list(PROTECTIONS)
+        doc["records"].sort(key=lambda r: order.index(r["protection"])
+                            if r["protection"] in order else len(order))
     doc["chosen"] = choose(doc)
     print(f"chosen: {doc['chosen']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -201,6 +201,13 @@ class PipelineConfig(_Section):
         description="A stage that makes no progress for this long aborts the run (no hangs).",
     )
     decode_threads: int = Field(0, ge=0, le=64, description="Decoder threads (0 = auto).")
+    planar: bool = Field(
+        True,
+        description="Keep 8-bit 4:2:0 frames in their Y/U/V planes from decode to encode: "
+        "only the detector's small picture, its tiles and the protected regions are converted "
+        "to RGB, and the encoder gets the decoded frame with only those regions changed. "
+        "false = convert every frame to RGB and back (other formats always are).",
+    )
     on_corrupt: Literal["fail", "skip"] = Field(
         "fail",
         description="A video packet the decoder refuses: \"fail\" the file (exit 6), or "

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import cv2
 import numpy as np
 
 
@@ -107,3 +108,162 @@ class Passthrough:
 
     packet: Any
     stream_index: int
+
+
+class PlanarImage:
+    """A decoded 8-bit 4:2:0 frame (yuv420p, BT.601 limited range: what the RGB path's
+    conversions assume too) kept in its Y, U and V planes, read and written like an
+    (H, W, 3) uint8 RGB array through the region it touches.
+
+    - `image[y0:y1, x0:x1]` (slices, or index arrays as the track lock samples) converts only
+      that region to RGB; `image[y0:y1, x0:x1] = rgb` (or a colour) converts the region back
+      and writes it: luma exactly inside the region, chroma for every 2 x 2 sample the region
+      touches (a sample straddling its edge mixes the new and the old pixels, as the encoder's
+      own RGB -> 4:2:0 conversion would). Everything else stays bit-identical to the decode.
+    - `thumbnail(max_side)` is a small RGB picture of the whole frame for the full-frame
+      detection pass; `np.asarray(image)` converts the whole frame (fail-closed frames only).
+    - `to_video_frame()` hands the encoder these planes: no whole-frame conversion on the way
+      out either.
+    Frames that are not 8-bit 4:2:0 with even sides, or are full range (yuvj), stay RGB:
+    `from_video_frame` returns None for them.
+    """
+
+    __slots__ = ("y", "u", "v")
+    FORMATS = ("yuv420p",)
+    dtype = np.dtype(np.uint8)
+    ndim = 3
+
+    def __init__(self, y: np.ndarray, u: np.ndarray, v: np.ndarray):
+        self.y, self.u, self.v = y, u, v
+
+    @classmethod
+    def from_video_frame(cls, vf: Any) -> PlanarImage | None:
+        w, h = vf.width, vf.height
+        if vf.format.name not in cls.FORMATS or w % 2 or h % 2 or w < 2 or h < 2:
+            return None
+
+        def plane(i: int, pw: int, ph: int) -> np.ndarray:
+            p = vf.planes[i]
+            return np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:ph, :pw].copy()
+
+        return cls(plane(0, w, h), plane(1, w // 2, h // 2), plane(2, w // 2, h // 2))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (*self.y.shape, 3)
+
+    def copy(self) -> PlanarImage:
+        return PlanarImage(self.y.copy(), self.u.copy(), self.v.copy())
+
+    # -- regions --------------------------------------------------------------------------
+
+    def _rgb(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """RGB of [y0:y1, x0:x1] (bounds inside the frame)."""
+        ax0, ax1 = x0 - x0 % 2, x1 + x1 % 2  # chroma-aligned, with rows in fours for I420
+        ay0, ay1 = y0 - y0 % 4, min(y1 + (-y1) % 4, self.y.shape[0])
+        if (ay1 - ay0) % 4:
+            ay0 = max(ay1 - (-(-(ay1 - ay0) // 4) * 4), 0)
+        h, w = ay1 - ay0, ax1 - ax0
+        if h % 4:  # a frame less than four rows high in all: no I420 layout fits
+            rgb = self._rgb_444(ax0, ay0, ax1, ay1)
+        else:
+            buf = np.empty((h * 3 // 2, w), np.uint8)
+            buf[:h] = self.y[ay0:ay1, ax0:ax1]
+            buf[h:h + h // 4] = self.u[ay0 // 2:ay1 // 2, ax0 // 2:ax1 // 2].reshape(h // 4, w)
+            buf[h + h // 4:] = self.v[ay0 // 2:ay1 // 2, ax0 // 2:ax1 // 2].reshape(h // 4, w)
+            rgb = cv2.cvtColor(buf, cv2.COLOR_YUV2RGB_I420)
+        return rgb[y0 - ay0:y1 - ay0, x0 - ax0:x1 - ax0]
+
+    def _rgb_444(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        up = lambda c: np.repeat(np.repeat(c[y0 // 2:y1 // 2, x0 // 2:x1 // 2], 2, 0), 2, 1)  # noqa
+        yuv = np.stack([self.y[y0:y1, x0:x1], up(self.u), up(self.v)], -1)
+        y = (yuv[..., 0].astype(np.float32) - 16) * (255 / 219)
+        u, v = (yuv[..., 1].astype(np.float32) - 128), (yuv[..., 2].astype(np.float32) - 128)
+        s = 255 / 224
+        r, b = y + s * 1.402 * v, y + s * 1.772 * u
+        g = y - s * (0.344136 * u + 0.714136 * v)
+        return np.clip(np.rint(np.stack([r, g, b], -1)), 0, 255).astype(np.uint8)
+
+    def _bounds(self, key: Any) -> tuple[tuple[int, int, int, int], Any]:
+        """(x0, y0, x1, y1) the key reads, and the key relative to that box."""
+        if not isinstance(key, tuple) or len(key) != 2:
+            raise TypeError("a PlanarImage is indexed by [rows, columns]")
+        h, w = self.y.shape
+        out, rel = [], []
+        for k, n in zip(key, (h, w)):
+            if isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                if step != 1:
+                    raise TypeError("a PlanarImage takes slices with step 1")
+                out.append((start, max(stop, start)))
+                rel.append(slice(0, max(stop, start) - start))
+            else:
+                idx = np.asarray(k)
+                lo, hi = int(idx.min()), int(idx.max()) + 1
+                out.append((lo, hi))
+                rel.append(idx - lo)
+        (y0, y1), (x0, x1) = out
+        return (x0, y0, x1, y1), tuple(rel)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        (x0, y0, x1, y1), rel = self._bounds(key)
+        if x1 <= x0 or y1 <= y0:
+            return np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+        region = self._rgb(x0, y0, x1, y1)
+        if all(isinstance(r, slice) for r in rel):
+            return region
+        return region[rel]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        (x0, y0, x1, y1), rel = self._bounds(key)
+        if not all(isinstance(r, slice) for r in rel):
+            raise TypeError("a PlanarImage is written through slices")
+        if x1 <= x0 or y1 <= y0:
+            return
+        # the chroma samples the region touches, and the pixels they cover
+        cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, -(-x1 // 2), -(-y1 // 2)
+        rgb = np.array(self._rgb(2 * cx0, 2 * cy0, 2 * cx1, 2 * cy1))  # old pixels around
+        rgb[y0 - 2 * cy0:y1 - 2 * cy0, x0 - 2 * cx0:x1 - 2 * cx0] = value
+        ch, cw = cy1 - cy0, cx1 - cx0
+        if ch % 2:  # I420 wants rows in fours: repeat the last row pair (its chroma is kept)
+            rgb = np.concatenate([rgb, rgb[-2:]])
+        yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+        hh = rgb.shape[0]
+        self.y[y0:y1, x0:x1] = yuv[y0 - 2 * cy0:y1 - 2 * cy0, x0 - 2 * cx0:x1 - 2 * cx0]
+        u = yuv[hh:hh + hh // 4].reshape(hh // 2, cw)
+        v = yuv[hh + hh // 4:].reshape(hh // 2, cw)
+        self.u[cy0:cy1, cx0:cx1] = u[:ch]
+        self.v[cy0:cy1, cx0:cx1] = v[:ch]
+
+    # -- whole frame ----------------------------------------------------------------------
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        h, w = self.y.shape
+        rgb = self._rgb(0, 0, w, h)
+        return rgb if dtype is None else rgb.astype(dtype)
+
+    def thumbnail(self, max_side: int) -> tuple[np.ndarray, float]:
+        """(RGB picture whose longer side is at most max_side, scale back to frame pixels)."""
+        h, w = self.y.shape
+        f = max(w, h) / max_side
+        if f <= 1:
+            return np.asarray(self), 1.0
+        tw, th = max(2, round(w / f / 2) * 2), max(4, round(h / f / 4) * 4)
+        area = cv2.INTER_AREA
+        buf = np.empty((th * 3 // 2, tw), np.uint8)
+        buf[:th] = cv2.resize(self.y, (tw, th), interpolation=area)
+        buf[th:th + th // 4] = cv2.resize(self.u, (tw // 2, th // 2),
+                                          interpolation=area).reshape(th // 4, tw)
+        buf[th + th // 4:] = cv2.resize(self.v, (tw // 2, th // 2),
+                                        interpolation=area).reshape(th // 4, tw)
+        return cv2.cvtColor(buf, cv2.COLOR_YUV2RGB_I420), w / tw
+
+    def to_video_frame(self) -> Any:
+        import av
+
+        h, w = self.y.shape
+        vf = av.VideoFrame(w, h, "yuv420p")
+        for plane, data in zip(vf.planes, (self.y, self.u, self.v)):
+            rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+            rows[:data.shape[0], :data.shape[1]] = data
+        return vf

@@ -154,7 +154,8 @@ def anonymize_file(
     report = RunReport(input=str(src), output=str(dst), mode=cfg.protect.mode)
     t0 = time.perf_counter()
     with VideoSource(src, cfg.pipeline.decode_threads,
-                     skip_corrupt=cfg.pipeline.on_corrupt == "skip") as source:
+                     skip_corrupt=cfg.pipeline.on_corrupt == "skip",
+                     planar=cfg.pipeline.planar) as source:
         info = source.info
         if src.resolve() == dst.resolve():
             raise OutputError(f"{dst}: output would overwrite the input")

@@ -19,6 +19,8 @@ def main(argv=None) -> int:
     ap.add_argument("checkpoint")
     ap.add_argument("name")
     ap.add_argument("--note", default="", help="limits and caveats for the card")
+    ap.add_argument("--machine", default="2-core CPU VM (no GPU)",
+                    help="where it was trained, for the card")
     args = ap.parse_args(argv)
     ckpt = load_checkpoint(Path(args.checkpoint))
     cfg = ckpt.get("config", {})
@@ -36,8 +38,9 @@ def main(argv=None) -> int:
         "attacker": ckpt.get("attacker"),
         "lambda1": ckpt.get("lambda1"), "lambda2": ckpt.get("lambda2"),
         "normalization": ckpt.get("normalization"),
+        "lambda_look": ckpt.get("lambda_look") or cfg.get("lambda_look") or None,
         "final_train_metrics": ckpt.get("metrics"),
-        "machine": "2-core CPU VM (no GPU)",
+        "machine": args.machine,
         "limits": args.note,
     }
     path = ship(ckpt["model"], dict(ckpt["model_args"]), args.name,
@@ -72,8 +75,10 @@ def write_model_card(folder: Path) -> Path:
             lines.append(f"- perceptual/style backbone: {c['loss_backbone']}")
         if c.get("objective"):
             lines.append(f"- objective: {c['objective']}; λ1 {c.get('lambda1')}, λ2 "
-                         f"{c.get('lambda2')}, δ priced per {c.get('normalization')}; attacker "
-                         f"`{c.get('attacker')}`")
+                         f"{c.get('lambda2')}, δ priced per {c.get('normalization')}"
+                         + (f", look priced at {c['lambda_look']} (losses.look_cost)"
+                            if c.get("lambda_look") else "")
+                         + f"; attacker `{c.get('attacker')}`")
         if c.get("final_train_metrics"):
             m = {k: (round(v, 4) if isinstance(v, float) else v)
                  for k, v in c["final_train_metrics"].items()}

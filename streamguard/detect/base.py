@@ -192,6 +192,7 @@ class TiledDetector:
     WINDOW_CELL = 160  # px of a packed track window (4 per call: the model sees 96 px each)
     FULL_FRAME_SEES = 0.12  # faces wider than this share of the frame: the full-frame pass
     EDGE_GROWTH = 0.2  # per side, for boxes of faces found across the frame's edge
+    THUMBNAIL_SIDE = 640  # px, longer side of the full-frame pass's picture of a planar frame
 
     def __init__(self, full_frame: BoxModel, tiles: BoxModel, cfg: DetectConfig):
         self._full_frame = full_frame
@@ -285,9 +286,20 @@ class TiledDetector:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         return np.array(boxes, np.float32), np.array(scores, np.float32)
 
+    def _full_frame_pass(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The whole frame through the full-frame model. A frame kept in its planes
+        (`frames.PlanarImage`) hands over a small picture instead of converting every pixel:
+        the model squashes its input to under 200 px anyway."""
+        thumbnail = getattr(image, "thumbnail", None)
+        if thumbnail is None:
+            return self._full_frame(image)
+        small, scale = thumbnail(self.THUMBNAIL_SIDE)
+        xyxy, score = self._full_frame(small)
+        return xyxy * np.float32(scale), score
+
     def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None) -> Faces:
         boxes, scores = [], []
-        xyxy, score = self._full_frame(image)
+        xyxy, score = self._full_frame_pass(image)
         boxes.append(xyxy)
         scores.append(score)
         height, width = image.shape[:2]

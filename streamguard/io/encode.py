@@ -18,6 +18,7 @@ import numpy as np
 
 from streamguard.config import EncodeConfig
 from streamguard.errors import UnsupportedCodecError, OutputError
+from streamguard.frames import PlanarImage
 from streamguard.io.source import SourceInfo
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,13 @@ def pad_to(image: Any, width: int, height: int) -> Any:
 
 def to_video_frame(image: np.ndarray, width: int, height: int, pts: int | None,
                    time_base: Fraction | None) -> av.VideoFrame:
-    """A protected RGB frame as the encoder takes it: padded to (width, height), timed."""
-    vf = av.VideoFrame.from_ndarray(pad_to(image, width, height), format="rgb24")
+    """A protected frame as the encoder takes it: padded to (width, height), timed. A
+    PlanarImage of that size goes as its planes (no conversion); anything else as RGB."""
+    if isinstance(image, PlanarImage) and image.shape[:2] == (height, width):
+        vf = image.to_video_frame()
+    else:
+        vf = av.VideoFrame.from_ndarray(pad_to(np.asarray(image), width, height),
+                                        format="rgb24")
     vf.pts = pts
     if time_base is not None:
         vf.time_base = time_base

@@ -25,6 +25,7 @@ from typing import Any
 
 import av
 import av.error
+import numpy as np
 
 from streamguard.errors import (
     CorruptMediaError,
@@ -32,7 +33,7 @@ from streamguard.errors import (
     NotAVideoError,
     UnsupportedCodecError,
 )
-from streamguard.frames import Frame, Passthrough
+from streamguard.frames import Frame, Passthrough, PlanarImage
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,11 @@ class VideoSource:
     decodes it. Refuses missing, empty, non-media, video-less and undecodable inputs with the
     matching error."""
 
-    def __init__(self, path: str | Path, decode_threads: int = 0, skip_corrupt: bool = False):
+    def __init__(self, path: str | Path, decode_threads: int = 0, skip_corrupt: bool = False,
+                 planar: bool = False):
         self.path = Path(path)
+        # frames as decoded (PlanarImage) where the format allows, else RGB arrays
+        self._planar = planar
         self._decode_threads = decode_threads
         self._skip_corrupt = skip_corrupt
         self.packets_skipped = 0  # damaged video packets skipped (skip_corrupt)
@@ -159,6 +163,10 @@ class VideoSource:
             self._container.close()
             self._container = None
 
+    def _image(self, vf: av.VideoFrame) -> np.ndarray | PlanarImage:
+        planar = PlanarImage.from_video_frame(vf) if self._planar else None
+        return planar if planar is not None else vf.to_ndarray(format="rgb24")
+
     def items(self) -> Iterator[Frame | Passthrough]:
         """Frames and pass-through packets in demux order; the decoder is flushed at the end."""
         if self._container is None:
@@ -179,7 +187,7 @@ class VideoSource:
                         pts, tb = fallback(vf.pts, vf.time_base)
                         yield Frame(
                             index=index, pts=pts, time_base=tb,
-                            image=vf.to_ndarray(format="rgb24"),
+                            image=self._image(vf),
                             meta={"rotation": vf.rotation} if index == 0 else {},
                         )
                         index += 1

@@ -27,8 +27,9 @@ register_mode = MODES.register
 
 
 def protect_whole_frame(image: np.ndarray, cfg: ProtectConfig) -> np.ndarray:
-    """Fail-closed protection of an entire frame."""
-    return pixelize_frame(image, cfg.frame_blocks)
+    """Fail-closed protection of an entire frame (a PlanarImage is converted whole: the
+    result is an RGB array)."""
+    return pixelize_frame(np.asarray(image), cfg.frame_blocks)
 
 
 class CellProtector:
