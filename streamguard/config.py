@@ -84,6 +84,13 @@ class TrackConfig(_Section):
         description="EMA weight of the previous box (0 = raw detections). The protected box is "
         "always the union of the smoothed box and the raw detection.",
     )
+    edge_hold: int = Field(
+        150, ge=0, le=3000,
+        description="Frames a confirmed track cut by the frame's edge survives without a "
+        "detection while its box is still in the frame: the detector finds half faces worst, "
+        "and a face leaving slowly (or resting half out of the picture) stays protected. "
+        "The cost: a patch at the edge stays protected up to this long after a face left.",
+    )
     miss_growth: float = Field(
         0.05, ge=0.0, le=0.5,
         description="Relative growth of an extrapolated box per missed frame (uncertainty).",

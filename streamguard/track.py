@@ -21,7 +21,8 @@ from streamguard.frames import Faces
 _VELOCITY_DAMPING = 0.8  # per missed frame: extrapolation slows rather than flies off
 _GATE = 1.0  # centre distance, in face sizes, within which a zero-IoU detection may match
 _MAX_GROWTH = 0.25  # per side: a box kept through misses grows to at most 1.5x its size
-_EDGE_PATIENCE = 3  # tracks cut by the frame's edge survive this many times max_missed
+_EDGE_PATIENCE = 3  # unconfirmed tracks cut by the frame's edge: this many times max_missed
+_CONFIRMED = 3  # detections after which an edge track is held for track.edge_hold frames
 
 
 def _centre_motion(velocity: np.ndarray) -> np.ndarray:
@@ -122,9 +123,11 @@ class Tracker:
             tr.velocity = tr.velocity * _VELOCITY_DAMPING
             limit = cfg.max_missed
             if _cut_by_edge(tr.box, width, height):
-                # the detector finds faces cut by the edge worst: a face leaving slowly
-                # through it is kept (until its box has left) this much longer
-                limit *= _EDGE_PATIENCE
+                # the detector finds faces cut by the edge worst: a face leaving (or resting
+                # half out of the frame) is kept until its box has left the frame, up to
+                # edge_hold frames once it was confirmed, a few max_missed otherwise
+                limit = max(limit * _EDGE_PATIENCE,
+                            cfg.edge_hold if tr.hits >= _CONFIRMED else 0)
             if tr.missed > limit:
                 continue
             survivors.append(tr)

@@ -85,3 +85,31 @@ def test_two_faces_two_tracks_and_boxes_leaving_the_frame_end():
     # frame, and its track ended although it is within max_missed
     assert sorted(out.track_id.tolist()) == [0, 1]
     assert tr.active == 2
+
+
+def test_a_confirmed_face_resting_half_out_of_the_frame_stays_protected():
+    """The detector loses half faces at the edge: a face seen a few times while it slid down
+    to the bottom edge stays protected (while its box is in the frame) for edge_hold frames
+    without a detection; a single edge detection does not hold that long, nor does a track
+    away from the edge."""
+    cfg = TrackConfig(max_missed=10, edge_hold=150)
+    tr = Tracker(cfg)
+    for i in range(5):  # 90 px face, 45 % inside the bottom edge, barely moving
+        tr.update(Faces.from_boxes([[600, 680 + 0.1 * i, 690, 770 + 0.1 * i]], [0.9]), SHAPE)
+    for _ in range(140):
+        out = tr.update(Faces.empty(), SHAPE)
+        assert len(out) == 1 and covers(out, (600, 681, 690, 720))  # its visible part
+    for _ in range(11):
+        out = tr.update(Faces.empty(), SHAPE)
+    assert len(out) == 0  # edge_hold spent
+
+    once = Tracker(cfg)  # one detection at the edge: a few max_missed, not edge_hold
+    once.update(Faces.from_boxes([[600, 680, 690, 770]], [0.9]), SHAPE)
+    alive = sum(len(once.update(Faces.empty(), SHAPE)) for _ in range(60))
+    assert alive == 30
+
+    inner = Tracker(cfg)  # away from the edge: max_missed as before
+    for _ in range(5):
+        inner.update(box_at(600, 300), SHAPE)
+    alive = sum(len(inner.update(Faces.empty(), SHAPE)) for _ in range(60))
+    assert alive == 10

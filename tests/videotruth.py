@@ -120,6 +120,21 @@ def scenarios(width: int, height: int, n: int, n_sources: int) -> list[Scenario]
                 keys.append((t, 0.7 * w, h + p * px * 1.3, px))
         edge.append(Track(next(src), tuple(keys)))
     out.append(Scenario("edges", w, h, n, edge))
+    # resting half out of the frame (35-50 % inside, never more), and leaving very slowly
+    # (70 -> 35 % inside over the clip): the detector finds half faces worst
+    rest = [("left", 100, -0.08), ("right", 80, 0.12), ("top", 90, 0.0), ("bottom", 120, 0.1)]
+    keys_of = {
+        "left": lambda p, px: (p * px, 0.6 * h, px),
+        "right": lambda p, px: (w + p * px, 0.3 * h, px),
+        "top": lambda p, px: (0.6 * w, p * px * 1.3, px),
+        "bottom": lambda p, px: (0.35 * w, h + p * px * 1.3, px),
+    }
+    out.append(Scenario("edge-resting", w, h, n, [
+        Track(next(src), ((0, *keys_of[side](p, px)), (e, *keys_of[side](p, px))))
+        for side, px, p in rest]))
+    out.append(Scenario("edge-leaving-slowly", w, h, n, [
+        Track(next(src), ((0, *keys_of["bottom"](-0.2, 110)), (e, *keys_of["bottom"](0.15, 110)))),
+        Track(next(src), ((0, *keys_of["right"](-0.2, 90)), (e, *keys_of["right"](0.15, 90))))]))
     # entering and leaving through the edges at walking speed
     out.append(Scenario("entering", w, h, n, [
         Track(next(src), ((0, -60, 0.4 * h, 80), (e, -60 + 6 * e, 0.4 * h, 80))),

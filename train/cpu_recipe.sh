@@ -16,7 +16,13 @@ $PY train/generator.py --config $C
 $PY train/generator.py --config $C --set model='"pixelwise"' --set out_dir='"runs/pixelwise"' \
     --set time_budget_s=240
 # beyond the paper: the identity-aware block-wise generator (ε 16/255), trained against
-# bicubic, Gaussian and the IDN; never against the held-out U-Net / SR networks
+# bicubic, Gaussian and the IDN, never against the held-out U-Net / SR networks, with the look
+# priced (lambda_look: a mosaic a viewer cannot tell from a bare one). The shipped one had its
+# first 683 steps (batch 16, look 30) on a GPU (train/gpu_recipe.sh, runs/look30), then these
+# last steps at look 50 on the CPU, resumed from that checkpoint
 $PY train/generator.py --config $C --set objective='"identity"' \
     --set out_dir='"runs/blockwise_identity"' --set model_args='{eps = 0.0627}' \
-    --set time_budget_s=480
+    --set lambda_look=30.0 --set time_budget_s=600
+$PY train/generator.py --config $C --set objective='"identity"' \
+    --set out_dir='"runs/blockwise_identity"' --set model_args='{eps = 0.0627}' \
+    --set lambda_look=50.0 --set time_budget_s=1500

@@ -192,7 +192,7 @@ class TiledDetector:
     WINDOW_CELL = 160  # px of a packed track window (4 per call: the model sees 96 px each)
     FULL_FRAME_SEES = 0.12  # faces wider than this share of the frame: the full-frame pass
     EDGE_GROWTH = 0.2  # per side, for boxes of faces found across the frame's edge
-    THUMBNAIL_SIDE = 640  # px, longer side of the full-frame pass's picture of a planar frame
+    THUMBNAIL_SIDE = 1280  # px, longer side of the full-frame pass's picture of a planar frame
 
     def __init__(self, full_frame: BoxModel, tiles: BoxModel, cfg: DetectConfig):
         self._full_frame = full_frame
@@ -288,8 +288,10 @@ class TiledDetector:
 
     def _full_frame_pass(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The whole frame through the full-frame model. A frame kept in its planes
-        (`frames.PlanarImage`) hands over a small picture instead of converting every pixel:
-        the model squashes its input to under 200 px anyway."""
+        (`frames.PlanarImage`) hands over a picture of at most THUMBNAIL_SIDE px, converted
+        from its planes by OpenCV (the model squashes its input to under 200 px anyway). At
+        640 px a fast face entering through an edge was boxed late in the recall tests: up to
+        1280 px the model sees what the RGB path shows it."""
         thumbnail = getattr(image, "thumbnail", None)
         if thumbnail is None:
             return self._full_frame(image)
