@@ -8,9 +8,8 @@ two of them cut by the frame's edge, and runs, each as a separate process timed 
 (start-up and model loading included; peak RSS is the child's maximum resident set):
 - the codec floor: decode + encode at streamguard's encoder settings with nothing between
   (benchmarks/codec_floor.py);
-- `streamguard anonymize` in the default mode, tiles on, once with frames kept in their planes
-  (`pipeline.planar = true`, the default) and once through whole-frame RGB (`false`, the path
-  before it);
+- `streamguard anonymize` in the default mode, tiles on, once through whole-frame RGB (the
+  default, `pipeline.planar = false`) and once with frames kept in their planes (`true`);
 - `deface --replacewith mosaic --keep-audio` (installed in its own venv under
   benchmarks/.work/ by this script).
 Each row: fps, its ratio to the codec floor, the speed-up over deface, peak RSS, and the
@@ -186,8 +185,8 @@ def recall_misses(height: int, overrides: list[str], seconds: float) -> dict:
 
 
 VARIANTS = {  # name -> streamguard config overrides
-    "streamguard planar": [],
-    "streamguard rgb": ["pipeline.planar=false"],
+    "streamguard rgb": ["pipeline.planar=false"],  # the default
+    "streamguard planar": ["pipeline.planar=true"],
 }
 
 

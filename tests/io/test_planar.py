@@ -125,7 +125,7 @@ def test_other_formats_still_come_out_protected(crops, tmp_path, pix_fmt, codec,
                       width=size[0], height=size[1], n_frames=12, audio=False, codec=codec,
                       pix_fmt=pix_fmt)
     out = tmp_path / "out.mp4"
-    report = anonymize_file(clip.path, out, Config())
+    report = anonymize_file(clip.path, out, Config.model_validate({"pipeline": {"planar": True}}))
     frames, _ = decode_rgb(out)
     assert report.frames_written == 12 and len(frames) == 12
     assert unprotected_faces(clip, frames) == []
