@@ -6,8 +6,12 @@
 #      generators, and the multi-frame attacker (through A and B);
 #   B (B_S s): an adaptive attacker against each new generator.
 # Everything lands in runs/ (git-ignored) and, when $OUT is set, in $OUT/runs.tgz after each
-# phase. Needs: .cache/streamguard/faces and fr_feature.onnx; pydantic etc. as wheels in .whl/
-# when the machine lacks them.
+# phase. Needs: .cache/streamguard/faces and fr_feature.onnx; pydantic and its needs as wheels
+# in .whl/ when the machine lacks them, fetched where pip works, e.g. for Python 3.12:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_17_x86_64 -d .whl pydantic==2.14.3 pydantic_core==2.50.4 \
+#     annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0
+# Run as: A_S=170 B_S=110 bash train/gpu_recipe.sh  (then benchmarks/gpu.sh in the same call)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
