@@ -84,10 +84,17 @@ def _cli(root: Path, out: Path, cluster, *sets: str) -> list[str]:
     return cmd
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_until(cmd: list[str], env: dict, path: Path) -> subprocess.Popen:
-    """Start the CLI and wait until `path` exists (e.g. the manifest: one output is done)."""
+    """Start the CLI and wait until `path` exists (e.g. the manifest: one output is done).
+    SIGINT is reset to its default in the child: an ignored SIGINT is inherited across exec,
+    and something earlier in a full test session can leave the test process ignoring it (the
+    CLI then ran to the end in the full suite while passing alone)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
