@@ -58,6 +58,7 @@ from judging import (  # noqa: E402
     LOOK_BUDGET_DB, LOOK_CLASSIFIER_MAX, Scorer, cell_features, distinguishable, judges,
     within_look_budget,
 )
+from train.common import load_checkpoint  # noqa: E402
 from train.evaluate import load_attacker, load_split, psnr  # noqa: E402
 
 # adaptive attackers are training runs (kept out of git): runs/adaptive_<protection>/
@@ -188,8 +189,7 @@ def main() -> int:
                 print(f"no adaptive attacker for {p} ({path}): left out", flush=True)
                 continue
             adaptive[p] = load_attacker(path)
-            adaptive_steps[p] = int(torch.load(path, map_location="cpu",
-                                               weights_only=True)["step"])
+            adaptive_steps[p] = int(load_checkpoint(path)["step"])
 
     ratios = ((0.10,) if args.quick else RATIOS) if not args.ratios else tuple(
         float(r) for r in args.ratios.split(","))
