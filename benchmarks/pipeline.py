@@ -187,6 +187,8 @@ def recall_misses(height: int, overrides: list[str], seconds: float) -> dict:
 VARIANTS = {  # name -> streamguard config overrides
     "streamguard rgb": ["pipeline.planar=false"],  # the default
     "streamguard planar": ["pipeline.planar=true"],
+    # the detector the first rounds shipped: the same models through MediaPipe Tasks
+    "streamguard rgb, MediaPipe Tasks": ["pipeline.planar=false", "detect.detector=mediapipe"],
 }
 
 

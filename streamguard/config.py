@@ -22,7 +22,17 @@ class _Section(BaseModel):
 
 
 class DetectConfig(_Section):
-    detector: str = Field("mediapipe", description="Registered detector name.")
+    detector: str = Field(
+        "blazeface",
+        description="Registered detector name: blazeface (MediaPipe's BlazeFace models on "
+        "LiteRT, tiles and track windows batched in one call per frame) or mediapipe "
+        "(the same models through MediaPipe Tasks, one call per image).",
+    )
+    threads: int = Field(
+        1, ge=1, le=64,
+        description="Threads of the blazeface detector's interpreter (the codec and the "
+        "protection use the other cores).",
+    )
     full_frame_model: Literal["short_range", "full_range"] = Field(
         "full_range",
         description="BlazeFace model for the every-frame full-frame pass. short_range is ~2x "
@@ -146,7 +156,7 @@ class ProtectConfig(_Section):
         "'frame' samples a new grid on every frame (docs/privacy.md, video).",
     )
     hold_frames: int = Field(
-        30, ge=1, le=3000,
+        1, ge=1, le=3000,
         description="lock = track: a track's cell colours are sampled again after this many "
         "frames (1 = every frame, the grid still locked).",
     )

@@ -1,4 +1,4 @@
-"""The default protection is the one the identity scorecard chose, and it never degrades
+"""The default protection is the one the identity scorecards chose, and it never degrades
 silently: if it needs weights and they are missing, the CLI refuses to start."""
 
 import json
@@ -14,6 +14,7 @@ from streamguard.protect.adversarial import ADVERSARIAL_WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORECARD = ROOT / "benchmarks" / "results" / "privacy.json"
+VIDEO_SCORECARD = ROOT / "benchmarks" / "results" / "privacy_video.json"
 
 
 def test_the_config_default_is_the_scorecards_choice():
@@ -28,6 +29,28 @@ def test_the_choice_is_the_lowest_worst_case_within_the_look_budget():
     from privacy import choose_default
 
     assert choose_default(doc["records"], doc["look"]) == doc["chosen_default"]
+
+
+def test_the_config_default_is_the_choice_over_the_still_and_the_video_scorecards():
+    chosen = json.loads(VIDEO_SCORECARD.read_text())["chosen"]
+    protect = Config().protect
+    assert (protect.mode, protect.blocks, protect.lock) == (
+        chosen["mode"], chosen["blocks"], chosen["lock"])
+    if "hold_frames" in chosen:
+        assert protect.hold_frames == chosen["hold_frames"]
+    # the still scorecard agrees on what it scores: the mode and the block count
+    still = json.loads(SCORECARD.read_text())["chosen_default"]
+    assert (still["mode"], still["blocks"]) == (chosen["mode"], chosen["blocks"])
+
+
+def test_the_video_choice_is_the_lowest_worst_case_over_both_within_both_look_budgets():
+    doc = json.loads(VIDEO_SCORECARD.read_text())
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from privacy_video import choose
+
+    still = json.loads(SCORECARD.read_text())
+    assert choose(doc, still) == doc["chosen"]
+    assert choose(doc) == doc["chosen_video_only"]
 
 
 @pytest.mark.skipif(Config().protect.mode not in ADVERSARIAL_WEIGHTS,

@@ -167,7 +167,11 @@ def test_real_clips_keep_frame_count_and_faceless_frames_untouched(tmp_path, nam
     untouched = sum(np.abs(a.astype(int) - b).mean() < 3 for a, b in zip(orig, prot))
     assert untouched >= report.faces_per_frame.get(0, 0)
     if name == "no_face.mp4":
-        assert report.faces_per_frame.get(0, 0) > 0
+        # no face at all: what false detections of the cartoon title protect stays a small
+        # part of the picture (about 1.5 % on average with either detector)
+        altered = [float((np.abs(a.astype(int) - b).max(axis=2) > 40).mean())
+                   for a, b in zip(orig, prot)]
+        assert np.mean(altered) < 0.03 and max(altered) < 0.06
 
 
 class FlakyDetector:

@@ -167,7 +167,7 @@ def render(sc: Scenario, sources: list[FaceSource], t: int, bg: np.ndarray):
     frame = bg.copy()
     h, w = frame.shape[:2]
     order = sorted(range(len(sc.tracks)), key=lambda i: sc.tracks[i].front)
-    owner = np.full((h, w), -1, np.int16)  # which track's face covers each pixel, last drawn
+    owner = np.full((h, w), -1, np.int16)  # which track's face shows at each pixel (-1: none)
     boxes = {}
     for i in order:
         tr = sc.tracks[i]
@@ -182,6 +182,9 @@ def render(sc: Scenario, sources: list[FaceSource], t: int, bg: np.ndarray):
         a0, b0, a1, b1 = max(x0, 0), max(y0, 0), min(x0 + s, w), min(y0 + s, h)
         if a1 > a0 and b1 > b0:
             frame[b0:b1, a0:a1] = crop[b0 - y0:b1 - y0, a0 - x0:a1 - x0]
+            # the whole pasted photo hides what is behind it, not only its face (the photo's
+            # own background covered a face drawn before it, which then counted as visible)
+            owner[b0:b1, a0:a1] = -1
         g0, g1 = max(int(fx0), 0), min(int(math.ceil(fx1)), w)
         h0, h1 = max(int(fy0), 0), min(int(math.ceil(fy1)), h)
         if g1 > g0 and h1 > h0:

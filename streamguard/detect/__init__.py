@@ -1,7 +1,8 @@
 """Face detection: `create_detector(cfg.detect)` by registered name.
 
-`base` holds the protocol, the registry, tiles and NMS; `mediapipe` the BlazeFace detector,
-registered when first asked for (its module loads nothing heavy until a detector is built).
+`base` holds the protocol, the registry, tiles and NMS; `blazeface` MediaPipe's BlazeFace
+models on LiteRT and `mediapipe` the same models through MediaPipe Tasks, registered when
+first asked for (their modules load nothing heavy until a detector is built).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from streamguard.detect.base import DETECTORS, Detector, register_detector
 
 
 def _load_builtin() -> None:
-    from streamguard.detect import mediapipe  # noqa: F401
+    from streamguard.detect import blazeface, mediapipe  # noqa: F401
 
 
 def available_detectors() -> list[str]:

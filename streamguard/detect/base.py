@@ -34,21 +34,29 @@ register_detector = DETECTORS.register
 
 
 def tile_grid(
-    width: int, height: int, max_side: int, overlap: float
+    width: int, height: int, max_side: int, overlap: float, min_overlap_px: float = 0.0
 ) -> list[tuple[int, int, int, int]]:
     """Overlapping tiles (x0, y0, x1, y1) covering the frame, each side <= max_side.
 
+    Neighbours share at least `overlap` of a tile's side and at least `min_overlap_px` (a face
+    up to that size lies whole in some tile: set it to the largest face the full-frame pass
+    can miss). Along each axis: the fewest tiles that allow both, each as small as they allow.
     Returns [] when one tile would be the whole frame (the full-frame pass already covers it).
     """
 
     def split(length: int) -> list[tuple[int, int]]:
-        n = 1
-        while length / (n - (n - 1) * overlap) > max_side:
-            n += 1
-        if n == 1:
+        if length <= max_side:
             return [(0, length)]
-        size = length / (n - (n - 1) * overlap)
-        step = size * (1 - overlap)
+        n = 2
+        while True:
+            # the smallest side n tiles can have with both overlaps (n s - L >= (n-1) o)
+            size = max(length / (n - (n - 1) * overlap),
+                       (length + (n - 1) * min_overlap_px) / n)
+            if size <= max_side or size >= length:
+                break
+            n += 1
+        size = min(size, length)
+        step = (length - size) / (n - 1)
         spans = [(int(round(i * step)), int(round(i * step + size))) for i in range(n)]
         spans[-1] = (spans[-1][0], length)
         return spans
@@ -57,6 +65,28 @@ def tile_grid(
     if len(xs) == 1 and len(ys) == 1:
         return []
     return [(x0, y0, x1, y1) for y0, y1 in ys for x0, x1 in xs]
+
+
+def tile_pyramid(width: int, height: int, max_side: int, overlap: float,
+                 full_frame_min_face: float) -> list[tuple[int, int, int, int]]:
+    """The tiles of every level, finest first, so that a face too small for the full-frame
+    pass lies whole in some tile that sees it.
+
+    `full_frame_min_face`: the largest face the full-frame pass can miss, as a share of the
+    frame's longer side (the same share holds for a tile and its longer side). One level of
+    `max_side` tiles whose seams are that wide does it while the seams stay under 40 % of a
+    tile; past that (4K), levels of twice the side are added, each level's seams as wide as
+    the largest face the level above it can miss.
+    """
+    longer = max(width, height)
+    sides = [max_side]
+    while full_frame_min_face * longer > 0.4 * sides[-1] and 2 * sides[-1] < longer:
+        sides.append(2 * sides[-1])
+    tiles: list[tuple[int, int, int, int]] = []
+    for k, side in enumerate(sides):
+        above = sides[k + 1] if k + 1 < len(sides) else longer
+        tiles += tile_grid(width, height, side, overlap, full_frame_min_face * above)
+    return tiles
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -185,12 +215,18 @@ class TiledDetector:
       border reach `edge_padding` of their side past it, mirrored, so faces cut by the edge
       are found.
     - Track windows (`around`): a square of `window_scale` face sizes around each small
-      (under ~12 % of the frame width) or edge track, mirrored past the edge; four windows are
-      packed into one image and detected in one call.
+      (under ~12 % of the frame width) or edge track the full-frame pass did not find this
+      frame, mirrored past the edge; up to four windows are packed into one image.
+    - Tiles and windows go to the model in one call where it takes a batch.
     """
 
-    WINDOW_CELL = 160  # px of a packed track window (4 per call: the model sees 96 px each)
+    WINDOW_CANVAS = 320  # px, the picture track windows are packed in (1, 2 x 2 or 3 x 3)
     FULL_FRAME_SEES = 0.12  # faces wider than this share of the frame: the full-frame pass
+    # The largest face (share of the frame's longer side) the full-frame pass can miss, so
+    # tiles overlap by at least that much: on pasted faces it found 12 of 15 at 140 px and all
+    # from 160 px at 1080p (0.083), all from 120 px at 720p (0.094); under it, a face on a
+    # tile seam was found by neither (a 140 px face bare for 90 frames at 1080p)
+    FULL_FRAME_MIN_FACE = 0.09
     EDGE_GROWTH = 0.2  # per side, for boxes of faces found across the frame's edge
     THUMBNAIL_SIDE = 1280  # px, longer side of the full-frame pass's picture of a planar frame
 
@@ -203,7 +239,8 @@ class TiledDetector:
 
     def _grid_of(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         if self._grid_for != (width, height):
-            grid = tile_grid(width, height, self.cfg.tile_max_side, self.cfg.tile_overlap)
+            grid = tile_pyramid(width, height, self.cfg.tile_max_side, self.cfg.tile_overlap,
+                                self.FULL_FRAME_MIN_FACE)
             pad = self.cfg.edge_padding
             self._grid = [(x0 - int(pad * (x1 - x0)) * (x0 == 0),
                            y0 - int(pad * (y1 - y0)) * (y0 == 0),
@@ -223,19 +260,26 @@ class TiledDetector:
         start = (index % every) * per_frame
         return grid[start:start + per_frame]
 
-    def windows_for(self, width: int, height: int,
-                    around: np.ndarray | None) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    def windows_for(self, width: int, height: int, around: np.ndarray | None,
+                    seen: np.ndarray | None = None,
+                    ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
         """(square window, expected box) around each expected box the full-frame pass cannot
-        see: small faces and faces at the frame's edge."""
+        see: small faces and faces at the frame's edge, unless the full-frame pass found a
+        face there this frame (`seen`: its boxes; edge faces always get their window, where
+        the mirrored border completes them)."""
         if around is None or not len(around) or not self.cfg.track_windows:
             return []
+        expected = np.asarray(around, np.float64).reshape(-1, 4)
+        confirmed = np.zeros(len(expected), bool)
+        if seen is not None and len(seen):
+            confirmed = box_iou(expected.astype(np.float32), seen).max(axis=1) >= 0.5
         out = []
-        for box in np.asarray(around, np.float64).reshape(-1, 4):
+        for box, found in zip(expected, confirmed):
             x0, y0, x1, y1 = box
             side = max(x1 - x0, y1 - y0)
             at_edge = x0 < 0.1 * side or y0 < 0.1 * side or x1 > width - 0.1 * side \
                 or y1 > height - 0.1 * side
-            if side >= self.FULL_FRAME_SEES * width and not at_edge:
+            if not at_edge and (found or side >= self.FULL_FRAME_SEES * width):
                 continue
             if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
                 continue
@@ -244,32 +288,47 @@ class TiledDetector:
             out.append(((int(cx - half), int(cy - half), int(cx + half), int(cy + half)), box))
         return out
 
-    def _detect_windows(self, image: np.ndarray, windows) -> tuple[np.ndarray, np.ndarray]:
-        """Pack up to four windows in a 2 x 2 image per detector call; boxes mapped back.
+    def _window_canvases(self, image: np.ndarray, windows) -> list[tuple[np.ndarray, list]]:
+        """Windows packed into pictures of WINDOW_CANVAS px, one detector input each: a
+        window alone fills it, up to 4 share it 2 x 2 (the model sees each at 96 px, a face
+        at ~32 px; packed 3 x 3 a 24 px face, at ~21 px, was lost). Returns (canvas, windows)
+        pairs."""
+        out = []
+        start = 0
+        while start < len(windows):
+            left = len(windows) - start
+            grid = 1 if left == 1 else 2
+            group = windows[start:start + grid * grid]
+            start += len(group)
+            cell = self.WINDOW_CANVAS // grid
+            canvas = np.zeros((grid * cell, grid * cell, 3), np.uint8)
+            for k, ((x0, y0, x1, y1), _) in enumerate(group):
+                r, c = divmod(k, grid)
+                crop = padded_crop(image, x0, y0, x1, y1)
+                canvas[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = cv2.resize(
+                    crop, (cell, cell), interpolation=cv2.INTER_AREA
+                    if crop.shape[0] > cell else cv2.INTER_LINEAR)
+            out.append((canvas, group))
+        return out
+
+    def _window_boxes(self, found_per_canvas, canvases) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes the packed windows found, mapped back to the frame.
 
         A window only confirms its own track: of what it finds, it keeps the one box that
         overlaps the expected box best and is of a similar size (half to twice). A window never
         starts tracks of its own or lets a track's box grow away: textures seen up close
         cannot breed false faces.
         """
-        cell = self.WINDOW_CELL
         boxes, scores = [], []
-        for start in range(0, len(windows), 4):
-            group = windows[start:start + 4]
-            canvas = np.zeros((2 * cell, 2 * cell, 3), np.uint8)
-            for k, ((x0, y0, x1, y1), _) in enumerate(group):
-                r, c = divmod(k, 2)
-                crop = padded_crop(image, x0, y0, x1, y1)
-                canvas[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = cv2.resize(
-                    crop, (cell, cell), interpolation=cv2.INTER_AREA
-                    if crop.shape[0] > cell else cv2.INTER_LINEAR)
-            xyxy, score = self._tiles(canvas)
+        for (xyxy, score), (canvas, group) in zip(found_per_canvas, canvases):
+            grid = 1 if len(group) == 1 else 2
+            cell = canvas.shape[0] // grid
             best: dict[int, tuple[float, np.ndarray, float]] = {}
             for b, sc in zip(xyxy, score):
                 cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
                 r, c = int(cy // cell), int(cx // cell)
-                k = 2 * r + c
-                if not (0 <= r < 2 and 0 <= c < 2) or k >= len(group):
+                k = grid * r + c
+                if not (0 <= r < grid and 0 <= c < grid) or k >= len(group):
                     continue
                 (x0, y0, x1, y1), expected = group[k]
                 f = (x1 - x0) / cell
@@ -285,6 +344,13 @@ class TiledDetector:
         if not boxes:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         return np.array(boxes, np.float32), np.array(scores, np.float32)
+
+    def _run_tiles_model(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The tiles model on each image: in one call where the model takes a batch."""
+        batch = getattr(self._tiles, "batch", None)
+        if batch is not None:
+            return batch(images)
+        return [self._tiles(img) for img in images]
 
     def _full_frame_pass(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The whole frame through the full-frame model. A frame kept in its planes
@@ -305,13 +371,15 @@ class TiledDetector:
         boxes.append(xyxy)
         scores.append(score)
         height, width = image.shape[:2]
-        for x0, y0, x1, y1 in self.tiles_for(width, height, index):
-            t_xyxy, t_score = self._tiles(padded_crop(image, x0, y0, x1, y1))
+        tiles = self.tiles_for(width, height, index)
+        canvases = self._window_canvases(image, self.windows_for(width, height, around, xyxy))
+        found = self._run_tiles_model([padded_crop(image, *tile) for tile in tiles]
+                                      + [canvas for canvas, _ in canvases])
+        for (x0, y0, _, _), (t_xyxy, t_score) in zip(tiles, found):
             boxes.append(t_xyxy + np.array([x0, y0, x0, y0], np.float32))
             scores.append(t_score)
-        windows = self.windows_for(width, height, around)
-        if windows:
-            w_xyxy, w_score = self._detect_windows(image, windows)
+        if canvases:
+            w_xyxy, w_score = self._window_boxes(found[len(tiles):], canvases)
             boxes.append(w_xyxy)
             scores.append(w_score)
         xyxy = np.concatenate(boxes).astype(np.float32)
@@ -325,6 +393,7 @@ class TiledDetector:
 
 def count_tiles(width: int, height: int, cfg: DetectConfig) -> int:
     """Tiles per tiled pass at this frame size (for reports and benchmarks)."""
-    return len(tile_grid(width, height, cfg.tile_max_side, cfg.tile_overlap))
+    return len(tile_pyramid(width, height, cfg.tile_max_side, cfg.tile_overlap,
+                            TiledDetector.FULL_FRAME_MIN_FACE))
 
 

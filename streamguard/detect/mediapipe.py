@@ -7,10 +7,7 @@ that finds small faces.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-import threading
 
 import numpy as np
 
@@ -19,29 +16,9 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from streamguard.assets import DETECTOR_MODELS, asset_path  # noqa: E402
+from streamguard.detect._native import native_stderr_silenced as _native_stderr_silenced  # noqa: E402,E501
 from streamguard.config import DetectConfig  # noqa: E402
 from streamguard.detect.base import TiledDetector, register_detector  # noqa: E402
-
-
-_stderr_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Silence stderr at the file-descriptor level: LiteRT's C++ logging ignores GLOG settings
-    and prints model-loading chatter on create, first call and close. Python-level logging
-    from other threads during these few milliseconds is lost too, so keep the window short."""
-    with _stderr_lock:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
 
 
 def _offset_image(shape: tuple[int, ...], offset: int) -> np.ndarray:

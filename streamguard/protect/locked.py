@@ -67,11 +67,16 @@ def sample_cells(image: np.ndarray, rect: tuple[int, int, int, int], rows: int,
     the rectangle outside the frame take the nearest edge pixel's colour."""
     height, width = image.shape[:2]
     x0, y0, x1, y1 = rect
-    rows_at = np.clip(np.arange(y0, y1), 0, height - 1)
-    cols_at = np.clip(np.arange(x0, x1), 0, width - 1)
-    crop = image[rows_at[:, None], cols_at[None, :]].astype(np.float32)
+    if 0 <= x0 and 0 <= y0 and x1 <= width and y1 <= height:
+        crop = image[y0:y1, x0:x1]
+    else:  # past the frame: the nearest edge pixel's colour
+        rows_at = np.clip(np.arange(y0, y1), 0, height - 1)
+        cols_at = np.clip(np.arange(x0, x1), 0, width - 1)
+        crop = image[rows_at[:, None], cols_at[None, :]]
     ys, xs = cell_edges(y1 - y0, rows), cell_edges(x1 - x0, cols)
-    sums = np.add.reduceat(np.add.reduceat(crop, ys[:-1], axis=0), xs[:-1], axis=1)
+    # integer sums (exact; a float32 copy of the crop cost more than the sums)
+    sums = np.add.reduceat(np.add.reduceat(crop, ys[:-1], axis=0, dtype=np.uint32),
+                           xs[:-1], axis=1, dtype=np.uint32)
     area = np.diff(ys)[:, None] * np.diff(xs)[None, :]
     return (sums / area[..., None]).astype(np.float32)
 

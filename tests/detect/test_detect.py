@@ -4,7 +4,7 @@ import pytest
 from streamguard.config import DetectConfig
 from streamguard.detect import available_detectors, create_detector, register_detector
 from streamguard.detect.base import (
-    TiledDetector, box_iou, drop_parts, nms, padded_crop, tile_grid,
+    TiledDetector, box_iou, drop_parts, nms, padded_crop, tile_grid, tile_pyramid,
 )
 from streamguard.errors import ConfigError
 from media import background, load_rgb, paste
@@ -24,6 +24,24 @@ def test_tiles_cover_the_frame_overlap_and_respect_the_size_limit(size):
         assert any(x0 <= x and x + 40 <= x1 for x0, _, x1, _ in grid)
 
 
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (2560, 1440), (3840, 2160),
+                                  (720, 1280)])
+def test_every_face_the_full_frame_pass_can_miss_lies_whole_in_a_tile_that_sees_it(size):
+    """A face on a tile seam is found by no tile; if it is also under what the full-frame
+    pass sees, it stays bare (a 140 px face at 1080p was, for 90 frames)."""
+    w, h = size
+    share = TiledDetector.FULL_FRAME_MIN_FACE
+    tiles = tile_pyramid(w, h, 480, 0.25, share)
+    assert all(max(x1 - x0, y1 - y0) <= 2 * 480 * 2 for x0, y0, x1, y1 in tiles)
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        f = rng.uniform(40, share * max(w, h))
+        x, y = rng.uniform(0, w - f), rng.uniform(0, h - f)
+        assert any(x0 <= x and y0 <= y and x + f <= x1 and y + f <= y1
+                   and share * max(x1 - x0, y1 - y0) <= max(f, 480 * share)
+                   for x0, y0, x1, y1 in tiles), (f, x, y)
+
+
 def test_small_frames_need_no_tiles():
     assert tile_grid(400, 300, 480, 0.25) == []
 
@@ -32,7 +50,8 @@ def test_round_robin_visits_every_tile_within_tile_every_frames():
     cfg = DetectConfig(tile_every=5, edge_padding=0.0)
     det = TiledDetector(lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32)),
                         None, cfg)
-    grid = tile_grid(1920, 1080, cfg.tile_max_side, cfg.tile_overlap)
+    grid = tile_pyramid(1920, 1080, cfg.tile_max_side, cfg.tile_overlap,
+                        TiledDetector.FULL_FRAME_MIN_FACE)
     for start in range(7):
         seen = set()
         for i in range(start, start + 5):
@@ -43,7 +62,8 @@ def test_round_robin_visits_every_tile_within_tile_every_frames():
 def test_border_tiles_reach_past_the_frame_and_inner_edges_stay():
     cfg = DetectConfig(tile_every=1, edge_padding=0.25)
     det = TiledDetector(None, None, cfg)
-    plain = tile_grid(1280, 720, cfg.tile_max_side, cfg.tile_overlap)
+    plain = tile_pyramid(1280, 720, cfg.tile_max_side, cfg.tile_overlap,
+                         TiledDetector.FULL_FRAME_MIN_FACE)
     padded = det.tiles_for(1280, 720, 0)
     assert len(padded) == len(plain)
     for (a0, b0, a1, b1), (x0, y0, x1, y1) in zip(plain, padded):
@@ -152,17 +172,61 @@ def test_a_track_window_confirms_its_own_face_only():
     """Windows look closer at where a track expects its face; what else they see (texture up
     close, a box twice too large) must not become a face, or false tracks breed themselves."""
     empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
-    # expected box 40 px at (600, 300): window side 120 px, drawn into a 160 px cell
+    # expected box 40 px at (600, 300): window side 120 px, alone on its canvas
     expected = np.array([[600, 300, 640, 340]], np.float32)
+    side = TiledDetector.WINDOW_CANVAS
 
     def tiles(canvas):
-        s = 160 / 120  # window px -> cell px; the window starts at (560, 260)
+        assert canvas.shape[:2] == (side, side)
+        s = side / 120  # window px -> canvas px; the window starts at (560, 260)
         return (np.array([[(600 - 560) * s, (302 - 260) * s, (641 - 560) * s, (342 - 260) * s],
                           [5, 5, 25, 25],  # texture in a corner of the window
-                          [0, 0, 159, 159]], np.float32),  # the whole window
+                          [0, 0, side - 1, side - 1]], np.float32),  # the whole window
                 np.array([0.9, 0.95, 0.99], np.float32))
 
     det = TiledDetector(lambda im: empty, tiles, DetectConfig(tile_every=0))
     found = det.detect(np.zeros((720, 1280, 3), np.uint8), 0, around=expected)
     assert len(found) == 1
     assert np.allclose(found.xyxy[0], [600, 302, 641, 342], atol=1.5)
+
+
+def test_packed_windows_map_each_face_back_to_its_own_track():
+    """Seven small tracks: four share one 2 x 2 picture, three the next; what the model finds
+    in each cell goes back to that cell's track, in frame pixels."""
+    expected = np.array([[100 + 150 * k, 200 + 40 * k, 140 + 150 * k, 240 + 40 * k]
+                         for k in range(7)], np.float32)  # 40 px faces: 120 px windows
+    calls = []
+
+    def tiles(canvas):
+        calls.append(canvas.shape)
+        cell = canvas.shape[0] / 2
+        # in each cell, the face where its window has it (the middle third)
+        boxes = [[c * cell + cell / 3, r * cell + cell / 3, c * cell + 2 * cell / 3,
+                  r * cell + 2 * cell / 3] for r, c in (divmod(k, 2) for k in range(4))]
+        return np.array(boxes, np.float32), np.full(4, 0.9, np.float32)
+
+    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+    det = TiledDetector(lambda im: empty, tiles, DetectConfig(tile_every=0))
+    found = det.detect(np.zeros((1080, 1920, 3), np.uint8), 0, around=expected)
+    assert len(calls) == 2
+    assert len(found) == 7  # the second picture's fourth cell is empty: nothing from it
+    assert box_iou(expected, found.xyxy).max(axis=1).min() > 0.85
+
+
+def test_no_window_for_a_small_track_the_full_frame_pass_found():
+    expected = np.array([[600, 300, 660, 360]], np.float32)
+    calls = []
+
+    def tiles(canvas):
+        calls.append(canvas.shape)
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+
+    full = (np.array([[602, 301, 661, 362]], np.float32), np.array([0.9], np.float32))
+    det = TiledDetector(lambda im: full, tiles, DetectConfig(tile_every=0))
+    assert len(det.detect(np.zeros((720, 1280, 3), np.uint8), 0, around=expected)) == 1
+    assert calls == []
+    # not found by the full-frame pass: the window looks
+    det = TiledDetector(lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32)),
+                        tiles, DetectConfig(tile_every=0))
+    det.detect(np.zeros((720, 1280, 3), np.uint8), 0, around=expected)
+    assert len(calls) == 1

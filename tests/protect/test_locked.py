@@ -41,8 +41,9 @@ def jitter(i: int) -> tuple[float, float]:
 
 def test_a_jittering_face_keeps_one_grid_and_one_mosaic():
     """Consecutive frames of a face moving by sub-cell amounts: identical cell geometry and
-    identical pixels inside the grid; the per-frame mosaic gives a new picture every frame."""
-    locked, per_frame = lock(), CellProtector(ProtectConfig(mode="mosaic"))
+    identical pixels inside the grid while the colours are held; the per-frame mosaic gives a
+    new picture every frame."""
+    locked, per_frame = lock(hold_frames=30), CellProtector(ProtectConfig(mode="mosaic"))
     rects, held, fresh = set(), [], []
     for i in range(20):
         dx, dy = jitter(i)
@@ -58,6 +59,28 @@ def test_a_jittering_face_keeps_one_grid_and_one_mosaic():
     held, fresh = [h[inside] for h in held], [f[inside] for f in fresh]
     assert all(np.array_equal(h, held[0]) for h in held)
     assert sum(not np.array_equal(f, fresh[0]) for f in fresh) >= 15
+
+
+def test_by_default_colours_follow_the_face_slowly_on_a_locked_grid():
+    """The default samples every frame and fades the new colours in: one grid throughout,
+    and from frame to frame the cells move a fraction of what a fresh mosaic's do."""
+    cfg = Config().protect
+    assert cfg.lock == "track" and cfg.hold_frames == 1 and cfg.fade_frames >= 2
+    locked, per_frame = lock(), CellProtector(ProtectConfig(mode="mosaic"))
+    rects, held, fresh = set(), [], []
+    for i in range(20):
+        dx, dy = jitter(i)
+        faces = one_face([120 + dx, 80 + dy, 184 + dx, 160 + dy])
+        image = scene(i)
+        held.append(locked(image, faces).astype(np.float32))
+        fresh.append(per_frame(image, faces).astype(np.float32))
+        rects.add(locked.geometry(5))
+    assert len(rects) == 1
+    (rect, _, _), = rects
+    inside = np.s_[rect[1]:rect[3], rect[0]:rect[2]]
+    step = lambda seq: np.mean([np.abs(b[inside] - a[inside]).mean()  # noqa: E731
+                                for a, b in zip(seq[5:], seq[6:])])
+    assert step(held) < 0.35 * step(fresh)
 
 
 def test_the_face_box_is_always_inside_the_painted_grid():
@@ -126,7 +149,7 @@ def test_grown_region_rounds_outward_and_may_leave_the_frame():
 
 
 def test_the_adversarial_mode_holds_its_delta_too():
-    locked = lock("adversarial-identity")
+    locked = lock("adversarial-identity", hold_frames=30)
     bare = CellProtector(ProtectConfig(mode="mosaic"))
     outs = []
     for i in range(8):
@@ -164,10 +187,17 @@ class _Jittery:
 
 def test_the_default_processor_locks_tracked_faces():
     """The default config (tracker + lock): a still face whose detections jitter keeps one
-    picture from frame to frame."""
+    grid, and its picture changes from frame to frame a fraction of what a fresh mosaic's
+    does (the colours are faded in)."""
     proc = FrameProcessor(Config(), detector=_Jittery())
-    outs = []
-    for i in range(10):
+    fresh = CellProtector(Config().protect)
+    outs, plain, rects = [], [], set()
+    for i in range(12):
         frame = proc.analyze(Frame(i, i, None, scene(i)))
-        outs.append(proc.protect(frame).image[90:150, 130:174])
-    assert all(np.array_equal(o, outs[1]) for o in outs[1:])
+        outs.append(proc.protect(frame).image[90:150, 130:174].astype(np.float32))
+        plain.append(fresh(scene(i), frame.faces)[90:150, 130:174].astype(np.float32))
+        rects.add(proc.protector.geometry(int(frame.faces.track_id[0])))
+    assert len(rects) == 1
+    step = lambda seq: np.mean([np.abs(b - a).mean()  # noqa: E731
+                                for a, b in zip(seq[4:], seq[5:])])
+    assert step(outs) < 0.35 * step(plain)

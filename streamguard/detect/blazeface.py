@@ -1,0 +1,215 @@
+"""BlazeFace run directly on LiteRT: MediaPipe's face detector models without MediaPipe's graph.
+
+MediaPipe's Tasks FaceDetector spends ~40 % of a call outside the model (image packets, its
+dispatch thread, tensor conversion) and takes one image per call. Here the same .tflite files
+run on LiteRT's interpreter (XNNPACK, the GIL released while it computes), and the steps
+around the model are MediaPipe's, written out:
+
+- the input: the image letterboxed into the model's square input (aspect kept, black border),
+  area-averaged and scaled to [-1, 1];
+- the anchors: MediaPipe's SSD anchors for each model (`SsdAnchorsCalculator` options of
+  `face_detection_{short,full}_range.pbtxt`);
+- the boxes: `TensorsToDetectionsCalculator` (x, y, w, h regressed around each anchor, score
+  = sigmoid of the logit clipped to +-100);
+- the merge: MediaPipe's weighted non-maximum suppression (IoU 0.3, boxes averaged by score).
+
+A batch of images (the tiles and track windows of a frame) runs as one interpreter call.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from streamguard.assets import DETECTOR_MODELS, asset_path
+from streamguard.config import DetectConfig
+from streamguard.detect._native import native_stderr_silenced
+from streamguard.detect.base import TiledDetector, box_iou, register_detector
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    input_side: int
+    strides: tuple[int, ...]
+    interpolated_anchor: bool  # a second anchor per scale (interpolated_scale_aspect_ratio 1)
+
+
+SPECS = {
+    "short_range": ModelSpec(128, (8, 16, 16, 16), True),
+    "full_range": ModelSpec(192, (4,), False),
+}
+NMS_IOU = 0.3  # MediaPipe's min_suppression_threshold for both face models
+SCORE_CLIP = 100.0
+
+
+def ssd_anchors(spec: ModelSpec) -> np.ndarray:
+    """(N, 2) anchor centres in [0, 1], in the model's output order.
+
+    With `fixed_anchor_size` every anchor is 1 x 1, so only the centres matter. Consecutive
+    layers of the same stride share one grid: their anchors are interleaved per cell.
+    """
+    centres = []
+    layer = 0
+    while layer < len(spec.strides):
+        stride = spec.strides[layer]
+        per_cell = 0
+        while layer < len(spec.strides) and spec.strides[layer] == stride:
+            per_cell += 2 if spec.interpolated_anchor else 1
+            layer += 1
+        cells = -(-spec.input_side // stride)
+        ys, xs = np.meshgrid((np.arange(cells) + 0.5) / cells, (np.arange(cells) + 0.5) / cells,
+                             indexing="ij")
+        grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        centres.append(np.repeat(grid, per_cell, axis=0))
+    return np.concatenate(centres).astype(np.float32)
+
+
+def grid_sizes(spec: ModelSpec) -> list[int]:
+    """Anchors per grid (consecutive layers of one stride share a grid), in output order."""
+    sizes: list[int] = []
+    last = None
+    for stride in spec.strides:
+        cells = (-(-spec.input_side // stride)) ** 2
+        per_layer = cells * (2 if spec.interpolated_anchor else 1)
+        if stride == last:
+            sizes[-1] += per_layer
+        else:
+            sizes.append(per_layer)
+        last = stride
+    return sizes
+
+
+def weighted_nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe's WEIGHTED suppression: the best remaining box and every box overlapping it
+    by more than `iou` merge into their score-weighted average, which keeps the best score."""
+    order = np.argsort(-score, kind="stable")
+    xyxy, score = xyxy[order], score[order]
+    out_boxes, out_scores = [], []
+    remaining = np.arange(len(score))
+    while len(remaining):
+        top = remaining[0]
+        overlap = box_iou(xyxy[top:top + 1], xyxy[remaining])[0]
+        group = remaining[overlap > iou]
+        if len(group) == 0:  # degenerate (zero-area) box: keep it alone
+            group = remaining[:1]
+        weights = score[group]
+        out_boxes.append((xyxy[group] * weights[:, None]).sum(0) / weights.sum())
+        out_scores.append(score[top])
+        remaining = remaining[~np.isin(remaining, group)]
+    if not out_boxes:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    return np.array(out_boxes, np.float32), np.array(out_scores, np.float32)
+
+
+class LiteBlazeFace:
+    """One BlazeFace model: RGB image(s) -> (xyxy in image pixels, score). Not thread-safe:
+    one per detector, called from the detector's thread."""
+
+    def __init__(self, model: str, min_score: float, threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.spec = SPECS[model]
+        self.min_score = min_score
+        self._logit = float(np.log(min_score / (1 - min_score)))
+        with native_stderr_silenced():  # LiteRT announces its XNNPACK delegate on stderr
+            self._interpreter = Interpreter(
+                model_path=str(asset_path(DETECTOR_MODELS[model])), num_threads=threads)
+            self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        outputs = sorted(self._interpreter.get_output_details(), key=lambda d: d["shape"][-1])
+        self._scores, self._boxes = outputs[0]["index"], outputs[1]["index"]
+        self._batch = 1
+        self._anchors = ssd_anchors(self.spec)
+        self._grid_sizes = grid_sizes(self.spec)
+        self._lock = threading.Lock()  # guards misuse across threads with a clear failure
+
+    def _letterbox(self, image: np.ndarray, out: np.ndarray) -> tuple[float, float, float]:
+        """Fit `image` into the square `out` (float32, [-1, 1]) centred, aspect kept; returns
+        (scale, pad_x, pad_y): model pixel = image pixel * scale + pad."""
+        side = self.spec.input_side
+        h, w = image.shape[:2]
+        scale = side / max(h, w)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        # area-averaged: bilinear sampling drops small faces MediaPipe's own pipeline finds
+        # (a 24 px face in a 522 px tile: never found bilinear, every frame area-averaged)
+        small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA
+                           if scale < 1 else cv2.INTER_LINEAR)
+        px, py = (side - nw) // 2, (side - nh) // 2
+        out.fill(-1.0)
+        np.multiply(small, np.float32(2 / 255), out=out[py:py + nh, px:px + nw],
+                    dtype=np.float32)
+        out[py:py + nh, px:px + nw] -= 1
+        return scale, px, py
+
+    def _per_image(self, output: np.ndarray, n: int) -> np.ndarray:
+        """(1, n * anchors, k) -> (n, anchors, k). Each anchor grid's head is reshaped on its
+        own, image-major, and the grids concatenated after: split them apart again."""
+        parts, start = [], 0
+        for size in self._grid_sizes:
+            parts.append(output[0, start:start + n * size].reshape(n, size, -1))
+            start += n * size
+        return np.concatenate(parts, axis=1)
+
+    def batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Boxes and scores of each image, all images in one interpreter call."""
+        if not images:
+            return []
+        side = self.spec.input_side
+        n = len(images)
+        if n != self._batch:
+            self._interpreter.resize_tensor_input(self._input, [n, side, side, 3])
+            self._interpreter.allocate_tensors()
+            self._batch = n
+        tensor = np.empty((n, side, side, 3), np.float32)
+        frames = [self._letterbox(np.asarray(img), tensor[i]) for i, img in enumerate(images)]
+        with self._lock:
+            self._interpreter.set_tensor(self._input, tensor)
+            self._interpreter.invoke()
+            logits = self._per_image(self._interpreter.get_tensor(self._scores), n)[..., 0]
+            raw = self._per_image(self._interpreter.get_tensor(self._boxes), n)
+        out = []
+        for i, (scale, px, py) in enumerate(frames):
+            hits = np.flatnonzero(np.clip(logits[i], -SCORE_CLIP, SCORE_CLIP) >= self._logit)
+            if not len(hits):
+                out.append((np.zeros((0, 4), np.float32), np.zeros(0, np.float32)))
+                continue
+            reg = raw[i, hits, :4] / side
+            centre = reg[:, :2] + self._anchors[hits]
+            half = reg[:, 2:] / 2
+            xyxy = np.concatenate([centre - half, centre + half], axis=1)
+            score = 1 / (1 + np.exp(-np.clip(logits[i, hits], -SCORE_CLIP, SCORE_CLIP)))
+            xyxy, score = weighted_nms(xyxy, score.astype(np.float32), NMS_IOU)
+            # model pixels -> image pixels (the letterbox removed)
+            xyxy = (xyxy * side - np.array([px, py, px, py], np.float32)) / np.float32(scale)
+            out.append((xyxy.astype(np.float32), score))
+        return out
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.batch([image])[0]
+
+    def close(self) -> None:
+        self._interpreter = None
+
+
+class LiteDetector(TiledDetector):
+    """The tiled detector on LiteRT: per frame one call for the full-frame pass and one for
+    all its tiles and track windows together."""
+
+    def __init__(self, cfg: DetectConfig):
+        full = LiteBlazeFace(cfg.full_frame_model, cfg.min_score, cfg.threads)
+        tiles = full if cfg.full_frame_model == "full_range" else LiteBlazeFace(
+            "full_range", cfg.min_score, cfg.threads)
+        self._models = [full] if tiles is full else [full, tiles]
+        super().__init__(full, tiles, cfg)
+
+    def close(self) -> None:
+        for model in self._models:
+            model.close()
+
+
+@register_detector("blazeface")
+def _blazeface(cfg: DetectConfig) -> LiteDetector:
+    return LiteDetector(cfg)

@@ -1,0 +1,74 @@
+"""BlazeFace on LiteRT: the same faces as MediaPipe's own detector, one call for a batch."""
+
+import numpy as np
+import pytest
+
+from streamguard.detect.base import box_iou, padded_crop, tile_grid
+from streamguard.detect.blazeface import SPECS, LiteBlazeFace, ssd_anchors, weighted_nms
+from streamguard.detect.mediapipe import BlazeFace
+from media import load_rgb
+
+PHOTOS = ("obama.jpg", "biden.jpg", "single_face.jpg", "multi_face.jpg")
+
+
+@pytest.mark.parametrize("model,anchors", [("short_range", 896), ("full_range", 2304)])
+def test_anchors_match_the_models_outputs(model, anchors):
+    centres = ssd_anchors(SPECS[model])
+    assert centres.shape == (anchors, 2)
+    assert (centres > 0).all() and (centres < 1).all()
+    lite = LiteBlazeFace(model, 0.5)
+    try:
+        raw = lite._interpreter.get_output_details()
+        assert {int(d["shape"][1]) for d in raw} == {anchors}
+    finally:
+        lite.close()
+
+
+@pytest.mark.parametrize("model", ["full_range", "short_range"])
+def test_it_finds_the_faces_mediapipe_finds_where_mediapipe_finds_them(model):
+    lite, reference = LiteBlazeFace(model, 0.5), BlazeFace(model, 0.5)
+    try:
+        checked = 0
+        for name in PHOTOS:
+            img = load_rgb(name)
+            ref_xyxy, ref_score = reference(img)
+            xyxy, score = lite(img)
+            sure = ref_xyxy[ref_score >= 0.7]
+            for box in sure:  # every face MediaPipe is sure of, boxed alike
+                assert len(xyxy) and box_iou(box[None], xyxy).max() >= 0.7, (name, box)
+                checked += 1
+            # and nothing confident that MediaPipe does not see at all
+            for box in xyxy[score >= 0.7]:
+                assert len(ref_xyxy) and box_iou(box[None], ref_xyxy).max() >= 0.3, (name, box)
+        assert checked >= 3  # (the short-range model is sure of fewer: small faces)
+    finally:
+        lite.close()
+        reference.close()
+
+
+@pytest.mark.parametrize("model", ["full_range", "short_range"])
+def test_a_batch_gives_each_image_what_it_gets_alone(model):
+    img = load_rgb("multi_face.jpg")
+    h, w = img.shape[:2]
+    crops = [padded_crop(img, *t) for t in tile_grid(w, h, max(w, h) // 2, 0.25)]
+    crops.append(img)
+    lite = LiteBlazeFace(model, 0.5)
+    try:
+        alone = [lite(c) for c in crops]
+        together = lite.batch(crops)
+    finally:
+        lite.close()
+    assert sum(len(a[0]) for a in alone) >= 4
+    for (a_xyxy, a_score), (b_xyxy, b_score) in zip(alone, together):
+        np.testing.assert_allclose(a_xyxy, b_xyxy, atol=0.05)
+        np.testing.assert_allclose(a_score, b_score, atol=1e-5)
+
+
+def test_weighted_suppression_averages_overlapping_boxes_and_keeps_apart_ones():
+    xyxy = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], np.float32)
+    score = np.array([0.9, 0.6, 0.8], np.float32)
+    out, out_score = weighted_nms(xyxy, score, 0.3)
+    assert len(out) == 2
+    np.testing.assert_allclose(out[0], (xyxy[0] * 0.9 + xyxy[1] * 0.6) / 1.5, atol=1e-5)
+    np.testing.assert_allclose(out_score, [0.9, 0.8])
+    np.testing.assert_allclose(out[1], xyxy[2])
