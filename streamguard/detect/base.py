@@ -220,14 +220,16 @@ class TiledDetector:
     - Tiles and windows go to the model in one call where it takes a batch.
     """
 
-    WINDOW_CANVAS = 320  # px, the picture track windows are packed in (1, 2 x 2 or 3 x 3)
+    # px, the picture track windows are packed in (1 or 2 x 2): the full-range model's input
+    # side, so the windows are resampled once, straight to what the model sees
+    WINDOW_CANVAS = 192
     FULL_FRAME_SEES = 0.12  # faces wider than this share of the frame: the full-frame pass
     # The largest face (share of the frame's longer side) the full-frame pass can miss, so
     # tiles overlap by at least that much: on pasted faces it found 12 of 15 at 140 px and all
     # from 160 px at 1080p (0.083), all from 120 px at 720p (0.094); under it, a face on a
     # tile seam was found by neither (a 140 px face bare for 90 frames at 1080p)
     FULL_FRAME_MIN_FACE = 0.09
-    EDGE_GROWTH = 0.2  # per side, for boxes of faces found across the frame's edge
+    EDGE_GROWTH = 0.3  # per side, for boxes of faces found across the frame's edge
     THUMBNAIL_SIDE = 1280  # px, longer side of the full-frame pass's picture of a planar frame
 
     def __init__(self, full_frame: BoxModel, tiles: BoxModel, cfg: DetectConfig):
