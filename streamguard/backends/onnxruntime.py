@@ -51,10 +51,17 @@ def build_onnxruntime(module: torch.nn.Module, name: str, spec: EngineSpec,
     info = {"name": name, "backend": "onnxruntime", "file": path.name, "device": spec.device,
             "precision": spec.precision, "inputs": list(spec.input_names),
             "dynamic": spec.dynamic, "versions": _versions(), "reused": path.exists()}
+    # One thread that does not spin: streamguard's engines run small batches (a frame's faces)
+    # between other stages; onnxruntime's default pool (a thread per core, spinning after
+    # every run) took CPU from detection and the encoder on a 2-core machine
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = None
     if path.exists():
         try:
-            sess = ort.InferenceSession(str(path), providers=providers)
+            sess = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # a stale or damaged file: rebuild it, say why
             log.warning("engine %s: cached %s does not load (%s); rebuilding", name, path.name,
                         exc)
@@ -66,7 +73,7 @@ def build_onnxruntime(module: torch.nn.Module, name: str, spec: EngineSpec,
             export_onnx(module, spec, path)
         except Exception as exc:  # export failures come in many types
             raise EngineError(f"ONNX export of {name} failed: {type(exc).__name__}: {exc}") from None
-        sess = ort.InferenceSession(str(path), providers=providers)
+        sess = ort.InferenceSession(str(path), options, providers=providers)
         write_sidecar(path, info)
     names = [i.name for i in sess.get_inputs()]
 
