@@ -28,6 +28,12 @@ class DetectConfig(_Section):
         "LiteRT, tiles and track windows batched in one call per frame) or mediapipe "
         "(the same models through MediaPipe Tasks, one call per image).",
     )
+    overlap: int = Field(
+        2, ge=1, le=8,
+        description="Files: frames whose detection runs at once, each on a detector of its "
+        "own (the model releases the GIL, so a core the other stages leave idle is used); a "
+        "frame's track hints are then overlap - 1 frames older. 1 = one frame at a time.",
+    )
     threads: int = Field(
         1, ge=1, le=64,
         description="Threads of the blazeface detector's interpreter (the codec and the "

@@ -28,7 +28,7 @@ from streamguard.errors import OutputError, PipelineError, StreamguardError
 from streamguard.frames import Frame, Passthrough
 from streamguard.io.sink import VideoSink
 from streamguard.io.source import VideoSource
-from streamguard.process import FrameProcessor, Lookback
+from streamguard.process import FrameProcessor, Lookback, OverlappedDetection
 from streamguard.report import RunReport
 
 log = logging.getLogger(__name__)
@@ -195,11 +195,20 @@ def _run_stages(source: VideoSource, sink: VideoSink, processor: FrameProcessor,
     size = queue_frames(pc, source.info.width, source.info.height)
     decoded, analyzed, protected = (Channel(run, size, pc.poll_s) for _ in range(3))
     lookback = Lookback(cfg.track.lookback)
+    # a detector handed in (tests, the library API) cannot be cloned: one frame at a time
+    overlapped = (OverlappedDetection(processor, cfg.detect.overlap)
+                  if cfg.detect.overlap > 1 and processor.owns_detector else None)
 
     def detect(item: Frame | Passthrough) -> Iterable[Frame | Passthrough]:
+        if overlapped is not None:
+            return [out for done in overlapped.push(item) for out in lookback.push(done)]
         if isinstance(item, Frame):
             item = processor.analyze(item)
         return list(lookback.push(item))
+
+    def flush_detect() -> Iterable[Frame | Passthrough]:
+        done = [] if overlapped is None else overlapped.flush()
+        return [out for item in done for out in lookback.push(item)] + list(lookback.flush())
 
     def protect(item: Frame | Passthrough) -> Iterable[Frame | Passthrough]:
         if not isinstance(item, Frame):
@@ -217,7 +226,7 @@ def _run_stages(source: VideoSource, sink: VideoSink, processor: FrameProcessor,
 
     stages = [
         Stage("decode", run, lambda item: (item,), source.items(), decoded),
-        Stage("detect", run, detect, decoded, analyzed, flush=lookback.flush),
+        Stage("detect", run, detect, decoded, analyzed, flush=flush_detect),
         Stage("protect", run, protect, analyzed, protected),
         Stage("encode", run, encode, protected, None),
     ]
@@ -230,6 +239,9 @@ def _run_stages(source: VideoSource, sink: VideoSink, processor: FrameProcessor,
         for stage in stages:
             stage.join(timeout=5)
         raise
+    finally:
+        if overlapped is not None:
+            overlapped.close(wait=not stages[1].is_alive())
     for stage in stages:
         report.stage_busy_s[stage.stage] = round(stage.busy_s, 3)
     if run.errors:

@@ -12,7 +12,7 @@ import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +58,11 @@ class FrameProcessor:
         if self._owns_detector:
             self.detector.close()
 
+    @property
+    def owns_detector(self) -> bool:
+        """Whether the detector was built here from the config (not handed in)."""
+        return self._owns_detector
+
     def expected(self) -> np.ndarray | None:
         """Where the tracks expect their faces on the next frame (the detector looks there
         closer), or None when this detector takes no hints."""
@@ -96,6 +101,68 @@ class FrameProcessor:
         if len(frame.faces) == 0:
             return frame
         return frame.replace(image=self.protector(frame.image, merge_nested(frame.faces)))
+
+
+class OverlappedDetection:
+    """Detection of a frame starts before the previous frame's has finished, each running on
+    a detector of its own (`detect.overlap` of them): the model releases the GIL, so frames
+    use a core the other stages leave idle. Frames are tracked and come out strictly in
+    order; a frame's track hints are the tracker's as it stands when its detection starts
+    (with 2, one frame older than in sequence: windows are three face sizes wide).
+    Fail closed as in `FrameProcessor.analyze`: a failed or late detection fails its frame."""
+
+    def __init__(self, processor: FrameProcessor, overlap: int,
+                 make_detector: Callable[[], Detector] | None = None):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.processor = processor
+        self.overlap = overlap
+        make = make_detector or (lambda: create_detector(processor.cfg.detect))
+        self._extra = [make() for _ in range(overlap - 1)]
+        self._detectors = [processor.detector, *self._extra]
+        self._pool = ThreadPoolExecutor(overlap, thread_name_prefix="streamguard-detect")
+        self._pending: deque = deque()  # (item, future or None), in input order
+        self._started = 0
+        self._hints = "around" in inspect.signature(processor.detector.detect).parameters
+
+    def push(self, item: Frame | Passthrough) -> list[Frame | Passthrough]:
+        """Start detecting `item` (a Frame); return the items now finished, in order."""
+        if isinstance(item, Frame):
+            detector = self._detectors[self._started % self.overlap]
+            self._started += 1
+            around = self.processor.expected() if self._hints else None
+            future = self._pool.submit(detect_timed, detector, item, self.processor._timeout_s,
+                                       around)
+            self._pending.append((item, future))
+        else:
+            self._pending.append((item, None))
+        out = []
+        # a detector is reused `overlap` frames later: that frame's detection must be done
+        while sum(f is not None for _, f in self._pending) >= self.overlap:
+            out += self._finish_one()
+        while self._pending and (self._pending[0][1] is None or self._pending[0][1].done()):
+            out += self._finish_one()
+        return out
+
+    def _finish_one(self) -> list[Frame | Passthrough]:
+        item, future = self._pending.popleft()
+        if future is None:
+            return [item]
+        return [self.processor.apply(item, *future.result())]
+
+    def flush(self) -> list[Frame | Passthrough]:
+        out = []
+        while self._pending:
+            out += self._finish_one()
+        return out
+
+    def close(self, wait: bool = True) -> None:
+        """Stop the detection threads; `wait=False` when a detection may be hung in native
+        code (its thread is abandoned, as the pipeline abandons a hung stage)."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+        if wait:
+            for detector in self._extra:
+                detector.close()
 
 
 def detect_timed(detector: Detector, frame: Frame, timeout_s: float,

@@ -87,3 +87,53 @@ def test_a_part_of_a_face_found_on_its_own_gets_no_finer_grid(mode):
     both = Frame(0, 0, None, image, faces=Faces.from_boxes([face, eye]))
     alone = Frame(0, 0, None, image, faces=Faces.from_boxes([face]))
     assert (proc.protect(both).image == proc.protect(alone).image).all()
+
+
+class _Slow:
+    """A detector that takes 5-25 ms, finds one face whose score names the frame, and fails
+    on every seventh frame; it records when each detection ran."""
+
+    def __init__(self, log):
+        self.log = log
+        self.rng = np.random.default_rng(len(log))
+
+    def detect(self, image, index, around=None):
+        import time
+
+        start = time.monotonic()
+        time.sleep(float(self.rng.uniform(0.005, 0.025)))
+        self.log.append((index, start, time.monotonic()))
+        if index % 7 == 3:
+            raise RuntimeError("no")
+        return Faces.from_boxes([[100, 100, 160, 160]], [(index + 1) / 1000])
+
+    def close(self):
+        pass
+
+
+def test_overlapped_detection_keeps_the_order_fails_closed_and_overlaps():
+    from streamguard.config import Config
+    from streamguard.frames import Passthrough
+    from streamguard.process import FrameProcessor, OverlappedDetection
+
+    log = []
+    processor = FrameProcessor(Config(), detector=_Slow(log))
+    overlapped = OverlappedDetection(processor, 3, make_detector=lambda: _Slow(log))
+    items = []
+    for i in range(40):
+        items.append(Frame(i, i, None, np.zeros((240, 320, 3), np.uint8)))
+        if i % 5 == 0:
+            items.append(Passthrough(packet=f"audio {i}", stream_index=1))
+    out = [done for item in items for done in overlapped.push(item)] + overlapped.flush()
+    overlapped.close()
+    assert [getattr(o, "index", getattr(o, "packet", None)) for o in out] == \
+        [getattr(o, "index", getattr(o, "packet", None)) for o in items]  # the input order
+    for frame in (o for o in out if isinstance(o, Frame)):
+        if frame.index % 7 == 3:
+            assert frame.failed_closed  # protected whole, counted
+        else:
+            assert not frame.failed_closed
+            assert frame.faces.score[0] == pytest.approx((frame.index + 1) / 1000)
+    assert processor.failed_closed == sum(i % 7 == 3 for i in range(40))
+    spans = sorted((s, e) for _, s, e in log)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # detections ran at once
