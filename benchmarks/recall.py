@@ -53,7 +53,8 @@ def counts(records: list[dict]) -> dict:
     def bucket(key, edges, fmt):
         rows = {}
         for lo, hi in edges:
-            sel = [r for r in records if lo <= r[key] < hi]
+            # shares are measured on whole pixels and can pass 1 by a little: the top bucket
+            sel = [r for r in records if lo <= min(r[key], 1.0) < hi]
             if sel:
                 rows[fmt(lo, hi)] = [sum(not r["protected"] for r in sel), len(sel)]
         return rows
