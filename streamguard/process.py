@@ -137,10 +137,13 @@ class OverlappedDetection:
         else:
             self._pending.append((item, None))
         out = []
-        # a detector is reused `overlap` frames later: that frame's detection must be done
+        # a detector is reused `overlap` frames later: that frame's detection must be done.
+        # Frames are finished only then, never earlier when they happen to be ready: each
+        # frame's hints are always exactly overlap - 1 frames old (the output does not
+        # depend on timing)
         while sum(f is not None for _, f in self._pending) >= self.overlap:
             out += self._finish_one()
-        while self._pending and (self._pending[0][1] is None or self._pending[0][1].done()):
+        while self._pending and self._pending[0][1] is None:
             out += self._finish_one()
         return out
 
