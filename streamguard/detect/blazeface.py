@@ -18,7 +18,6 @@ A batch of images (the tiles and track windows of a frame) runs as one interpret
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import cv2
@@ -124,7 +123,6 @@ class LiteBlazeFace:
         self._batch = 1
         self._anchors = ssd_anchors(self.spec)
         self._grid_sizes = grid_sizes(self.spec)
-        self._lock = threading.Lock()  # guards misuse across threads with a clear failure
 
     def _letterbox(self, image: np.ndarray, out: np.ndarray) -> tuple[float, float, float]:
         """Fit `image` into the square `out` (float32, [-1, 1]) centred, aspect kept; returns
@@ -175,11 +173,10 @@ class LiteBlazeFace:
             self._batch = n
         tensor = np.empty((n, side, side, 3), np.float32)
         frames = [self._letterbox(np.asarray(img), tensor[i]) for i, img in enumerate(images)]
-        with self._lock:
-            self._interpreter.set_tensor(self._input, tensor)
-            self._interpreter.invoke()
-            logits = self._per_image(self._interpreter.get_tensor(self._scores), n)[..., 0]
-            raw = self._per_image(self._interpreter.get_tensor(self._boxes), n)
+        self._interpreter.set_tensor(self._input, tensor)
+        self._interpreter.invoke()
+        logits = self._per_image(self._interpreter.get_tensor(self._scores), n)[..., 0]
+        raw = self._per_image(self._interpreter.get_tensor(self._boxes), n)
         out = []
         for i, (scale, px, py) in enumerate(frames):
             hits = np.flatnonzero(np.clip(logits[i], -SCORE_CLIP, SCORE_CLIP) >= self._logit)
@@ -209,10 +206,11 @@ class LiteDetector(TiledDetector):
     all its tiles and track windows together."""
 
     def __init__(self, cfg: DetectConfig):
+        # two interpreters even for one model: the full-frame pass takes one image and the
+        # tiles a batch, and one interpreter would be resized twice every frame
         full = LiteBlazeFace(cfg.full_frame_model, cfg.min_score, cfg.threads)
-        tiles = full if cfg.full_frame_model == "full_range" else LiteBlazeFace(
-            "full_range", cfg.min_score, cfg.threads)
-        self._models = [full] if tiles is full else [full, tiles]
+        tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads)
+        self._models = [full, tiles]
         super().__init__(full, tiles, cfg)
 
     def close(self) -> None:
