@@ -25,8 +25,8 @@ class DetectConfig(_Section):
     detector: str = Field(
         "blazeface",
         description="Registered detector name: blazeface (MediaPipe's BlazeFace models on "
-        "LiteRT, tiles and track windows batched in one call per frame) or mediapipe "
-        "(the same models through MediaPipe Tasks, one call per image).",
+        "LiteRT, without MediaPipe's graph) or mediapipe (the same models through MediaPipe "
+        "Tasks: slower, its graph runs around every call).",
     )
     overlap: int = Field(
         1, ge=1, le=8,
@@ -35,6 +35,13 @@ class DetectConfig(_Section):
         "frame's track hints are then overlap - 1 frames older. 1 = one frame at a time (the "
         "default: with 2, a partly covered face lost coverage on 4 frames of the recall "
         "benchmark; ~8 % faster).",
+    )
+    every: int = Field(
+        1, ge=1, le=8,
+        description="The detector looks at every N-th frame; on the frames between, each "
+        "track moves on along its motion, its box grown as for a missed frame, and the "
+        "look-back covers the path between two detections (and a face found one frame late "
+        "where it was). Tiles and the track limits count frames looked at. 1 = every frame.",
     )
     threads: int = Field(
         1, ge=1, le=64,
@@ -275,6 +282,13 @@ class LiveConfig(_Section):
     )
     placeholder_fps: float = Field(10.0, gt=0, le=120,
                                    description="Placeholder frames per second while away.")
+    probe_ms: float = Field(
+        100.0, ge=1, le=10000,
+        description="How much of an RTSP stream is read to learn its codecs before the first "
+        "frame. FFmpeg's default (~0.9 s on an RTSP camera) holds those frames back and "
+        "releases them at once, a burst the live queue drops; raise it only for a camera "
+        "whose stream does not open (codec parameters not found).",
+    )
     rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP input transport.")
     http_port: int = Field(
         0, ge=0, le=65535,

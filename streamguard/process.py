@@ -28,6 +28,17 @@ from streamguard.track import Tracker, box_union
 log = logging.getLogger(__name__)
 
 
+class NotLooked:
+    """What `detect_timed` returns for a frame the detector skips by schedule
+    (`detect.every`): not a failure, and not "no faces" either: the tracks coast over it."""
+
+    def __repr__(self) -> str:
+        return "NOT_LOOKED"
+
+
+NOT_LOOKED = NotLooked()
+
+
 class FrameProcessor:
     """Detect, track and protect one frame at a time: shared by the pipeline and the library.
 
@@ -45,6 +56,7 @@ class FrameProcessor:
         self.failed_closed = 0
         self.detect_errors = 0
         self._timeout_s = cfg.detect.timeout_ms / 1000
+        self._every = cfg.detect.every
         # detectors registered elsewhere may not take track hints
         self._takes_hints = "around" in inspect.signature(self.detector.detect).parameters
 
@@ -70,15 +82,20 @@ class FrameProcessor:
 
     def detect(self, frame: Frame) -> tuple[Faces | None, str | None]:
         """(faces, None), or (None, why) when detection failed or overran `detect.timeout_ms`."""
-        return detect_timed(self.detector, frame, self._timeout_s, self.expected())
+        return detect_timed(self.detector, frame, self._timeout_s, self.expected(), self._every)
 
     def analyze(self, frame: Frame) -> Frame:
         """Detect (failing closed on an error or overrun), then track."""
         return self.apply(frame, *self.detect(frame))
 
-    def apply(self, frame: Frame, found: Faces | None, failure: str | None = None) -> Frame:
+    def apply(self, frame: Frame, found: Faces | NotLooked | None,
+              failure: str | None = None) -> Frame:
         """Track detections made here or elsewhere (a live worker process); `found` None means
-        detection failed (`failure` says how): the frame fails closed and is counted."""
+        detection failed (`failure` says how): the frame fails closed and is counted;
+        NOT_LOOKED (a frame `detect.every` skips): the tracks coast over it."""
+        if found is NOT_LOOKED:
+            faces = self.tracker.coast(frame.image.shape)
+            return frame.replace(faces=faces, meta={**frame.meta, "detected_ids": frozenset()})
         if found is None:
             self.failed_closed += 1
             error = failure is not None and not failure.startswith("timeout")
@@ -132,7 +149,7 @@ class OverlappedDetection:
             self._started += 1
             around = self.processor.expected() if self._hints else None
             future = self._pool.submit(detect_timed, detector, item, self.processor._timeout_s,
-                                       around)
+                                       around, self.processor._every)
             self._pending.append((item, future))
         else:
             self._pending.append((item, None))
@@ -168,17 +185,28 @@ class OverlappedDetection:
                 detector.close()
 
 
+def looked_at(index: int, every: int) -> bool:
+    """Whether frame `index` is one the detector looks at when it runs on every `every`-th."""
+    return every <= 1 or index % every == 0
+
+
 def detect_timed(detector: Detector, frame: Frame, timeout_s: float,
-                 around: np.ndarray | None = None) -> tuple[Faces | None, str | None]:
+                 around: np.ndarray | None = None, every: int = 1,
+                 ) -> tuple[Faces | NotLooked | None, str | None]:
     """(faces, None), or (None, why) when the detector raised or overran `timeout_s` (late
-    results are discarded: the frame fails closed). `around`: track hints, for detectors
-    that take them."""
+    results are discarded: the frame fails closed), or (NOT_LOOKED, None) for a frame the
+    schedule skips (`every`: the detector runs on every `every`-th frame; it is told the
+    count of its runs, which paces its tiles). `around`: track hints, for detectors that
+    take them."""
+    if not looked_at(frame.index, every):
+        return NOT_LOOKED, None
+    index = frame.index // max(every, 1)
     start = time.perf_counter()
     try:
         if around is None:
-            found = detector.detect(frame.image, frame.index)
+            found = detector.detect(frame.image, index)
         else:
-            found = detector.detect(frame.image, frame.index, around=around)
+            found = detector.detect(frame.image, index, around=around)
     except Exception as exc:  # noqa: BLE001 - any detector failure fails this frame closed
         return None, f"detection failed ({type(exc).__name__}: {exc})"
     took = time.perf_counter() - start

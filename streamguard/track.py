@@ -43,6 +43,7 @@ class _Track:
     velocity: np.ndarray  # per-frame xyxy displacement
     missed: int = 0
     hits: int = 1
+    coasted: int = 0  # frames since the last update (not looked at: `detect.every`)
     last_score: float = 1.0
 
 
@@ -87,8 +88,10 @@ class Tracker:
     def update(self, detections: Faces, frame_shape: tuple[int, ...]) -> Faces:
         height, width = frame_shape[:2]
         cfg = self.cfg
+        frames = {}  # per track: frames since its last update (1, more after coasted frames)
         for tr in self._tracks:
             tr.box = tr.box + _centre_motion(tr.velocity)
+            frames[tr.id], tr.coasted = tr.coasted + 1, 0
         predicted = np.array([tr.box for tr in self._tracks], np.float64).reshape(-1, 4)
         dets = detections.xyxy.astype(np.float64)
         pairs = self._associate(predicted, dets)
@@ -104,7 +107,8 @@ class Tracker:
             det = dets[d]
             residual = det - tr.box  # tr.box is the prediction for this frame
             smoothed = tr.box + alpha * residual
-            tr.velocity = tr.velocity + beta * residual
+            # the residual built up over the frames since the last update: per frame
+            tr.velocity = tr.velocity + beta * residual / frames[tr.id]
             tr.box = smoothed
             tr.missed = 0
             tr.hits += 1
@@ -163,6 +167,30 @@ class Tracker:
         self._tracks = [tr for tr in self._tracks if tr.id not in gone or tr.missed == 0]
         return Faces(boxes[visible].astype(np.float32), np.array(out_scores, np.float32)[visible],
                      np.array(out_ids, np.int64)[visible])
+
+    def coast(self, frame_shape: tuple[int, ...]) -> Faces:
+        """A frame the detector did not look at (`detect.every`): every track moves on along
+        its motion and is protected with its box grown as for a missed frame. Nothing is
+        counted as missed (no detection was asked for): tracks end only on frames looked at.
+        """
+        height, width = frame_shape[:2]
+        growth = self.cfg.miss_growth
+        boxes, scores, ids = [], [], []
+        for tr in self._tracks:
+            tr.box = tr.box + _centre_motion(tr.velocity)
+            tr.coasted += 1
+            boxes.append(_grow(tr.box, min(growth * (tr.missed + tr.coasted), _MAX_GROWTH)))
+            scores.append(tr.last_score)
+            ids.append(tr.id)
+        self.detected_ids = frozenset()
+        if not boxes:
+            return Faces.empty()
+        out = np.array(boxes, np.float64)
+        out[:, [0, 2]] = out[:, [0, 2]].clip(-width, 2 * width)
+        out[:, [1, 3]] = out[:, [1, 3]].clip(-height, 2 * height)
+        visible = (out[:, 2] > 0) & (out[:, 0] < width) & (out[:, 3] > 0) & (out[:, 1] < height)
+        return Faces(out[visible].astype(np.float32), np.array(scores, np.float32)[visible],
+                     np.array(ids, np.int64)[visible])
 
     def predicted(self) -> np.ndarray:
         """(N, 4) where each live track expects its face on the next frame (state unchanged)."""

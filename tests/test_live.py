@@ -660,3 +660,23 @@ def test_rtsp_over_udp_with_5_percent_packet_loss_stays_protected(crops, tmp_pat
     bare = clip.frames[0][y0:y1, x0:x1]
     similar = [detail_similarity(f[y0:y1, x0:x1], bare) for f in frames]
     assert max(similar) < 0.45, (max(similar), snap)
+
+
+@needs_rtsp
+def test_an_rtsp_camera_loses_no_frame_when_it_connects(live_clip, tmp_path):
+    """FFmpeg's default stream probing held the first ~0.9 s of an RTSP camera back and
+    released it in one burst when decoding started: the 3-frame live queue dropped most of
+    it at every (re)connection. With a short probe the frames arrive as the camera sends
+    them, and a stream that keeps up loses none."""
+    port = free_port()
+    server = RtspServer(live_clip.path, port).start()
+    stream = LiveStream(StreamConfig(name="cam", input=f"rtsp://127.0.0.1:{port}/cam",
+                                     zmq=f"ipc://{tmp_path}/zmq"), _cfg(max_queue=3))
+    stream.start()
+    try:
+        wait_for(lambda: stream.snapshot()["frames_in"] >= 60, 30, "60 frames from the camera")
+        snap = stream.snapshot()
+        assert snap["dropped"] == 0, f"{snap['dropped']} of the first {snap['frames_in']} dropped"
+    finally:
+        stream.stop()
+        server.stop()

@@ -137,3 +137,38 @@ def test_overlapped_detection_keeps_the_order_fails_closed_and_overlaps():
     assert processor.failed_closed == sum(i % 7 == 3 for i in range(40))
     spans = sorted((s, e) for _, s, e in log)
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # detections ran at once
+
+
+class _Counting:
+    """Finds one face moving 6 px per frame (right), and logs the indexes it is called with."""
+
+    def __init__(self):
+        self.calls = []
+
+    def detect(self, image, index, around=None):
+        self.calls.append(index)
+        x = 100 + 6 * int(image[0, 0, 0])  # the frame number, written in the picture
+        return Faces.from_boxes([[x, 100, x + 60, 160]], [0.9])
+
+    def close(self):
+        pass
+
+
+def test_detecting_every_second_frame_covers_the_frames_between():
+    """`detect.every = 2`: the detector sees even frames only, is told the count of its runs
+    (which paces its tiles), and the face is still covered on every odd frame."""
+    from streamguard.config import load_config
+    from streamguard.process import FrameProcessor
+
+    detector = _Counting()
+    processor = FrameProcessor(load_config(None, ["detect.every=2"]), detector=detector)
+    lookback = Lookback(4)
+    out = []
+    for i in range(20):
+        image = np.full((240, 320, 3), i, np.uint8)
+        out += lookback.push(processor.analyze(Frame(i, i, None, image)))
+    out += lookback.flush()
+    assert detector.calls == list(range(10))
+    for frame in out[1:]:
+        x = 100 + 6 * frame.index
+        assert _covers(frame, [x, 100, x + 60, 160]), frame.index

@@ -113,3 +113,21 @@ def test_a_confirmed_face_resting_half_out_of_the_frame_stays_protected():
         inner.update(box_at(600, 300), SHAPE)
     alive = sum(len(inner.update(Faces.empty(), SHAPE)) for _ in range(60))
     assert alive == 10
+
+
+def test_frames_not_looked_at_move_the_face_on_and_count_no_miss():
+    """`detect.every = 2`: on the frames between detections the track coasts along its motion,
+    its box grown as for a missed frame, and only frames looked at count toward max_missed."""
+    tr = Tracker(TrackConfig(max_missed=1, smoothing=0.0))
+    for i in range(0, 12, 2):
+        tr.update(box_at(100 + 10 * i, 200), SHAPE)
+        out = tr.coast(SHAPE)
+        if i >= 4:  # once two detections gave the track its motion
+            assert covers(out, (100 + 10 * (i + 1) + 3, 203, 100 + 10 * (i + 1) + 77, 277))
+        assert tr.detected_ids == frozenset()  # nothing was detected on a coasted frame
+    small = tr.coast(SHAPE).xyxy[0]  # a second frame unseen: the box grows on
+    assert small[2] - small[0] > 80 * 1.05
+    for _ in range(5):  # frames not looked at never end a track
+        assert len(tr.coast(SHAPE)) == 1
+    assert len(tr.update(Faces.empty(), SHAPE)) == 1  # one real miss: within max_missed
+    assert len(tr.update(Faces.empty(), SHAPE)) == 0

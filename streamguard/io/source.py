@@ -364,11 +364,18 @@ class CameraSource:
     failure or stall (no data for `stall_timeout_s`) it reconnects with `Backoff`, forever,
     logging one line per failure with credentials redacted. An exception raised by a callback
     counts as an input failure too: the input reconnects instead of hanging.
+
+    `probe_s`: how much of a network stream FFmpeg reads to learn its codecs before the first
+    frame. FFmpeg's default (up to 5 s; ~0.9 s on an RTSP camera) holds the frames it read and
+    hands them over at once when decoding starts: a burst that overflows a short live queue,
+    so the first second was dropped at every connection.
     """
 
     def __init__(self, url: str, stall_timeout_s: float, backoff: Backoff,
-                 transport: str = "tcp", loop: bool = False, name: str = "cam"):
+                 transport: str = "tcp", loop: bool = False, name: str = "cam",
+                 probe_s: float = 0.1):
         self.url, self.name = url, name
+        self._probe_s = probe_s
         self._stall_s = stall_timeout_s
         self._backoff = backoff
         self._transport = transport
@@ -387,7 +394,8 @@ class CameraSource:
         fmt = None
         if is_network_camera(self.url):
             options = {"rtsp_transport": self._transport,
-                       "timeout": str(int(self._stall_s * 1e6))}
+                       "timeout": str(int(self._stall_s * 1e6)),
+                       "analyzeduration": str(max(int(self._probe_s * 1e6), 1))}
         elif self.url.startswith("/dev/video"):
             fmt = "v4l2"
         return av.open(self.url, format=fmt, options=options, timeout=self._stall_s)

@@ -35,6 +35,7 @@ from streamguard.errors import PipelineError
 from streamguard.frames import Faces, Frame
 from streamguard.io.bus import pack_message, unpack_message
 from streamguard.live.worker import run_worker
+from streamguard.process import NOT_LOOKED, NotLooked
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,11 @@ DEATH_GRACE_S = 0.2  # after a worker died, frames sent before it are awaited th
 @dataclass(frozen=True)
 class Result:
     """One submitted frame back from the workers. `found` None with `failure`: detection failed
-    there (fail the frame closed); `lost`: no detection will come (never emit the frame)."""
+    there (fail the frame closed); NOT_LOOKED: a frame `detect.every` skips; `lost`: no
+    detection will come (never emit the frame)."""
 
     frame: Frame
-    found: Faces | None
+    found: Faces | NotLooked | None
     failure: str | None = None
     lost: bool = False
 
@@ -166,7 +168,8 @@ class WorkerPool:
             index = self._next_result
             if index in self._waiting:
                 header = self._waiting.pop(index)
-                found = (Faces.from_boxes(header["xyxy"], header["score"])
+                found = (NOT_LOOKED if header.get("not_looked") else
+                         Faces.from_boxes(header["xyxy"], header["score"])
                          if "xyxy" in header else None)
                 out.append(Result(self._take(index), found, header.get("failure")))
             elif index < self._next_send and self._lost(index, now):

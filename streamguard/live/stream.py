@@ -4,11 +4,15 @@ Threads of a `LiveStream`:
 - the reader (`CameraSource.run`) decodes the input into a drop-oldest queue: when processing
   falls behind, the oldest waiting frame is dropped and counted, which bounds the added
   latency; the input reconnects with backoff, forever;
-- with one worker, the worker thread detects, tracks and protects each frame (fail-closed like
-  the offline pipeline) and hands it to the outputs; with `live.workers = N` a dispatcher
-  submits frames to a `WorkerPool` of detection processes and a collector takes their boxes
-  back in order, then tracks and protects here, so tracks see every frame. Either way exactly
-  one thread writes to the outputs, and only protected frames.
+- with one worker, the worker thread detects and tracks each frame (fail-closed like the
+  offline pipeline); with `live.workers = N` a dispatcher submits frames to a `WorkerPool` of
+  detection processes and a collector takes their boxes back in order and tracks them here, so
+  tracks see every frame;
+- the output thread protects the frames the look-back releases and writes them to the
+  outputs (encoding them, for RTSP and recordings) while the next frame is being detected:
+  exactly one thread writes to the outputs, and only protected frames. Its queue is short
+  and blocking: when protection and encoding fall behind, detection waits and the input
+  queue drops (counted), never the output.
 
 While the camera is away the outputs get placeholder frames (black or the last protected
 frame) so they keep their clock. A failing output (an RTSP server that went away) is reopened
@@ -23,6 +27,7 @@ clock; every output stream's pts only ever increases (90 kHz).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -41,6 +46,8 @@ from streamguard.process import FrameProcessor, Lookback
 from streamguard.report import StreamStats
 
 log = logging.getLogger(__name__)
+
+OUTPUT_QUEUE = 2  # analyzed frames waiting for the output thread (bounds added latency)
 
 
 class DropOldest:
@@ -96,7 +103,8 @@ class LiveStream:
         self.stop_event = threading.Event()
         self.camera = CameraSource(scfg.input, live.stall_timeout_s,
                                    Backoff(live.reconnect_initial_s, live.reconnect_max_s),
-                                   live.rtsp_transport, scfg.loop, scfg.name)
+                                   live.rtsp_transport, scfg.loop, scfg.name,
+                                   live.probe_ms / 1000)
         self.outputs: list[Any] = []
         if scfg.zmq:
             self.outputs.append(ZmqPublisher(scfg.zmq, scfg.name, LIVE_TIME_BASE))
@@ -110,8 +118,12 @@ class LiveStream:
         self._audio_q: deque[tuple[bytes, int, bool]] = deque(maxlen=512)
         self._audio_lock = threading.Lock()
         name = scfg.name
+        # frames analyzed and released by the look-back, waiting for protection and output
+        self._out_q: queue.Queue[Frame] = queue.Queue(maxsize=OUTPUT_QUEUE)
         self._threads = [threading.Thread(target=self._read_loop, name=f"{name}-read",
-                                          daemon=True)]
+                                          daemon=True),
+                         threading.Thread(target=self._guard(self._output_loop),
+                                          name=f"{name}-output", daemon=True)]
         self.pool = None
         if remote:
             from streamguard.live.pool import WorkerPool
@@ -268,11 +280,32 @@ class LiveStream:
                 last_out = time.monotonic()
 
     def _finish(self, frame: Frame, found: Faces | None, failure: str | None) -> None:
-        """Track one frame in input order; protect and deliver the frames the look-back
-        releases (or drop them by the fail-closed policy)."""
+        """Track one frame in input order; hand the frames the look-back releases to the
+        output thread."""
         analyzed = self.processor.apply(frame, found, failure)
         for ready in self.lookback.push(analyzed):
-            self._deliver(ready)
+            self._hand_over(ready)
+
+    def _hand_over(self, frame: Frame) -> None:
+        """Queue an analyzed frame for the output thread, waiting while it is full (the
+        input queue drops meanwhile); on stop the frame is discarded, never emitted."""
+        while not self.stop_event.is_set():
+            try:
+                self._out_q.put(frame, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _output_loop(self) -> None:
+        """Protect and deliver frames in order; placeholders while the camera is away."""
+        idle_every = 1.0 / self.live.placeholder_fps
+        while not self.stop_event.is_set():
+            try:
+                frame = self._out_q.get(timeout=idle_every)
+            except queue.Empty:
+                self._placeholder()
+                continue
+            self._deliver(frame)
 
     def _deliver(self, frame: Frame) -> None:
         protected = self.processor.protect(frame)
@@ -290,10 +323,13 @@ class LiveStream:
         self.stop_event.set()
 
     def _idle(self) -> None:
-        """No frame came for a while: release what the look-back holds; while the camera is
-        away, keep the outputs' clock with a placeholder frame."""
+        """No frame came for a while: release what the look-back holds."""
         for ready in self.lookback.flush():
-            self._deliver(ready)
+            self._hand_over(ready)
+
+    def _placeholder(self) -> None:
+        """Nothing to output for a while: while the camera is away, keep the outputs' clock
+        with a placeholder frame."""
         if self.camera.connected or self._last_out is None:
             return
         image = (self._last_out if self.live.placeholder == "last"

@@ -31,7 +31,7 @@ def run_worker(cfg_json: str, pull: str, push: str, worker_id: int, n_workers: i
     from streamguard.detect import create_detector
     from streamguard.frames import Frame
     from streamguard.io.bus import pack_message, unpack_message
-    from streamguard.process import detect_timed
+    from streamguard.process import NOT_LOOKED, detect_timed
 
     # N workers share the machine's cores: no worker may start a thread pool of its own size
     cv2.setNumThreads(max(1, (os.cpu_count() or 1) // n_workers))
@@ -52,9 +52,12 @@ def run_worker(cfg_json: str, pull: str, push: str, worker_id: int, n_workers: i
             around = header.get("around")
             found, failure = detect_timed(
                 detector, Frame(header["index"], None, None, image), timeout_s,
-                None if around is None else np.asarray(around, np.float32).reshape(-1, 4))
+                None if around is None else np.asarray(around, np.float32).reshape(-1, 4),
+                cfg.detect.every)
             result: dict[str, Any] = {"index": header["index"], "worker": worker_id}
-            if found is None:
+            if found is NOT_LOOKED:
+                result["not_looked"] = True
+            elif found is None:
                 result["failure"] = failure
             else:
                 result["xyxy"] = found.xyxy.tolist()
