@@ -52,6 +52,21 @@ def box_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
 
 
+def _in_frame(boxes: list, scores: list, ids: list, width: int, height: int,
+              ) -> tuple[Faces, set[int]]:
+    """The boxes that still reach into the frame (clipped to within a frame of it), and the
+    ids of those that left it."""
+    if not boxes:
+        return Faces.empty(), set()
+    out = np.array(boxes, np.float64)
+    out[:, [0, 2]] = out[:, [0, 2]].clip(-width, 2 * width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(-height, 2 * height)
+    visible = (out[:, 2] > 0) & (out[:, 0] < width) & (out[:, 3] > 0) & (out[:, 1] < height)
+    gone = {ids[i] for i in np.flatnonzero(~visible)}
+    return (Faces(out[visible].astype(np.float32), np.array(scores, np.float32)[visible],
+                  np.array(ids, np.int64)[visible]), gone)
+
+
 def _grow(box: np.ndarray, frac: float) -> np.ndarray:
     w, h = box[2] - box[0], box[3] - box[1]
     return box + np.array([-frac * w, -frac * h, frac * w, frac * h])
@@ -156,17 +171,10 @@ class Tracker:
         self._tracks = survivors
         self.detected_ids = frozenset(detected)
 
-        if not out_boxes:
-            return Faces.empty()
-        boxes = np.array(out_boxes, np.float64)
-        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(-width, 2 * width)
-        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(-height, 2 * height)
-        visible = (boxes[:, 2] > 0) & (boxes[:, 0] < width) & (boxes[:, 3] > 0) & (boxes[:, 1] < height)
+        faces, gone = _in_frame(out_boxes, out_scores, out_ids, width, height)
         # a track whose extrapolated box left the frame is over
-        gone = {out_ids[i] for i in np.flatnonzero(~visible)}
         self._tracks = [tr for tr in self._tracks if tr.id not in gone or tr.missed == 0]
-        return Faces(boxes[visible].astype(np.float32), np.array(out_scores, np.float32)[visible],
-                     np.array(out_ids, np.int64)[visible])
+        return faces
 
     def coast(self, frame_shape: tuple[int, ...]) -> Faces:
         """A frame the detector did not look at (`detect.every`): every track moves on along
@@ -183,14 +191,7 @@ class Tracker:
             scores.append(tr.last_score)
             ids.append(tr.id)
         self.detected_ids = frozenset()
-        if not boxes:
-            return Faces.empty()
-        out = np.array(boxes, np.float64)
-        out[:, [0, 2]] = out[:, [0, 2]].clip(-width, 2 * width)
-        out[:, [1, 3]] = out[:, [1, 3]].clip(-height, 2 * height)
-        visible = (out[:, 2] > 0) & (out[:, 0] < width) & (out[:, 3] > 0) & (out[:, 1] < height)
-        return Faces(out[visible].astype(np.float32), np.array(scores, np.float32)[visible],
-                     np.array(ids, np.int64)[visible])
+        return _in_frame(boxes, scores, ids, width, height)[0]
 
     def predicted(self) -> np.ndarray:
         """(N, 4) where each live track expects its face on the next frame (state unchanged)."""
