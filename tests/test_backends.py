@@ -141,3 +141,70 @@ def test_generators_on_cuda_match_the_cpu(mode):
     cpu = _protect_sample("cpu", mode).astype(int)
     gpu = _protect_sample("cuda", mode).astype(int)
     assert np.abs(cpu - gpu).max() <= 2
+
+
+def _deltas_in_a_fresh_process(engine_cache, weights_dir) -> dict:
+    """The default generator's δ on fixed cells, from a new interpreter: whether it imported
+    torch, and what it ran."""
+    import json
+    import os
+    import subprocess
+
+    code = (
+        "import json, sys, numpy as np\n"
+        "from streamguard.protect.adversarial import cells_engine\n"
+        "e = cells_engine('blockwise_identity', 'auto', 'cpu')\n"
+        "x = np.random.default_rng(0).random((2, 3, 9, 11), dtype=np.float32)\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'info': e.info,\n"
+        "                  'delta': e.numpy(x).tolist()}))\n")
+    env = {**os.environ, "STREAMGUARD_ENGINES": str(engine_cache),
+           "STREAMGUARD_WEIGHTS": str(weights_dir)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300, check=True)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_a_built_generator_starts_again_without_torch_and_gives_the_same_delta(
+        engine_cache, tmp_path):
+    """`import torch` cost ~1.3 s of every start: once the default generator's engine was
+    built, later starts open it with onnxruntime alone, with the same output; changed weights
+    are never served from the old engine."""
+    import shutil
+
+    from streamguard.models.weights import weights_dir
+
+    weights = tmp_path / "weights"
+    shutil.copytree(weights_dir(), weights)
+    first = _deltas_in_a_fresh_process(engine_cache, weights)
+    assert first["torch"] and not first["info"].get("without_torch")  # built with torch
+    again = _deltas_in_a_fresh_process(engine_cache, weights)
+    assert not again["torch"] and again["info"]["without_torch"]
+    assert again["info"]["file"] == first["info"]["file"]
+    np.testing.assert_allclose(again["delta"], first["delta"], atol=1e-6)
+    # other weights under the same name (retrained and shipped): built anew, with torch
+    shutil.copy(weights / "blockwise_paper.safetensors",
+                weights / "blockwise_identity.safetensors")
+    card = weights / "blockwise_identity.json"
+    import json
+
+    doc = json.loads(card.read_text())
+    doc["sha256"] = json.loads((weights / "blockwise_paper.json").read_text())["sha256"]
+    card.write_text(json.dumps(doc))
+    changed = _deltas_in_a_fresh_process(engine_cache, weights)
+    assert changed["torch"] and changed["info"]["file"] != first["info"]["file"]
+
+
+def test_reuse_leaves_a_possible_gpu_and_other_backends_to_torch(engine_cache, monkeypatch):
+    from streamguard.backends import reuse as reuse_mod
+    from streamguard.models.weights import weights_dir
+    from streamguard.protect.adversarial import cells_engine, cells_spec
+
+    cells_engine("blockwise_identity", "auto", "cpu")  # builds and remembers
+    weights = weights_dir() / "blockwise_identity.safetensors"
+    spec = cells_spec("cpu")
+    assert reuse_mod.reuse("blockwise_identity", weights, spec, "auto", "auto") is not None
+    monkeypatch.setattr(reuse_mod, "gpu_possible", lambda: True)
+    assert reuse_mod.reuse("blockwise_identity", weights, spec, "auto", "auto") is None
+    assert reuse_mod.reuse("blockwise_identity", weights, spec, "auto", "cpu") is not None
+    assert reuse_mod.reuse("blockwise_identity", weights, spec, "torch", "cpu") is None
+    assert reuse_mod.reuse("blockwise_identity", weights, spec, "onnxruntime", "cpu") is None

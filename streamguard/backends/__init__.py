@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from streamguard.backends.base import (
     BACKENDS, Engine, EngineSpec, clear_cache, engines_dir, list_cache, median_ms,
     register_backend, resolve_device,
 )
 from streamguard.errors import EngineError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 

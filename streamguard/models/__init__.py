@@ -4,11 +4,13 @@ layers, losses and shipped weights. `create_model(name, **args)` builds a regist
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any
 
 from streamguard.models.registry import KIND, MODELS, register_model
+
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 
 def _load_builtin() -> None:

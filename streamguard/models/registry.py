@@ -8,13 +8,15 @@ describe themselves and `create_model(**ckpt["model_args"])` rebuilds the exact 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch.nn as nn
+from typing import TYPE_CHECKING
 
 from streamguard.errors import ConfigError
 from streamguard.registry import Registry
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+MODELS: Registry[Callable[..., "nn.Module"]] = Registry("model")
 KIND: dict[str, str] = {}  # name -> "attacker" | "generator"
 
 

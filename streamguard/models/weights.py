@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from streamguard.assets import sha256_file
 from streamguard.errors import ModelUnavailableError
+
+if TYPE_CHECKING:
+    import torch
 
 PACKAGE_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 

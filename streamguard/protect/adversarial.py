@@ -5,22 +5,23 @@
 - `adversarial-pixel`: the paper's pixel-wise generator, run in its training layout.
 
 The generators run through `streamguard.backends` (which picks the inference library and the
-device); this module only prepares their inputs and paints their outputs.
+device); this module only prepares their inputs and paints their outputs. A block-wise
+generator whose engine was built before starts without torch (`backends.reuse`).
 """
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 import cv2
 import numpy as np
-import torch
 
 from streamguard.backends import Engine, EngineSpec, load_engine, resolve_device
+from streamguard.backends.reuse import remember, reuse
 from streamguard.config import ProtectConfig
 from streamguard.frames import Faces
-from streamguard.models.generators import CellsToDelta
-from streamguard.models.weights import load_shipped
+from streamguard.models.weights import weights_dir
 from streamguard.protect.modes import CellProtector, Protector, register_mode
 from streamguard.protect.pixelize import block_size, face_regions, mosaic_region
 
@@ -31,16 +32,36 @@ ADVERSARIAL_WEIGHTS = {
     "adversarial-pixel": "pixelwise_paper",
 }
 
+log = logging.getLogger(__name__)
+
 PIXELWISE_SIZE, PIXELWISE_REGION = 128, 96  # the pixel-wise generator's training layout
 
 
-def cells_engine(name: str, backend: str, device: str = "cpu") -> Engine:
-    """A shipped block-wise generator's cell network (cells (B, 3, rows, cols) in [0, 1] -> δ)
-    as an engine: batch and grid size vary."""
-    spec = EngineSpec(input_names=("cells",), example_shapes=((2, 3, 14, 14),),
+def cells_spec(device: str) -> EngineSpec:
+    """The cell network's inputs: cells (B, 3, rows, cols) in [0, 1]; batch and grid vary."""
+    return EngineSpec(input_names=("cells",), example_shapes=((2, 3, 14, 14),),
                       dynamic={"cells": {0: (1, 4, 32), 2: (2, 16, 96), 3: (2, 16, 96)}},
                       device=device)
-    return load_engine(CellsToDelta(load_shipped(name)), name, spec, backend)
+
+
+def cells_engine(name: str, backend: str, device: str = "auto") -> Engine:
+    """A shipped block-wise generator's cell network (cells -> δ) as an engine: the one built
+    before, reused without torch where it can be (`backends.reuse`), else built (and
+    remembered)."""
+    weights = weights_dir() / f"{name}.safetensors"
+    engine = reuse(name, weights, cells_spec("cpu"), backend, device)
+    if engine is not None:
+        return engine
+    from streamguard.models.generators import CellsToDelta
+    from streamguard.models.weights import load_shipped
+
+    spec = cells_spec(resolve_device(device))
+    engine = load_engine(CellsToDelta(load_shipped(name)), name, spec, backend)
+    try:
+        remember(engine, name, weights, spec, backend)
+    except OSError as exc:  # a read-only engines folder: the next start builds again
+        log.info("engine %s: not remembered (%s)", name, exc)
+    return engine
 
 
 def image_engine(name: str, backend: str, device: str = "cpu",
@@ -48,6 +69,8 @@ def image_engine(name: str, backend: str, device: str = "cpu",
     """A shipped image network (the pixel-wise generator, the attackers: (image, mask)
     128 x 128 in) as an engine."""
     size = PIXELWISE_SIZE
+    from streamguard.models.weights import load_shipped
+
     spec = EngineSpec(("image", "mask"), ((1, 3, size, size), (1, 1, size, size)),
                       {"image": {0: (1, 4, 16)}, "mask": {0: (1, 4, 16)}},
                       precision=precision, device=device)
@@ -71,11 +94,10 @@ class BlockwiseProtector(CellProtector):
             groups.setdefault(c.shape, []).append(i)
         out: list[np.ndarray] = [np.empty(0)] * len(cells)
         for idx in groups.values():
-            batch = torch.from_numpy(np.stack([cells[i] for i in idx]).astype(np.float32))
-            d = (self.engine(batch.permute(0, 3, 1, 2).contiguous() / 255.0) * 255.0)
-            d = d.float().cpu()  # one sync per shape
+            batch = np.stack([cells[i] for i in idx]).transpose(0, 3, 1, 2) / np.float32(255)
+            d = self.engine.numpy(batch) * np.float32(255)  # one sync per shape
             for k, i in enumerate(idx):
-                out[i] = d[k].permute(1, 2, 0).numpy()
+                out[i] = d[k].transpose(1, 2, 0)
         return out
 
 
@@ -89,6 +111,8 @@ class PixelwiseProtector:
         self.device = device
 
     def __call__(self, image: np.ndarray, faces: Faces) -> np.ndarray:
+        import torch
+
         size, region = PIXELWISE_SIZE, PIXELWISE_REGION
         out = image.copy()
         mask = torch.ones(1, 1, size, size, device=self.device)
@@ -116,10 +140,10 @@ class PixelwiseProtector:
 
 def _adversarial(mode: str, cfg: ProtectConfig) -> Protector:
     name = ADVERSARIAL_WEIGHTS[mode]
-    device = resolve_device(cfg.device)
     if mode == "adversarial-pixel":
+        device = resolve_device(cfg.device)
         return PixelwiseProtector(image_engine(name, cfg.backend, device), cfg, device)
-    return BlockwiseProtector(cells_engine(name, cfg.backend, device), cfg)
+    return BlockwiseProtector(cells_engine(name, cfg.backend, cfg.device), cfg)
 
 
 for _mode in ADVERSARIAL_WEIGHTS:
