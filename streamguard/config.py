@@ -83,6 +83,12 @@ class DetectConfig(_Section):
         "pass cannot see (small faces, faces at the frame's edge), so they are followed "
         "between tile passes; four windows share one detector call.",
     )
+    max_windows: int = Field(
+        4, ge=0, le=64,
+        description="Track windows looked at per frame (4 share one detector input); with "
+        "more tracks to follow they take turns, each looked at every few frames and "
+        "extrapolated between. 0 = every window every frame.",
+    )
     window_scale: float = Field(
         3.0, ge=1.5, le=6.0,
         description="A track window's side, in face sizes (room for the face to move).",

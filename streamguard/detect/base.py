@@ -238,6 +238,7 @@ class TiledDetector:
         self.cfg = cfg
         self._grid_for: tuple[int, int] | None = None
         self._grid: list[tuple[int, int, int, int]] = []
+        self._window_turn = 0  # where the next frame's windows start, when they take turns
 
     def _grid_of(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         if self._grid_for != (width, height):
@@ -289,6 +290,17 @@ class TiledDetector:
             cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
             out.append(((int(cx - half), int(cy - half), int(cx + half), int(cy + half)), box))
         return out
+
+    def _take_turns(self, windows: list) -> list:
+        """At most `max_windows` windows this frame: with more, they rotate in track order
+        (tracks keep their order frame to frame), so each is looked at every
+        ceil(n / max_windows) frames."""
+        cap = self.cfg.max_windows
+        if not cap or len(windows) <= cap:
+            return windows
+        start = self._window_turn % len(windows)
+        self._window_turn = start + cap
+        return (windows[start:] + windows[:start])[:cap]
 
     def _window_canvases(self, image: np.ndarray, windows) -> list[tuple[np.ndarray, list]]:
         """Windows packed into pictures of WINDOW_CANVAS px, one detector input each: a
@@ -374,7 +386,8 @@ class TiledDetector:
         scores.append(score)
         height, width = image.shape[:2]
         tiles = self.tiles_for(width, height, index)
-        canvases = self._window_canvases(image, self.windows_for(width, height, around, xyxy))
+        canvases = self._window_canvases(image, self._take_turns(
+            self.windows_for(width, height, around, xyxy)))
         found = self._run_tiles_model([padded_crop(image, *tile) for tile in tiles]
                                       + [canvas for canvas, _ in canvases])
         for (x0, y0, _, _), (t_xyxy, t_score) in zip(tiles, found):

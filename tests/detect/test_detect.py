@@ -206,11 +206,32 @@ def test_packed_windows_map_each_face_back_to_its_own_track():
         return np.array(boxes, np.float32), np.full(4, 0.9, np.float32)
 
     empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
-    det = TiledDetector(lambda im: empty, tiles, DetectConfig(tile_every=0))
+    det = TiledDetector(lambda im: empty, tiles, DetectConfig(tile_every=0, max_windows=0))
     found = det.detect(np.zeros((1080, 1920, 3), np.uint8), 0, around=expected)
     assert len(calls) == 2
     assert len(found) == 7  # the second picture's fourth cell is empty: nothing from it
     assert box_iou(expected, found.xyxy).max(axis=1).min() > 0.85
+
+
+def test_more_windows_than_one_picture_holds_take_turns():
+    """Seven small tracks, four windows a frame: one detector input per frame, every track
+    looked at within two frames."""
+    expected = np.array([[100 + 150 * k, 200 + 40 * k, 140 + 150 * k, 240 + 40 * k]
+                         for k in range(7)], np.float32)
+    seen: list[set[int]] = []
+
+    def tiles(canvas):
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+
+    det = TiledDetector(lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32)),
+                        tiles, DetectConfig(tile_every=0, max_windows=4))
+    for index in range(4):
+        windows = det._take_turns(det.windows_for(1920, 1080, expected))
+        assert len(windows) == 4
+        seen.append({int(np.flatnonzero((expected == box).all(axis=1))[0])
+                     for _, box in windows})
+    for a, b in zip(seen, seen[1:]):
+        assert a | b == set(range(7))
 
 
 def test_no_window_for_a_small_track_the_full_frame_pass_found():
