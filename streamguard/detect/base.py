@@ -232,10 +232,18 @@ class TiledDetector:
     EDGE_GROWTH = 0.3  # per side, for boxes of faces found across the frame's edge
     THUMBNAIL_SIDE = 1280  # px, longer side of the full-frame pass's picture of a planar frame
 
-    def __init__(self, full_frame: BoxModel, tiles: BoxModel, cfg: DetectConfig):
+    def __init__(self, full_frame: BoxModel, tiles: BoxModel, cfg: DetectConfig,
+                 parallel: bool = False):
+        """`parallel`: the two models are independent and release the GIL, so the full-frame
+        pass runs on a helper thread while the tiles run on the caller's."""
         self._full_frame = full_frame
         self._tiles = tiles
         self.cfg = cfg
+        self._helper = None
+        if parallel:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="streamguard-full-frame")
         self._grid_for: tuple[int, int] | None = None
         self._grid: list[tuple[int, int, int, int]] = []
         self._window_turn = 0  # where the next frame's windows start, when they take turns
@@ -380,16 +388,23 @@ class TiledDetector:
         return xyxy * np.float32(scale), score
 
     def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None) -> Faces:
-        boxes, scores = [], []
-        xyxy, score = self._full_frame_pass(image)
-        boxes.append(xyxy)
-        scores.append(score)
         height, width = image.shape[:2]
         tiles = self.tiles_for(width, height, index)
+        full = None
+        if self._helper is not None and tiles:
+            # the full-frame pass on the helper thread while this one runs the tiles: both
+            # models release the GIL, and the results are exactly those run one after the other
+            full = self._helper.submit(self._full_frame_pass, image)
+        crops = [padded_crop(image, *tile) for tile in tiles]
+        found = self._run_tiles_model(crops) if full is not None else []
+        xyxy, score = full.result() if full is not None else self._full_frame_pass(image)
+        boxes, scores = [xyxy], [score]
         canvases = self._window_canvases(image, self._take_turns(
             self.windows_for(width, height, around, xyxy)))
-        found = self._run_tiles_model([padded_crop(image, *tile) for tile in tiles]
-                                      + [canvas for canvas, _ in canvases])
+        if full is None:
+            found = self._run_tiles_model(crops + [canvas for canvas, _ in canvases])
+        else:
+            found += self._run_tiles_model([canvas for canvas, _ in canvases])
         for (x0, y0, _, _), (t_xyxy, t_score) in zip(tiles, found):
             boxes.append(t_xyxy + np.array([x0, y0, x0, y0], np.float32))
             scores.append(t_score)
@@ -404,6 +419,11 @@ class TiledDetector:
         xyxy, score = xyxy[keep], score[keep]
         keep = drop_parts(xyxy)
         return Faces.from_boxes(xyxy[keep], score[keep])
+
+    def close(self) -> None:
+        """Stop the helper thread (a detection hung in native code is left behind)."""
+        if self._helper is not None:
+            self._helper.shutdown(wait=False, cancel_futures=True)
 
 
 def count_tiles(width: int, height: int, cfg: DetectConfig) -> int:

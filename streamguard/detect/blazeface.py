@@ -176,9 +176,10 @@ class LiteDetector(TiledDetector):
         full = LiteBlazeFace(cfg.full_frame_model, cfg.min_score, cfg.threads)
         tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads)
         self._models = [full, tiles]
-        super().__init__(full, tiles, cfg)
+        super().__init__(full, tiles, cfg, parallel=True)
 
     def close(self) -> None:
+        super().close()
         for model in self._models:
             model.close()
 
