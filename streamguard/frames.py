@@ -141,6 +141,8 @@ class PlanarImage:
         w, h = vf.width, vf.height
         if vf.format.name not in cls.FORMATS or w % 2 or h % 2 or w < 2 or h < 2:
             return None
+        if getattr(vf, "color_range", 0) == 2:  # yuv420p tagged full range: as yuvj
+            return None
 
         def plane(i: int, pw: int, ph: int) -> np.ndarray:
             p = vf.planes[i]

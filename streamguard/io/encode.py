@@ -19,6 +19,7 @@ import numpy as np
 from streamguard.config import EncodeConfig
 from streamguard.errors import UnsupportedCodecError, OutputError
 from streamguard.frames import PlanarImage
+from streamguard.io.colour import RANGE_FULL, RANGE_LIMITED, Colour, rgb_to_yuv420
 from streamguard.io.source import SourceInfo
 
 log = logging.getLogger(__name__)
@@ -94,15 +95,47 @@ def pad_to(image: Any, width: int, height: int) -> Any:
     return np.pad(image, ((0, height - h), (0, width - w), (0, 0)), mode="edge")
 
 
+def _yuv(pix_fmt: str) -> bool:
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+    except (ValueError, av.error.FFmpegError):
+        return False
+    return not fmt.is_rgb and pix_fmt.startswith(("yuv", "nv", "p0", "p2", "p4"))
+
+
+def _range(pix_fmt: str) -> int:
+    return RANGE_FULL if pix_fmt.startswith("yuvj") else RANGE_LIMITED
+
+
+def tag_stream(stream: Any, pix_fmt: str, colour: Colour) -> None:
+    """The input's colour tags on a YUV encoder (the range: the output format's)."""
+    if _yuv(pix_fmt):
+        colour.tag(stream.codec_context, _range(pix_fmt))
+
+
 def to_video_frame(image: np.ndarray, width: int, height: int, pts: int | None,
-                   time_base: Fraction | None) -> av.VideoFrame:
-    """A protected frame as the encoder takes it: padded to (width, height), timed. A
-    PlanarImage of that size goes as its planes (no conversion); anything else as RGB."""
+                   time_base: Fraction | None, pix_fmt: str = "yuv420p",
+                   colour: Colour = Colour()) -> av.VideoFrame:
+    """A protected frame as the encoder takes it: padded to (width, height), timed, in the
+    encoder's `pix_fmt`, converted back with the matrix it was decoded with (`colour`, the
+    input's tags, which the frame carries). A PlanarImage of that size goes as its planes (no
+    conversion); RGB is converted here (yuv420p: `rgb_to_yuv420`; other YUV formats:
+    swscale told the matrix and range; RGB formats: left to the encoder)."""
     if isinstance(image, PlanarImage) and image.shape[:2] == (height, width):
         vf = image.to_video_frame()
+        colour.tag(vf)
     else:
-        vf = av.VideoFrame.from_ndarray(pad_to(np.asarray(image), width, height),
-                                        format="rgb24")
+        rgb = pad_to(np.asarray(image), width, height)
+        if pix_fmt == "yuv420p":
+            vf = av.VideoFrame.from_ndarray(rgb_to_yuv420(rgb, colour), format="yuv420p")
+            colour.tag(vf)
+        elif _yuv(pix_fmt):
+            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                format=pix_fmt, dst_colorspace=colour.swscale_colorspace,
+                dst_color_range=_range(pix_fmt))
+            colour.tag(vf, _range(pix_fmt))
+        else:
+            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
     vf.pts = pts
     if time_base is not None:
         vf.time_base = time_base
@@ -143,6 +176,7 @@ def add_video_stream(container: Any, path: Path, codec: str, info: SourceInfo,
                     "last column/row", path, width, height, cfg.pix_fmt, *padded)
     video.width, video.height = padded
     video.pix_fmt = cfg.pix_fmt
+    tag_stream(video, cfg.pix_fmt, info.colour)
     time_base = time_base or info.time_base
     if time_base is not None:
         video.codec_context.time_base = time_base

@@ -28,9 +28,10 @@ import av.error
 from streamguard.config import EncodeConfig
 from streamguard.errors import OutputError
 from streamguard.frames import Frame, Passthrough
+from streamguard.io.colour import Colour
 from streamguard.io.encode import (
     IMAGE_ENCODERS, add_video_stream, container_format, container_options, encodable_size,
-    resolve_encoder, to_video_frame,
+    resolve_encoder, tag_stream, to_video_frame,
 )
 from streamguard.io.source import Backoff, SourceInfo, classify, redact
 
@@ -129,13 +130,14 @@ class PacketEncoder:
         self._video, self.codec = add_video_stream(
             self._container, self.path, resolve_encoder(cfg.codec), info, cfg, width, height,
             time_base=time_base)
+        self._colour = info.colour
 
     def encode(self, frame: Frame | None) -> list[EncodedPacket]:
         """Encode one frame (None flushes the encoder)."""
         vf = None
         if frame is not None:
             vf = to_video_frame(frame.image, self._video.width, self._video.height, frame.pts,
-                                frame.time_base)
+                                frame.time_base, self._video.pix_fmt, self._colour)
         try:
             packets = self._video.encode(vf)
         except (av.error.FFmpegError, ValueError) as exc:
@@ -245,7 +247,7 @@ class VideoSink:
             self.open(frame.image.shape[1], frame.image.shape[0],
                       frame.meta.get("rotation") or 0, frame.time_base)
         vf = to_video_frame(frame.image, self._video.width, self._video.height, frame.pts,
-                            frame.time_base)
+                            frame.time_base, self._video.pix_fmt, self.info.colour)
         self._mux(self._video.encode(vf))
         self.frames_written += 1
 
@@ -344,6 +346,7 @@ class LiveEncoder:
                                              "crf": "23", "g": "30"}
         self.audio = None
         self._audio_last = -1
+        self._colour: Colour | None = None  # the camera's, from its first frame
         if audio is not None:
             try:
                 self.audio = self.container.add_stream_from_template(audio)
@@ -353,8 +356,11 @@ class LiveEncoder:
                             audio.codec_context.name, exc)
 
     def write(self, frame: Frame) -> None:
+        if self._colour is None:  # tagged before the first frame opens the encoder
+            self._colour = frame.meta.get("colour") or Colour()
+            tag_stream(self.stream, "yuv420p", self._colour)
         vf = to_video_frame(frame.image, self.stream.width, self.stream.height, frame.pts,
-                            LIVE_TIME_BASE)
+                            LIVE_TIME_BASE, "yuv420p", self._colour)
         self.container.mux(self.stream.encode(vf))
 
     def write_audio(self, packet: Any, pts: int) -> None:

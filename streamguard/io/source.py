@@ -34,6 +34,7 @@ from streamguard.errors import (
     UnsupportedCodecError,
 )
 from streamguard.frames import Frame, Passthrough, PlanarImage
+from streamguard.io.colour import Colour
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class SourceInfo:
     container_metadata: dict[str, str] = field(default_factory=dict)
     video_metadata: dict[str, str] = field(default_factory=dict)
     copy_streams: tuple[Any, ...] = ()  # input streams to copy packet for packet
+    colour: Colour = Colour()  # the video's colour tags: the encoder converts and tags alike
 
     @property
     def expected_frames(self) -> int:
@@ -155,6 +157,7 @@ class VideoSource:
             container_metadata=dict(container.metadata),
             video_metadata=dict(video.metadata),
             copy_streams=copy,
+            colour=Colour.of(video),
         )
         return self.info
 

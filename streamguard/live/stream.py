@@ -40,6 +40,7 @@ import numpy as np
 from streamguard.config import Config, StreamConfig
 from streamguard.frames import Faces, Frame
 from streamguard.io.bus import ZmqPublisher
+from streamguard.io.colour import Colour
 from streamguard.io.sink import LIVE_TIME_BASE, AudioTemplate, RtspPublisher, SegmentRecorder
 from streamguard.io.source import Backoff, CameraSource, SizeKeeper
 from streamguard.process import FrameProcessor, Lookback
@@ -198,7 +199,8 @@ class LiveStream:
         vf = self._keep_size(vf)
         self.stats.frames_rescaled = self._keep_size.rescaled
         frame = Frame(self.stats.frames_in, None, None, vf.to_ndarray(format="rgb24"),
-                      meta={"t_in": time.monotonic(), "t_out": self._out_time(vf.time)})
+                      meta={"t_in": time.monotonic(), "t_out": self._out_time(vf.time),
+                            "colour": Colour.of(vf)})
         self.stats.frames_in += 1
         if self.queue.put(frame):
             self.stats.dropped += 1
