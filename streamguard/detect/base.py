@@ -233,14 +233,16 @@ class TiledDetector:
     THUMBNAIL_SIDE = 1280  # px, longer side of the full-frame pass's picture of a planar frame
 
     def __init__(self, full_frame: BoxModel, tiles: BoxModel, cfg: DetectConfig,
-                 parallel: bool = False):
-        """`parallel`: the two models are independent and release the GIL, so the full-frame
-        pass runs on a helper thread while the tiles run on the caller's."""
+                 helper_tiles: BoxModel | None = None):
+        """`helper_tiles`: a second instance of the tiles model. Given, the full-frame pass
+        and a share of the tiles run on a helper thread while the caller's thread runs the
+        rest (the models release the GIL; the results are exactly those run in turn)."""
         self._full_frame = full_frame
         self._tiles = tiles
+        self._helper_tiles = helper_tiles
         self.cfg = cfg
         self._helper = None
-        if parallel:
+        if helper_tiles is not None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="streamguard-full-frame")
@@ -367,12 +369,16 @@ class TiledDetector:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
         return np.array(boxes, np.float32), np.array(scores, np.float32)
 
-    def _run_tiles_model(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The tiles model on each image: in one call where the model takes a batch."""
-        batch = getattr(self._tiles, "batch", None)
+    def _run_tiles_model(self, images: list[np.ndarray], model: BoxModel | None = None,
+                         ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The tiles model (or `model`) on each image: in one call where it takes a batch."""
+        model = model or self._tiles
+        if not images:
+            return []
+        batch = getattr(model, "batch", None)
         if batch is not None:
             return batch(images)
-        return [self._tiles(img) for img in images]
+        return [model(img) for img in images]
 
     def _full_frame_pass(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The whole frame through the full-frame model. A frame kept in its planes
@@ -391,13 +397,22 @@ class TiledDetector:
         height, width = image.shape[:2]
         tiles = self.tiles_for(width, height, index)
         full = None
-        if self._helper is not None and tiles:
-            # the full-frame pass on the helper thread while this one runs the tiles: both
-            # models release the GIL, and the results are exactly those run one after the other
-            full = self._helper.submit(self._full_frame_pass, image)
         crops = [padded_crop(image, *tile) for tile in tiles]
-        found = self._run_tiles_model(crops) if full is not None else []
-        xyxy, score = full.result() if full is not None else self._full_frame_pass(image)
+        if self._helper is not None and tiles:
+            # the helper thread: the full-frame pass (about a tile and a third), then a share
+            # of the tiles; this thread: the other tiles
+            k = (len(tiles) - 1) // 2
+
+            def helper_share():
+                return (self._full_frame_pass(image),
+                        self._run_tiles_model(crops[:k], self._helper_tiles))
+
+            full = self._helper.submit(helper_share)
+            mine = self._run_tiles_model(crops[k:])
+            (xyxy, score), found = full.result()
+            found += mine
+        else:
+            xyxy, score = self._full_frame_pass(image)
         boxes, scores = [xyxy], [score]
         canvases = self._window_canvases(image, self._take_turns(
             self.windows_for(width, height, around, xyxy)))

@@ -170,13 +170,16 @@ class LiteBlazeFace:
 
 class LiteDetector(TiledDetector):
     """The tiled detector on LiteRT: one interpreter for the full-frame pass, one for the
-    tiles and track windows (the full-frame model may differ from the tiles' full-range one)."""
+    tiles and track windows (the full-frame model may differ from the tiles' full-range one),
+    and a second tiles interpreter for the helper thread, which runs the full-frame pass and
+    a share of the tiles beside them."""
 
     def __init__(self, cfg: DetectConfig):
         full = LiteBlazeFace(cfg.full_frame_model, cfg.min_score, cfg.threads)
         tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads)
-        self._models = [full, tiles]
-        super().__init__(full, tiles, cfg, parallel=True)
+        helper_tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads)
+        self._models = [full, tiles, helper_tiles]
+        super().__init__(full, tiles, cfg, helper_tiles=helper_tiles)
 
     def close(self) -> None:
         super().close()
