@@ -101,20 +101,27 @@ class StreamStats:
     connected: bool = False
     last_error: str = ""
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
+    # the same less the time a frame waited in the live look-back (held on purpose)
+    processing_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
     latency_counts: list = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1))
     latency_sum_ms: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
-    def observe_latency(self, ms: float) -> None:
-        """One frame's added latency: kept for the percentiles and counted in the histogram."""
+    def observe_latency(self, ms: float, held_ms: float = 0.0) -> None:
+        """One frame's added latency (`held_ms` of it spent in the look-back): kept for the
+        percentiles and counted in the histogram."""
         self.latencies_ms.append(ms)
+        self.processing_ms.append(ms - held_ms)
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS_MS, ms)] += 1
         self.latency_sum_ms += ms
 
     def snapshot(self) -> dict[str, Any]:
-        lat = sorted(self.latencies_ms)
-        pick = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 2)) if lat else (
-            lambda q: None)
+        def percentile(values) -> Any:
+            ordered = sorted(values)
+            return (lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+                    ) if ordered else (lambda q: None)
+
+        pick, processing = percentile(self.latencies_ms), percentile(self.processing_ms)
         elapsed = max(time.monotonic() - self.started, 1e-6)
         return {"frames_in": self.frames_in, "frames_out": self.frames_out,
                 "dropped": self.dropped, "placeholders": self.placeholders,
@@ -125,6 +132,7 @@ class StreamStats:
                 "audio_packets": self.audio_packets, "worker_restarts": self.worker_restarts,
                 "fps_out": round(self.frames_out / elapsed, 2),
                 "latency_p50_ms": pick(0.5), "latency_p99_ms": pick(0.99),
+                "processing_p50_ms": processing(0.5), "processing_p99_ms": processing(0.99),
                 "latency_counts": list(self.latency_counts),
                 "latency_sum_ms": round(self.latency_sum_ms, 3),
                 "last_error": self.last_error}

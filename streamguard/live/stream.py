@@ -49,6 +49,7 @@ from streamguard.report import StreamStats
 log = logging.getLogger(__name__)
 
 OUTPUT_QUEUE = 2  # analyzed frames waiting for the output thread (bounds added latency)
+PLACEHOLDER = object()  # handed to the output thread: a placeholder frame, if still away
 
 
 class DropOldest:
@@ -120,7 +121,7 @@ class LiveStream:
         self._audio_lock = threading.Lock()
         name = scfg.name
         # frames analyzed and released by the look-back, waiting for protection and output
-        self._out_q: queue.Queue[Frame] = queue.Queue(maxsize=OUTPUT_QUEUE)
+        self._out_q: queue.Queue[Frame | object] = queue.Queue(maxsize=OUTPUT_QUEUE)
         self._threads = [threading.Thread(target=self._read_loop, name=f"{name}-read",
                                           daemon=True),
                          threading.Thread(target=self._guard(self._output_loop),
@@ -285,29 +286,34 @@ class LiveStream:
         """Track one frame in input order; hand the frames the look-back releases to the
         output thread."""
         analyzed = self.processor.apply(frame, found, failure)
+        analyzed = analyzed.replace(meta={**analyzed.meta, "t_analyzed": time.monotonic()})
         for ready in self.lookback.push(analyzed):
             self._hand_over(ready)
 
-    def _hand_over(self, frame: Frame) -> None:
-        """Queue an analyzed frame for the output thread, waiting while it is full (the
-        input queue drops meanwhile); on stop the frame is discarded, never emitted."""
+    def _hand_over(self, item: Frame | object) -> None:
+        """Queue an analyzed frame (or PLACEHOLDER) for the output thread, waiting while it is
+        full (the input queue drops meanwhile); on stop it is discarded, never emitted."""
+        if isinstance(item, Frame):
+            held = time.monotonic() - item.meta.get("t_analyzed", time.monotonic())
+            item = item.replace(meta={**item.meta, "held_s": held})
         while not self.stop_event.is_set():
             try:
-                self._out_q.put(frame, timeout=0.1)
+                self._out_q.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue
 
     def _output_loop(self) -> None:
-        """Protect and deliver frames in order; placeholders while the camera is away."""
-        idle_every = 1.0 / self.live.placeholder_fps
+        """Protect and deliver frames, and placeholders, in the order they were handed over."""
         while not self.stop_event.is_set():
             try:
-                frame = self._out_q.get(timeout=idle_every)
+                item = self._out_q.get(timeout=0.1)
             except queue.Empty:
-                self._placeholder()
                 continue
-            self._deliver(frame)
+            if item is PLACEHOLDER:
+                self._placeholder()
+            else:
+                self._deliver(item)
 
     def _deliver(self, frame: Frame) -> None:
         protected = self.processor.protect(frame)
@@ -316,7 +322,8 @@ class LiveStream:
             return
         self.stats.faces += 0 if protected.faces is None else len(protected.faces)
         self._emit(protected, placeholder=False, t_out=frame.meta.get("t_out"))
-        self.stats.observe_latency((time.monotonic() - frame.meta["t_in"]) * 1000)
+        self.stats.observe_latency((time.monotonic() - frame.meta["t_in"]) * 1000,
+                                   frame.meta.get("held_s", 0.0) * 1000)
 
     def fail(self, exc: BaseException) -> None:
         self.error = exc
@@ -325,9 +332,12 @@ class LiveStream:
         self.stop_event.set()
 
     def _idle(self) -> None:
-        """No frame came for a while: release what the look-back holds."""
+        """No frame came for a while: release what the look-back holds; while the camera is
+        away, a placeholder after those frames (one queue keeps them in order)."""
         for ready in self.lookback.flush():
             self._hand_over(ready)
+        if not self.camera.connected:
+            self._hand_over(PLACEHOLDER)
 
     def _placeholder(self) -> None:
         """Nothing to output for a while: while the camera is away, keep the outputs' clock
