@@ -1,7 +1,7 @@
 """Sustained fps of the whole pipeline in the default mode, against the codec floor and
 deface, on the same clips, in the same run.
 
-    python benchmarks/pipeline.py [--seconds 10] [--no-deface] [--recall] [--memory]
+    python benchmarks/pipeline.py [--seconds 10] [--no-deface] [--recall] [--before REV] [--memory]
 
 Builds 720p30 and 1080p30 clips with 7 moving faces of 32-220 px (registry photos, with audio),
 two of them cut by the frame's edge, and runs, each as a separate process timed end to end
@@ -15,7 +15,8 @@ two of them cut by the frame's edge, and runs, each as a separate process timed 
 Each row: fps, its ratio to the codec floor, the speed-up over deface, peak RSS, and the
 background PSNR of the output against the input away from every face (a faster run bought
 with a worse encode shows there). --recall adds recall.py's offline misses (solid magenta,
-the same detection) for both streamguard paths. Writes benchmarks/results/pipeline.json.
+the same detection) for both streamguard paths. `--before REV` adds a row for streamguard as
+of git REV (a worktree under benchmarks/.work, its own defaults): before and after in one run. Writes benchmarks/results/pipeline.json.
 `--memory` runs the bounded-memory check instead: peak RSS of streamguard on a 1-minute and a
 10-minute 1080p clip (pipeline-memory.json).
 """
@@ -92,14 +93,14 @@ def ensure_deface() -> Path | None:
     return exe
 
 
-def peak_rss_of(cmd: list[str]) -> tuple[float, float]:
+def peak_rss_of(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one command, measured on that process alone."""
     gnu_time = Path("/usr/bin/time")
     if gnu_time.exists():
         out = WORK / "time.txt"
         t0 = time.perf_counter()
         proc = subprocess.run([str(gnu_time), "-f", "%M", "-o", str(out), *cmd],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.strip()[-400:]}")
@@ -111,7 +112,8 @@ def peak_rss_of(cmd: list[str]) -> tuple[float, float]:
         "print(json.dumps([p.returncode, w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
         " p.stderr[-400:]]))"
     )
-    proc = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True,
+                          env=env)
     rc, wall, rss_kb, err = json.loads(proc.stdout)
     if rc != 0:
         raise RuntimeError(f"{cmd[0]} failed ({rc}): {err}")
@@ -125,10 +127,28 @@ def frames_of(path: Path) -> int:
         return sum(1 for _ in c.demux(c.streams.video[0]) if _.size)
 
 
-def run_streamguard(clip: Path, out: Path, *overrides: str) -> tuple[float, float]:
+def run_streamguard(clip: Path, out: Path, *overrides: str,
+                    source: Path | None = None) -> tuple[float, float]:
+    """`streamguard anonymize` as a process; `source`: another checkout's code (the same
+    interpreter and packages, its own engines folder)."""
     exe = [sys.executable, "-m", "streamguard", "anonymize", str(clip), "-o", str(out),
            "--no-progress", *[x for o in overrides for x in ("--set", o)]]
-    return peak_rss_of(exe)
+    env = None
+    if source is not None:
+        env = {**os.environ, "PYTHONPATH": str(source),
+               "STREAMGUARD_ENGINES": str(source / "engines")}
+    return peak_rss_of(exe, env)
+
+
+def checkout(rev: str) -> Path:
+    """A git worktree of `rev` under benchmarks/.work (made once), for a before/after row."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    path = WORK / f"before-{sha}"
+    if not path.exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), sha],
+                       capture_output=True, check=True)
+    return path
 
 
 def background_psnr(clip: Path, out: Path, floor: Path, margin: float = 1.0
@@ -200,6 +220,9 @@ def main() -> int:
                     help="add recall.py's offline misses for each streamguard path")
     ap.add_argument("--recall-seconds", type=float, default=4.0)
     ap.add_argument("--sizes", default="720,1080", help="frame heights")
+    ap.add_argument("--before", metavar="REV",
+                    help="also run streamguard as of git REV (its defaults), same clips, "
+                         "same run: the before row of a before/after table")
     ap.add_argument("--memory", action="store_true",
                     help="instead: peak RSS on 1-minute vs 10-minute 1080p clips "
                          "(writes pipeline-memory.json; ~15 minutes)")
@@ -215,6 +238,7 @@ def main() -> int:
 
     mode = Config().protect.mode
     deface = None if args.no_deface else ensure_deface()
+    before = checkout(args.before) if args.before else None
     records = []
     heights = [int(h) for h in args.sizes.split(",")]
     for height in heights:
@@ -230,13 +254,16 @@ def main() -> int:
         psnr, _ = background_psnr(clip, floor_out, floor_out)
         rows.append({"run": "codec floor", "fps": floor, "peak_rss_mb": rss, "bg_psnr": psnr,
                      "bg_protected_share": 0.0})
-        for name, overrides in VARIANTS.items():
+        variants = [(name, overrides, None) for name, overrides in VARIANTS.items()]
+        if before is not None:
+            variants.insert(0, (f"before ({before.name[7:]})", [], before))
+        for name, overrides, source in variants:
             out = WORK / f"{name.replace(' ', '_')}_{height}p.mp4"
-            wall, rss = run_streamguard(clip, out, *overrides)
+            wall, rss = run_streamguard(clip, out, *overrides, source=source)
             psnr, share = background_psnr(clip, out, floor_out)
             row = {"run": name, "mode": mode, "fps": frames / wall, "peak_rss_mb": rss,
                    "bg_psnr": psnr, "bg_protected_share": share}
-            if args.recall:
+            if args.recall and source is None:
                 row["recall"] = recall_misses(height, overrides, args.recall_seconds)
             rows.append(row)
         if deface is not None:
