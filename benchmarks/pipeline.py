@@ -93,14 +93,15 @@ def ensure_deface() -> Path | None:
     return exe
 
 
-def peak_rss_of(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+def peak_rss_of(cmd: list[str], env: dict | None = None, cwd: Path | None = None,
+                ) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one command, measured on that process alone."""
     gnu_time = Path("/usr/bin/time")
     if gnu_time.exists():
         out = WORK / "time.txt"
         t0 = time.perf_counter()
         proc = subprocess.run([str(gnu_time), "-f", "%M", "-o", str(out), *cmd],
-                              capture_output=True, text=True, env=env)
+                              capture_output=True, text=True, env=env, cwd=cwd)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.strip()[-400:]}")
@@ -113,7 +114,7 @@ def peak_rss_of(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
         " p.stderr[-400:]]))"
     )
     proc = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True,
-                          env=env)
+                          env=env, cwd=cwd)
     rc, wall, rss_kb, err = json.loads(proc.stdout)
     if rc != 0:
         raise RuntimeError(f"{cmd[0]} failed ({rc}): {err}")
@@ -134,10 +135,10 @@ def run_streamguard(clip: Path, out: Path, *overrides: str,
     exe = [sys.executable, "-m", "streamguard", "anonymize", str(clip), "-o", str(out),
            "--no-progress", *[x for o in overrides for x in ("--set", o)]]
     env = None
-    if source is not None:
+    if source is not None:  # run from there: `python -m` puts the working folder first
         env = {**os.environ, "PYTHONPATH": str(source),
                "STREAMGUARD_ENGINES": str(source / "engines")}
-    return peak_rss_of(exe, env)
+    return peak_rss_of(exe, env, cwd=source)
 
 
 def checkout(rev: str) -> Path:
@@ -148,6 +149,12 @@ def checkout(rev: str) -> Path:
     if not path.exists():
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), sha],
                        capture_output=True, check=True)
+    # the row must run that code, not this checkout's (an editable install, the working folder)
+    where = subprocess.run([sys.executable, "-c", "import streamguard; print(streamguard.__file__)"],
+                           env={**os.environ, "PYTHONPATH": str(path)}, cwd=path,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    if not Path(where).resolve().is_relative_to(path.resolve()):
+        raise SystemExit(f"--before {rev}: streamguard imports from {where}, not {path}")
     return path
 
 
