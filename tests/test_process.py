@@ -108,7 +108,7 @@ class _Slow:
         return Faces.from_boxes([[100, 100, 160, 160]], [(index + 1) / 1000])
 
     def close(self):
-        pass
+        """Nothing to release."""
 
 
 def test_overlapped_detection_keeps_the_order_fails_closed_and_overlaps():
@@ -151,7 +151,7 @@ class _Counting:
         return Faces.from_boxes([[x, 100, x + 60, 160]], [0.9])
 
     def close(self):
-        pass
+        """Nothing to release."""
 
 
 def test_detecting_every_second_frame_covers_the_frames_between():

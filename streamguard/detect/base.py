@@ -396,30 +396,23 @@ class TiledDetector:
     def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None) -> Faces:
         height, width = image.shape[:2]
         tiles = self.tiles_for(width, height, index)
-        full = None
         crops = [padded_crop(image, *tile) for tile in tiles]
         if self._helper is not None and tiles:
             # the helper thread: the full-frame pass (about a tile and a third), then a share
             # of the tiles; this thread: the other tiles
             k = (len(tiles) - 1) // 2
-
-            def helper_share():
-                return (self._full_frame_pass(image),
-                        self._run_tiles_model(crops[:k], self._helper_tiles))
-
-            full = self._helper.submit(helper_share)
+            helper = self._helper.submit(lambda: (
+                self._full_frame_pass(image), self._run_tiles_model(crops[:k], self._helper_tiles)))
             mine = self._run_tiles_model(crops[k:])
-            (xyxy, score), found = full.result()
+            (xyxy, score), found = helper.result()
             found += mine
         else:
             xyxy, score = self._full_frame_pass(image)
+            found = self._run_tiles_model(crops)
         boxes, scores = [xyxy], [score]
         canvases = self._window_canvases(image, self._take_turns(
             self.windows_for(width, height, around, xyxy)))
-        if full is None:
-            found = self._run_tiles_model(crops + [canvas for canvas, _ in canvases])
-        else:
-            found += self._run_tiles_model([canvas for canvas, _ in canvases])
+        found += self._run_tiles_model([canvas for canvas, _ in canvases])
         for (x0, y0, _, _), (t_xyxy, t_score) in zip(tiles, found):
             boxes.append(t_xyxy + np.array([x0, y0, x0, y0], np.float32))
             scores.append(t_score)

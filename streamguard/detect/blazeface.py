@@ -162,7 +162,7 @@ class LiteBlazeFace:
         return xyxy.astype(np.float32), score
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.batch([image])[0]
+        return self._one(np.asarray(image))
 
     def close(self) -> None:
         self._interpreter = None

@@ -68,9 +68,9 @@ def image_engine(name: str, backend: str, device: str = "cpu",
                   precision: str = "fp32") -> Engine:
     """A shipped image network (the pixel-wise generator, the attackers: (image, mask)
     128 x 128 in) as an engine."""
-    size = PIXELWISE_SIZE
     from streamguard.models.weights import load_shipped
 
+    size = PIXELWISE_SIZE
     spec = EngineSpec(("image", "mask"), ((1, 3, size, size), (1, 1, size, size)),
                       {"image": {0: (1, 4, 16)}, "mask": {0: (1, 4, 16)}},
                       precision=precision, device=device)
