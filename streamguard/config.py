@@ -41,7 +41,8 @@ class DetectConfig(_Section):
         description="The detector looks at every N-th frame; on the frames between, each "
         "track moves on along its motion, its box grown as for a missed frame, and the "
         "look-back covers the path between two detections (and a face found one frame late "
-        "where it was). Tiles and the track limits count frames looked at. 1 = every frame.",
+        "where it was: track.lookback and live.lookback must be at least N - 1). Tiles and "
+        "the track limits count frames looked at. 1 = every frame.",
     )
     threads: int = Field(
         1, ge=1, le=64,
@@ -391,6 +392,19 @@ class Config(_Section):
                 f"detect.tile_every - 1 ({self.detect.tile_every - 1}), or faces only the tiled "
                 "pass finds would go unprotected between tiled passes"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _skipped_frames_are_looked_back(self) -> Config:
+        skipped = self.detect.every - 1
+        short = [f"{name} ({value})" for name, value in (
+            ("track.lookback", self.track.lookback), ("live.lookback", self.live.lookback))
+            if value < skipped]
+        if short:
+            raise ValueError(
+                f"detect.every = {self.detect.every} skips {skipped} frame(s) between "
+                f"detections: {' and '.join(short)} must be at least {skipped}, or a face "
+                "appearing on a skipped frame goes out bare until the next detection")
         return self
 
     @model_validator(mode="after")

@@ -123,6 +123,13 @@ def test_unknown_config_key_is_named(small_clip, tmp_path):
     assert_one_line_error(proc, 2, "detect.tilez")
 
 
+def test_a_detection_schedule_without_look_back_is_refused(small_clip, tmp_path):
+    proc = run("anonymize", small_clip.path, "-o", tmp_path / "o.mp4", "--set", "detect.every=3",
+               "--set", "track.lookback=1")
+    assert_one_line_error(proc, 2, "track.lookback")
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_adversarial_mode_refuses_rather_than_pretends(small_clip, tmp_path, monkeypatch):
     """Missing weights: a clear error and no output, never a silent fall back to a bare mosaic."""
     monkeypatch.setenv("STREAMGUARD_WEIGHTS", str(tmp_path / "no-weights"))

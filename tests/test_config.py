@@ -75,6 +75,14 @@ def test_tracks_must_outlive_the_tiled_revisit_period():
         load_config(None, ["detect.tile_every=20", "track.max_missed=5"])
 
 
+def test_skipped_frames_need_a_look_back_that_covers_them():
+    """detect.every = 2 with no look-back: a face appearing on a skipped frame would go out
+    bare on it; refused by name."""
+    with pytest.raises(ConfigError, match="live.lookback"):
+        load_config(None, ["detect.every=2", "live.lookback=0"])
+    assert load_config(None, ["detect.every=2", "live.lookback=1"]).detect.every == 2
+
+
 def test_config_toml_parses_as_plain_toml():
     data = tomllib.loads((ROOT / "config.toml").read_text())
     assert set(data) | {"streams"} == set(Config.model_fields)  # streams: commented example
