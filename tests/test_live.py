@@ -680,3 +680,38 @@ def test_an_rtsp_camera_loses_no_frame_when_it_connects(live_clip, tmp_path):
     finally:
         stream.stop()
         server.stop()
+
+
+def test_a_pause_in_the_camera_never_cuts_the_look_back_short(live_clip, tmp_path):
+    """Regression (the UDP packet-loss test failed 3 in 16): a 100 ms gap in the frames (a
+    decoder waiting for a keyframe) released the look-back early, so a face found just after
+    the gap was bare on the frames before it. Held while the camera is connected; released,
+    then a placeholder, once it is away."""
+    import queue
+
+    from streamguard.frames import Faces, Frame
+    from streamguard.live.stream import PLACEHOLDER
+
+    stream = LiveStream(StreamConfig(name="cam", input=str(live_clip.path),
+                                     zmq=f"ipc://{tmp_path}/zmq"), _cfg(lookback=5))
+    stream._out_q = queue.Queue()  # no output thread here: keep everything handed over
+    try:
+        for i in range(8):
+            frame = Frame(i, None, None, live_clip.frames[i], meta={"t_in": 0.0})
+            stream._finish(frame, Faces.empty(), None)
+        held = stream._out_q.qsize()  # 3 released, 5 held
+        stream.camera.connected = True
+        stream._idle()
+        assert stream._out_q.qsize() == held
+        assert held == 3
+        stream.camera.connected = False
+        stream._idle()
+        items = []
+        while not stream._out_q.empty():
+            items.append(stream._out_q.get_nowait())
+        assert items[-1] is PLACEHOLDER and len(items) == 3 + 5 + 1
+        assert [f.index for f in items[:-1]] == list(range(8))
+    finally:  # never started: nothing to stop but what it opened
+        for out in stream.outputs:
+            out.close()
+        stream.processor.close()

@@ -332,12 +332,15 @@ class LiveStream:
         self.stop_event.set()
 
     def _idle(self) -> None:
-        """No frame came for a while: release what the look-back holds; while the camera is
-        away, a placeholder after those frames (one queue keeps them in order)."""
+        """No frame came for a while. While the camera is still connected (a network hiccup,
+        a decoder waiting for a keyframe) the look-back keeps what it holds: a face found on
+        the next frames must still be covered on these. Once the camera is away, release them
+        and then a placeholder (one queue keeps them in order)."""
+        if self.camera.connected:
+            return
         for ready in self.lookback.flush():
             self._hand_over(ready)
-        if not self.camera.connected:
-            self._hand_over(PLACEHOLDER)
+        self._hand_over(PLACEHOLDER)
 
     def _placeholder(self) -> None:
         """Nothing to output for a while: while the camera is away, keep the outputs' clock
