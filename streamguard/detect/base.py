@@ -115,13 +115,14 @@ def nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
 
 def padded_crop(image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     """image[y0:y1, x0:x1] where the window may reach past the frame: the missing part is the
-    frame mirrored at its edge (a face cut by the edge gets its mirror half)."""
+    frame mirrored at its edge (a face cut by the edge gets its mirror half). A window inside
+    the frame is a view, not a copy (OpenCV resizes views as they are)."""
     h, w = image.shape[:2]
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     crop = image[cy0:cy1, cx0:cx1]
     pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)
     if not any(pads):
-        return np.ascontiguousarray(crop)
+        return np.asarray(crop)
     ch, cw = crop.shape[:2]
     # a mirror can reach at most one crop side (less one pixel) at a time
     top, bottom = min(pads[0], ch - 1), min(pads[1], ch - 1)
@@ -393,26 +394,55 @@ class TiledDetector:
         xyxy, score = self._full_frame(small)
         return xyxy * np.float32(scale), score
 
+    # relative cost of the detector inputs, for sharing them between the two threads: a
+    # tile is one model call; the full frame also shrinks a whole frame first; a window
+    # picture also crops and shrinks up to four windows
+    TILE_COST, FULL_FRAME_COST, CANVAS_COST = 1.0, 1.1, 1.35
+
+    def _helper_share(self, tiles: int, canvases: int) -> int:
+        """How many tiles the helper thread takes, on top of the full-frame pass and the track
+        windows (which wait for the full-frame pass): the split that finishes soonest."""
+        own = self.FULL_FRAME_COST + self.CANVAS_COST * canvases
+        return min(range(tiles + 1), key=lambda k: max(own + k * self.TILE_COST,
+                                                       (tiles - k) * self.TILE_COST))
+
+    def _windows_pass(self, image: np.ndarray, around: np.ndarray | None, seen: np.ndarray,
+                      model: BoxModel | None = None) -> tuple[list, list]:
+        """The track windows that the full-frame pass's boxes (`seen`) leave to look at, packed
+        into pictures and run: (canvases, what the model found in each)."""
+        height, width = image.shape[:2]
+        canvases = self._window_canvases(image, self._take_turns(
+            self.windows_for(width, height, around, seen)))
+        return canvases, self._run_tiles_model([canvas for canvas, _ in canvases], model)
+
     def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None) -> Faces:
         height, width = image.shape[:2]
         tiles = self.tiles_for(width, height, index)
         crops = [padded_crop(image, *tile) for tile in tiles]
         if self._helper is not None and tiles:
-            # the helper thread: the full-frame pass (about a tile and a third), then a share
-            # of the tiles; this thread: the other tiles
-            k = (len(tiles) - 1) // 2
-            helper = self._helper.submit(lambda: (
-                self._full_frame_pass(image), self._run_tiles_model(crops[:k], self._helper_tiles)))
+            # the helper thread: the full-frame pass, then the track windows (they depend on
+            # it), then a share of the tiles; this thread: the other tiles. The windows' count
+            # is not known before the full-frame pass: at most what the tracks ask for.
+            cap = self.cfg.max_windows
+            asked = len(self.windows_for(width, height, around))
+            asked = min(asked, cap) if cap else asked
+            k = self._helper_share(len(tiles), -(-asked // 4))
+
+            def helper_work():
+                full = self._full_frame_pass(image)
+                windows = self._windows_pass(image, around, full[0], self._helper_tiles)
+                return full, windows, self._run_tiles_model(crops[:k], self._helper_tiles)
+
+            helper = self._helper.submit(helper_work)
             mine = self._run_tiles_model(crops[k:])
-            (xyxy, score), found = helper.result()
+            (xyxy, score), (canvases, in_windows), found = helper.result()
             found += mine
         else:
             xyxy, score = self._full_frame_pass(image)
             found = self._run_tiles_model(crops)
+            canvases, in_windows = self._windows_pass(image, around, xyxy)
         boxes, scores = [xyxy], [score]
-        canvases = self._window_canvases(image, self._take_turns(
-            self.windows_for(width, height, around, xyxy)))
-        found += self._run_tiles_model([canvas for canvas, _ in canvases])
+        found += in_windows
         for (x0, y0, _, _), (t_xyxy, t_score) in zip(tiles, found):
             boxes.append(t_xyxy + np.array([x0, y0, x0, y0], np.float32))
             scores.append(t_score)
