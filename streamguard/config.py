@@ -61,6 +61,14 @@ class DetectConfig(_Section):
         "is revisited every N frames. Tiles find faces down to ~40 px; the tracker carries "
         "them in between.",
     )
+    still_tiles: int = Field(
+        2, ge=0, le=20,
+        description="A tile whose picture has not changed since it was last looked at (no "
+        "8 px block's mean moved by more than 6 levels, in any colour) is not looked at "
+        "again on its turn: what was found there then is found again, without a model call. "
+        "At most this many turns in a row, then it is looked at whatever (0 = every turn). "
+        "Still backgrounds (fixed cameras) cost little; a face appearing changes its tile.",
+    )
     tile_max_side: int = Field(
         480, ge=128, le=4096,
         description="Longest tile side in pixels; the frame is split into the fewest tiles "

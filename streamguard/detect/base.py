@@ -8,6 +8,7 @@ model on overlapping tiles (every `tile_every`-th frame) and merges everything w
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
@@ -206,6 +207,26 @@ def drop_parts(xyxy: np.ndarray, inside: float = 0.9, larger: float = 2.0) -> np
     return np.flatnonzero(~part.any(axis=1))
 
 
+@dataclass
+class _Looked:
+    """A tile as it was when it was last looked at: its picture in block means, what the model
+    found in it, and how many turns since were skipped because it had not changed."""
+
+    means: np.ndarray
+    found: tuple[np.ndarray, np.ndarray]
+    skipped: int = 0
+
+
+def block_means(image: np.ndarray, block: int) -> np.ndarray:
+    """Mean colour of each whole `block` x `block` square of the image (uint8; the last
+    partial row and column of blocks dropped): OpenCV's whole-factor area path."""
+    h, w = image.shape[:2]
+    if h < block or w < block:
+        return np.asarray(image).copy()
+    return cv2.resize(image[:h - h % block, :w - w % block], (w // block, h // block),
+                      interpolation=cv2.INTER_AREA)
+
+
 class TiledDetector:
     """Full-frame pass every frame, plus overlapping tiles spread over `tile_every` frames,
     plus a window around each track the full-frame pass cannot see.
@@ -219,6 +240,8 @@ class TiledDetector:
       (under ~12 % of the frame width) or edge track the full-frame pass did not find this
       frame, mirrored past the edge; up to four windows are packed into one image.
     - Tiles and windows go to the model in one call where it takes a batch.
+    - A tile whose picture has not changed since it was last looked at (`still_tiles`) gets
+      what was found there then, without a model call, for a bounded number of turns.
     """
 
     # px, the picture track windows are packed in (1 or 2 x 2): the full-range model's input
@@ -232,6 +255,12 @@ class TiledDetector:
     FULL_FRAME_MIN_FACE = 0.09
     EDGE_GROWTH = 0.3  # per side, for boxes of faces found across the frame's edge
     THUMBNAIL_SIDE = 1280  # px, longer side of the full-frame pass's picture of a planar frame
+    # a still tile: no STILL_BLOCK px block's mean moved by more than STILL_LEVELS in any
+    # colour since the tile was looked at. H.264 noise on a still background moves 8 px block
+    # means by 0-2 levels (99th percentile <= 5 on the real clips); a 24 px face appearing
+    # moves several blocks by tens of levels
+    STILL_BLOCK = 8
+    STILL_LEVELS = 6
 
     def __init__(self, full_frame: BoxModel, tiles: BoxModel, cfg: DetectConfig,
                  helper_tiles: BoxModel | None = None):
@@ -250,6 +279,7 @@ class TiledDetector:
         self._grid_for: tuple[int, int] | None = None
         self._grid: list[tuple[int, int, int, int]] = []
         self._window_turn = 0  # where the next frame's windows start, when they take turns
+        self._looked: dict[tuple[int, int, int, int], _Looked] = {}  # per tile (still_tiles)
 
     def _grid_of(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         if self._grid_for != (width, height):
@@ -262,6 +292,7 @@ class TiledDetector:
                            y1 + int(pad * (y1 - y0)) * (y1 == height))
                           for x0, y0, x1, y1 in grid]
             self._grid_for = (width, height)
+            self._looked.clear()
         return self._grid
 
     def tiles_for(self, width: int, height: int, index: int) -> list[tuple[int, int, int, int]]:
@@ -415,32 +446,37 @@ class TiledDetector:
             self.windows_for(width, height, around, seen)))
         return canvases, self._run_tiles_model([canvas for canvas, _ in canvases], model)
 
+    def _still(self, tiles: list, crops: list) -> tuple[list, list]:
+        """(block means of each crop, or None when not kept; what was found in each tile that
+        has not changed since it was last looked at, or None: the tiles to look at)."""
+        if not self.cfg.still_tiles:
+            return [None] * len(tiles), [None] * len(tiles)
+        means, again = [], []
+        for tile, crop in zip(tiles, crops):
+            now = block_means(crop, self.STILL_BLOCK)
+            last = self._looked.get(tile)
+            still = (last is not None and last.skipped < self.cfg.still_tiles
+                     and last.means.shape == now.shape
+                     and cv2.norm(last.means, now, cv2.NORM_INF) <= self.STILL_LEVELS)
+            if still:
+                last.skipped += 1
+            means.append(now)
+            again.append(last.found if still else None)
+        return means, again
+
     def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None) -> Faces:
         height, width = image.shape[:2]
         tiles = self.tiles_for(width, height, index)
         crops = [padded_crop(image, *tile) for tile in tiles]
-        if self._helper is not None and tiles:
-            # the helper thread: the full-frame pass, then the track windows (they depend on
-            # it), then a share of the tiles; this thread: the other tiles. The windows' count
-            # is not known before the full-frame pass: at most what the tracks ask for.
-            cap = self.cfg.max_windows
-            asked = len(self.windows_for(width, height, around))
-            asked = min(asked, cap) if cap else asked
-            k = self._helper_share(len(tiles), -(-asked // 4))
-
-            def helper_work():
-                full = self._full_frame_pass(image)
-                windows = self._windows_pass(image, around, full[0], self._helper_tiles)
-                return full, windows, self._run_tiles_model(crops[:k], self._helper_tiles)
-
-            helper = self._helper.submit(helper_work)
-            mine = self._run_tiles_model(crops[k:])
-            (xyxy, score), (canvases, in_windows), found = helper.result()
-            found += mine
-        else:
-            xyxy, score = self._full_frame_pass(image)
-            found = self._run_tiles_model(crops)
-            canvases, in_windows = self._windows_pass(image, around, xyxy)
+        means, found_again = self._still(tiles, crops)
+        look = [i for i, again in enumerate(found_again) if again is None]
+        (xyxy, score), (canvases, in_windows), looked = self._look_at_tiles(
+            image, [crops[i] for i in look], around, width, height)
+        found = list(found_again)
+        for i, result in zip(look, looked):
+            found[i] = result
+            if means[i] is not None:
+                self._looked[tiles[i]] = _Looked(means[i], result)
         boxes, scores = [xyxy], [score]
         found += in_windows
         for (x0, y0, _, _), (t_xyxy, t_score) in zip(tiles, found):
@@ -457,6 +493,34 @@ class TiledDetector:
         xyxy, score = xyxy[keep], score[keep]
         keep = drop_parts(xyxy)
         return Faces.from_boxes(xyxy[keep], score[keep])
+
+    def _look_at_tiles(self, image: np.ndarray, crops: list, around: np.ndarray | None,
+                       width: int, height: int):
+        """The full-frame pass, the track windows and the model on `crops`:
+        ((xyxy, score), (canvases, found in each), found in each crop)."""
+        if self._helper is not None and crops:
+            # the helper thread: the full-frame pass, then the track windows (they depend on
+            # it), then a share of the tiles; this thread: the other tiles. The windows' count
+            # is not known before the full-frame pass: at most what the tracks ask for.
+            cap = self.cfg.max_windows
+            asked = len(self.windows_for(width, height, around))
+            asked = min(asked, cap) if cap else asked
+            k = self._helper_share(len(crops), -(-asked // 4))
+
+            def helper_work():
+                full = self._full_frame_pass(image)
+                windows = self._windows_pass(image, around, full[0], self._helper_tiles)
+                return full, windows, self._run_tiles_model(crops[:k], self._helper_tiles)
+
+            helper = self._helper.submit(helper_work)
+            mine = self._run_tiles_model(crops[k:])
+            (xyxy, score), (canvases, in_windows), found = helper.result()
+            found += mine
+        else:
+            xyxy, score = self._full_frame_pass(image)
+            found = self._run_tiles_model(crops)
+            canvases, in_windows = self._windows_pass(image, around, xyxy)
+        return (xyxy, score), (canvases, in_windows), found
 
     def close(self) -> None:
         """Stop the helper thread (a detection hung in native code is left behind)."""

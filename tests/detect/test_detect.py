@@ -251,3 +251,78 @@ def test_no_window_for_a_small_track_the_full_frame_pass_found():
                         tiles, DetectConfig(tile_every=0))
     det.detect(np.zeros((720, 1280, 3), np.uint8), 0, around=expected)
     assert len(calls) == 1
+
+
+def _bright_blobs(calls: list):
+    """A stand-in model that finds one 'face': the box of the pure-white pixels it is shown."""
+
+    def model(image):
+        calls.append(image.shape)
+        ys, xs = np.nonzero((np.asarray(image) == 255).all(axis=2))
+        if not len(xs):
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        return (np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32),
+                np.array([0.9], np.float32))
+
+    return model
+
+
+def _still_scene(seed: int = 0) -> np.ndarray:
+    """A fixed camera's picture: texture that never reaches white."""
+    return np.random.default_rng(seed).integers(0, 200, (720, 1280, 3), dtype=np.uint8)
+
+
+def _codec_noise(image: np.ndarray, rng) -> np.ndarray:
+    """+-2 levels on the texture (the white face stays white)."""
+    noisy = np.clip(image.astype(np.int16) + rng.integers(-2, 3, image.shape), 0, 254)
+    return np.where(image == 255, 255, noisy).astype(np.uint8)
+
+
+def test_a_still_tile_is_looked_at_again_only_after_a_bounded_number_of_turns():
+    """A still scene with a face in it: after the first look, each tile's next two turns cost
+    no model call and find exactly the same; the third turn looks again. Noise the size of
+    H.264's on a still background does not count as a change."""
+    nothing = lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))  # noqa: E731
+    calls: list = []
+    det = TiledDetector(nothing, _bright_blobs(calls), DetectConfig(tile_every=1, still_tiles=2))
+    scene = _still_scene()
+    scene[100:140, 150:190] = 255  # a 40 px face only the tiles see
+    rng = np.random.default_rng(1)
+    tiles = len(det.tiles_for(1280, 720, 0))
+    found = []
+    for index in range(7):
+        calls.clear()
+        found.append(det.detect(_codec_noise(scene, rng) if index else scene, index))
+        assert len(calls) == (tiles if index % 3 == 0 else 0), index
+    for faces in found:
+        assert len(faces) == 1
+        np.testing.assert_array_equal(faces.xyxy, found[0].xyxy)
+    # 0 = every turn looks
+    calls.clear()
+    det = TiledDetector(nothing, _bright_blobs(calls), DetectConfig(tile_every=1, still_tiles=0))
+    for index in range(3):
+        det.detect(scene, index)
+    assert len(calls) == 3 * tiles
+
+
+def test_a_face_appearing_in_a_still_tile_is_found_on_that_tile_s_next_turn():
+    """Tiles take turns (tile_every 5) over a still scene; a small face steps into view between
+    two turns of its tile: that turn looks (the picture changed) and finds it."""
+    nothing = lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))  # noqa: E731
+    calls: list = []
+    det = TiledDetector(nothing, _bright_blobs(calls),
+                        DetectConfig(tile_every=5, still_tiles=10))
+    scene = _still_scene()
+    for index in range(10):  # every tile looked at, then skipped once
+        det.detect(scene, index)
+    with_face = scene.copy()
+    with_face[500:530, 1100:1130] = 255  # 30 px, in the last row of tiles
+    hits = []
+    for index in range(10, 15):
+        faces = det.detect(with_face, index)
+        hits += [index] * len(faces)
+    assert hits, "the face was never found"
+    tile_turn = next(index for index in range(10, 15) if any(
+        t[0] <= 1100 and 1130 <= t[2] and t[1] <= 500 and 530 <= t[3]
+        for t in det.tiles_for(1280, 720, index)))
+    assert hits[0] == tile_turn
