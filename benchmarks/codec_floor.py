@@ -37,4 +37,6 @@ def main(src: str, dst: str) -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python benchmarks/codec_floor.py INPUT OUTPUT")
     raise SystemExit(main(*sys.argv[1:3]))
