@@ -1,7 +1,8 @@
 """Sustained fps of the whole pipeline in the default mode, against the codec floor and
 deface, on the same clips, in the same run.
 
-    python benchmarks/pipeline.py [--seconds 10] [--no-deface] [--recall] [--before REV] [--memory]
+    python benchmarks/pipeline.py [--seconds 10] [--no-deface] [--recall] [--before REV]
+                                  [--budget | --memory]
 
 Builds 720p30 and 1080p30 clips with 7 moving faces of 32-220 px (registry photos, with audio),
 two of them cut by the frame's edge, and runs, each as a separate process timed end to end
@@ -17,6 +18,9 @@ background PSNR of the output against the input away from every face (a faster r
 with a worse encode shows there). --recall adds recall.py's offline misses (solid magenta,
 the same detection) for both streamguard paths. `--before REV` adds a row for streamguard as
 of git REV (a worktree under benchmarks/.work, its own defaults): before and after in one run. Writes benchmarks/results/pipeline.json.
+`--budget` runs, instead of the variants and deface, the default against the same pipeline
+with parts of the detection dropped (no tiles; the whole-frame pass alone): what finding the
+small faces costs, with what each drop misses under --recall (pipeline-budget.json).
 `--memory` runs the bounded-memory check instead: peak RSS of streamguard on a 1-minute and a
 10-minute 1080p clip (pipeline-memory.json).
 """
@@ -217,6 +221,15 @@ VARIANTS = {  # name -> streamguard config overrides
     # the detector the first rounds shipped: the same models through MediaPipe Tasks
     "streamguard rgb, MediaPipe Tasks": ["pipeline.planar=false", "detect.detector=mediapipe"],
 }
+# --budget: what finding the small faces costs. Each row drops a part of the detection, so it
+# misses faces (its recall column says how many): a bound on what the rest of the pipeline
+# allows, never a configuration to use
+BUDGET = {
+    "streamguard (default)": [],
+    "no tiles (small faces found only by chance)": ["detect.tile_every=0"],
+    "full-frame pass only (no tiles, no track windows)": [
+        "detect.tile_every=0", "detect.track_windows=false"],
+}
 
 
 def main() -> int:
@@ -230,6 +243,10 @@ def main() -> int:
     ap.add_argument("--before", metavar="REV",
                     help="also run streamguard as of git REV (its defaults), same clips, "
                          "same run: the before row of a before/after table")
+    ap.add_argument("--budget", action="store_true",
+                    help="instead: the default against the same pipeline with parts of the "
+                         "detection dropped (they miss faces: a bound, not a setting), with "
+                         "the codec floor (writes pipeline-budget.json)")
     ap.add_argument("--memory", action="store_true",
                     help="instead: peak RSS on 1-minute vs 10-minute 1080p clips "
                          "(writes pipeline-memory.json; ~15 minutes)")
@@ -261,7 +278,8 @@ def main() -> int:
         psnr, _ = background_psnr(clip, floor_out, floor_out)
         rows.append({"run": "codec floor", "fps": floor, "peak_rss_mb": rss, "bg_psnr": psnr,
                      "bg_protected_share": 0.0})
-        variants = [(name, overrides, None) for name, overrides in VARIANTS.items()]
+        variants = [(name, overrides, None) for name, overrides in
+                    (BUDGET if args.budget else VARIANTS).items()]
         if before is not None:
             variants.insert(0, (f"before ({before.name[7:]})", [], before))
         for name, overrides, source in variants:
@@ -273,7 +291,7 @@ def main() -> int:
             if args.recall and source is None:
                 row["recall"] = recall_misses(height, overrides, args.recall_seconds)
             rows.append(row)
-        if deface is not None:
+        if deface is not None and not args.budget:
             out = WORK / f"deface_{height}p.mp4"
             wall, rss = peak_rss_of([str(deface), str(clip), "-o", str(out),
                                      "--replacewith", "mosaic", "--keep-audio"])
@@ -295,6 +313,11 @@ def main() -> int:
                   + (f"  recall: {rec['missed']} of {rec['face_frames']} missed" if rec else ""),
                   flush=True)
         records += rows
+    if args.budget:
+        doc = {"machine": machine(), "mode": mode, "seconds": args.seconds, "records": records}
+        (RESULTS / "pipeline-budget.json").write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {RESULTS / 'pipeline-budget.json'}")
+        return 0
     done = {r["resolution"] for r in records}
     if (RESULTS / "pipeline.json").exists():  # rows of sizes not rerun are kept
         earlier = json.loads((RESULTS / "pipeline.json").read_text()).get("records", [])
