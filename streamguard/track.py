@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamguard.config import TrackConfig
-from streamguard.detect.base import box_iou
+from streamguard.detect.geometry import box_iou
 from streamguard.frames import Faces
 
 _VELOCITY_DAMPING = 0.8  # per missed frame: extrapolation slows rather than flies off

@@ -27,7 +27,8 @@ import numpy as np
 from streamguard.assets import DETECTOR_MODELS, asset_path
 from streamguard.config import DetectConfig
 from streamguard.detect._native import native_stderr_silenced
-from streamguard.detect.base import TiledDetector, box_iou, register_detector
+from streamguard.detect.base import TiledDetector, register_detector
+from streamguard.detect.geometry import box_iou
 
 
 @dataclass(frozen=True)

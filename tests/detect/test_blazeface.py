@@ -4,7 +4,7 @@ beside the tiles finds exactly what it finds run before them."""
 import numpy as np
 import pytest
 
-from streamguard.detect.base import box_iou, padded_crop, tile_grid
+from streamguard.detect.geometry import box_iou, padded_crop, tile_grid
 from streamguard.detect.blazeface import SPECS, LiteBlazeFace, ssd_anchors, weighted_nms
 from streamguard.detect.mediapipe import BlazeFace
 from media import load_rgb

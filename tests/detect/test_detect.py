@@ -3,8 +3,9 @@ import pytest
 
 from streamguard.config import DetectConfig
 from streamguard.detect import available_detectors, create_detector, register_detector
-from streamguard.detect.base import (
-    TiledDetector, box_iou, drop_parts, nms, padded_crop, tile_grid, tile_pyramid,
+from streamguard.detect.base import TiledDetector
+from streamguard.detect.geometry import (
+    box_iou, drop_parts, nms, padded_crop, tile_grid, tile_pyramid,
 )
 from streamguard.errors import ConfigError
 from media import background, load_rgb, paste

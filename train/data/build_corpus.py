@@ -122,7 +122,7 @@ def detect_with_keypoints(image: np.ndarray, min_px: int):
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
-    from streamguard.detect.base import nms, tile_grid
+    from streamguard.detect.geometry import nms, tile_grid
 
     opts = vision.FaceDetectorOptions(
         base_options=BaseOptions(model_asset_path=str(asset_path(
