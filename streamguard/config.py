@@ -67,7 +67,9 @@ class DetectConfig(_Section):
         "8 px block's mean moved by more than 6 levels, in any colour) is not looked at "
         "again on its turn: what was found there then is found again, without a model call. "
         "At most this many turns in a row, then it is looked at whatever (0 = every turn). "
-        "Still backgrounds (fixed cameras) cost little; a face appearing changes its tile.",
+        "The same holds for the whole frame and the full-frame pass (16 px blocks; its turn "
+        "is every frame). Still backgrounds (fixed cameras) cost little; a face appearing "
+        "changes its tile.",
     )
     tile_max_side: int = Field(
         480, ge=128, le=4096,

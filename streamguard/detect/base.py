@@ -82,6 +82,9 @@ class TiledDetector:
     # moves several blocks by tens of levels
     STILL_BLOCK = 8
     STILL_LEVELS = 6
+    # the whole frame is compared in coarser blocks: the full-frame pass only sees faces over
+    # ~9 % of the frame's side (115 px at 720p), which cover several such blocks whole
+    STILL_FRAME_BLOCK = 16
 
     def __init__(self, full_frame: BoxModel, tiles: BoxModel, cfg: DetectConfig,
                  helper_tiles: BoxModel | None = None):
@@ -101,6 +104,7 @@ class TiledDetector:
         self._grid: list[tuple[int, int, int, int]] = []
         self._window_turn = 0  # where the next frame's windows start, when they take turns
         self._looked: dict[tuple[int, int, int, int], _Looked] = {}  # per tile (still_tiles)
+        self._looked_whole: _Looked | None = None  # the full-frame pass's (still_tiles)
 
     def _grid_of(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         if self._grid_for != (width, height):
@@ -267,6 +271,19 @@ class TiledDetector:
             self.windows_for(width, height, around, seen)))
         return canvases, self._run_tiles_model([canvas for canvas, _ in canvases], model)
 
+    def _full_frame_or_again(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The full-frame pass, or what it found when it last ran if the frame has not changed
+        since (`still_tiles`: at most that many frames in a row). A frame kept in its planes
+        always runs it (its picture would cost a conversion)."""
+        if not self.cfg.still_tiles or getattr(image, "thumbnail", None) is not None:
+            return self._full_frame_pass(image)
+        now = block_means(image, self.STILL_FRAME_BLOCK)
+        if self._unchanged(self._looked_whole, now):
+            return self._looked_whole.found
+        found = self._full_frame_pass(image)
+        self._looked_whole = _Looked(now, found)
+        return found
+
     def _still(self, tiles: list, crops: list) -> tuple[list, list]:
         """(block means of each crop, or None when not kept; what was found in each tile that
         has not changed since it was last looked at, or None: the tiles to look at)."""
@@ -276,14 +293,19 @@ class TiledDetector:
         for tile, crop in zip(tiles, crops):
             now = block_means(crop, self.STILL_BLOCK)
             last = self._looked.get(tile)
-            still = (last is not None and last.skipped < self.cfg.still_tiles
-                     and last.means.shape == now.shape
-                     and cv2.norm(last.means, now, cv2.NORM_INF) <= self.STILL_LEVELS)
-            if still:
-                last.skipped += 1
             means.append(now)
-            again.append(last.found if still else None)
+            again.append(last.found if self._unchanged(last, now) else None)
         return means, again
+
+    def _unchanged(self, last: _Looked | None, now: np.ndarray) -> bool:
+        """Whether a picture (`now`, its block means) is still what it was when last looked at,
+        and may be skipped once more (`still_tiles`); the skip is counted."""
+        still = (last is not None and last.skipped < self.cfg.still_tiles
+                 and last.means.shape == now.shape
+                 and cv2.norm(last.means, now, cv2.NORM_INF) <= self.STILL_LEVELS)
+        if still:
+            last.skipped += 1
+        return still
 
     def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None) -> Faces:
         height, width = image.shape[:2]
@@ -329,7 +351,7 @@ class TiledDetector:
             k = self._helper_share(len(crops), -(-asked // 4))
 
             def helper_work():
-                full = self._full_frame_pass(image)
+                full = self._full_frame_or_again(image)
                 windows = self._windows_pass(image, around, full[0], self._helper_tiles)
                 return full, windows, self._run_tiles_model(crops[:k], self._helper_tiles)
 
@@ -338,7 +360,7 @@ class TiledDetector:
             (xyxy, score), (canvases, in_windows), found = helper.result()
             found += mine
         else:
-            xyxy, score = self._full_frame_pass(image)
+            xyxy, score = self._full_frame_or_again(image)
             found = self._run_tiles_model(crops)
             canvases, in_windows = self._windows_pass(image, around, xyxy)
         return (xyxy, score), (canvases, in_windows), found

@@ -327,3 +327,27 @@ def test_a_face_appearing_in_a_still_tile_is_found_on_that_tile_s_next_turn():
         t[0] <= 1100 and 1130 <= t[2] and t[1] <= 500 and 530 <= t[3]
         for t in det.tiles_for(1280, 720, index)))
     assert hits[0] == tile_turn
+
+
+def test_the_full_frame_pass_skips_a_still_frame_a_bounded_number_of_times_and_sees_a_change():
+    """No tiles: over a still scene the full-frame model runs on every third frame (two skips
+    in a row at most) and the faces found stay; a large face stepping in makes it run on that
+    very frame."""
+    calls: list = []
+    nothing = lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))  # noqa: E731
+    det = TiledDetector(_bright_blobs(calls), nothing, DetectConfig(tile_every=0, still_tiles=2))
+    scene = _still_scene()
+    scene[100:300, 150:350] = 255
+    rng = np.random.default_rng(2)
+    ran = []
+    for index in range(7):
+        calls.clear()
+        faces = det.detect(_codec_noise(scene, rng), index)
+        ran.append(len(calls))
+        assert len(faces) == 1 and np.allclose(faces.xyxy[0], [150, 100, 350, 300])
+    assert ran == [1, 0, 0, 1, 0, 0, 1]
+    scene[400:600, 800:1000] = 255  # a second face steps in, on a frame that would be skipped
+    calls.clear()
+    faces = det.detect(_codec_noise(scene, rng), 7)
+    assert len(calls) == 1 and len(faces) == 1  # the stand-in boxes all white pixels as one
+    assert faces.xyxy[0, 2] == 1000
