@@ -40,8 +40,9 @@ register_detector = DETECTORS.register
 
 @dataclass
 class _Looked:
-    """A tile as it was when it was last looked at: its picture in block means, what the model
-    found in it, and how many turns since were skipped because it had not changed."""
+    """A tile (or the whole frame) as it was when it was last looked at: its picture in block
+    means, what the model found in it, and how many turns since were skipped because it had
+    not changed."""
 
     means: np.ndarray
     found: tuple[np.ndarray, np.ndarray]
@@ -62,7 +63,8 @@ class TiledDetector:
       frame, mirrored past the edge; up to four windows are packed into one image.
     - Tiles and windows go to the model in one call where it takes a batch.
     - A tile whose picture has not changed since it was last looked at (`still_tiles`) gets
-      what was found there then, without a model call, for a bounded number of turns.
+      what was found there then, without a model call, for a bounded number of turns; the
+      full-frame pass likewise on a frame that has not changed.
     """
 
     # px, the picture track windows are packed in (1 or 2 x 2): the full-range model's input
@@ -88,9 +90,10 @@ class TiledDetector:
 
     def __init__(self, full_frame: BoxModel, tiles: BoxModel, cfg: DetectConfig,
                  helper_tiles: BoxModel | None = None):
-        """`helper_tiles`: a second instance of the tiles model. Given, the full-frame pass
-        and a share of the tiles run on a helper thread while the caller's thread runs the
-        rest (the models release the GIL; the results are exactly those run in turn)."""
+        """`helper_tiles`: a second instance of the tiles model. Given, the full-frame pass,
+        the track windows and a share of the tiles run on a helper thread while the caller's
+        thread runs the other tiles (the models release the GIL; the results are exactly
+        those run in turn)."""
         self._full_frame = full_frame
         self._tiles = tiles
         self._helper_tiles = helper_tiles
