@@ -324,12 +324,11 @@ class TiledDetector:
             if means[i] is not None:
                 self._looked[tiles[i]] = _Looked(means[i], result)
         boxes, scores = [xyxy], [score]
-        found += in_windows
         for (x0, y0, _, _), (t_xyxy, t_score) in zip(tiles, found):
             boxes.append(t_xyxy + np.array([x0, y0, x0, y0], np.float32))
             scores.append(t_score)
         if canvases:
-            w_xyxy, w_score = self._window_boxes(found[len(tiles):], canvases)
+            w_xyxy, w_score = self._window_boxes(in_windows, canvases)
             boxes.append(w_xyxy)
             scores.append(w_score)
         xyxy = np.concatenate(boxes).astype(np.float32)
