@@ -307,3 +307,11 @@ def test_progress_is_a_bar_on_a_terminal_and_log_lines_elsewhere(caplog):
     off.update(1, 2)
     off.close()
     assert quiet.getvalue() == ""
+
+
+def test_the_codec_floor_benchmark_without_its_files_says_how_to_run_it():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "codec_floor.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "usage: python benchmarks/codec_floor.py INPUT OUTPUT"
