@@ -168,18 +168,18 @@ class ProtectConfig(_Section):
         description="Each side of the face box grows by this fraction of its size before "
         "protection (covers hair, ears and detector slack).",
     )
-    blur_sigma: float = Field(
-        0.25, gt=0.0, le=2.0, description="Blur mode: Gaussian sigma as a fraction of face width."
-    )
+    blur_sigma: float = Field(0.25, gt=0.0, le=2.0,
+                              description="Blur mode: Gaussian sigma as a fraction of face width.")
     solid_color: tuple[int, int, int] = Field((0, 0, 0), description="Solid mode fill, RGB.")
-    fail_closed: Literal["mosaic", "drop"] = Field(
-        "mosaic",
-        description="When detection fails or times out on a frame: mosaic the whole frame, or "
-        "drop the frame (changes the frame count). Either way it is counted.",
-    )
-    frame_blocks: int = Field(
-        24, ge=4, le=256, description="Blocks across the width of a whole-frame mosaic."
-    )
+    fail_closed: Literal["mosaic", "drop"] = Field("mosaic", description=(
+        "When detection fails or times out on a frame: mosaic the whole frame, or drop the "
+        "frame (changes the frame count). Either way it is counted."))
+    damaged: Literal["frame", "faces"] = Field("frame", description=(
+        "Frames the decoder patched (lost or skipped video data) and those predicted from them "
+        "up to the next intact keyframe: \"frame\" protects them whole as fail_closed says "
+        "(counted), \"faces\" the faces found, with every track held through them."))
+    frame_blocks: int = Field(24, ge=4, le=256,
+                              description="Blocks across the width of a whole-frame mosaic.")
     lock: Literal["track", "frame"] = Field(
         "track",
         description="Mosaic modes (mosaic, adversarial-block, adversarial-identity): 'track' "
@@ -262,8 +262,8 @@ class PipelineConfig(_Section):
     on_corrupt: Literal["fail", "skip"] = Field(
         "fail",
         description="A video packet the decoder refuses: \"fail\" the file (exit 6), or "
-        "\"skip\" it and keep the frames that still decode (each protected as usual; skipped "
-        "packets are counted in the report).",
+        "\"skip\" it and keep the frames that still decode (those the skipped data damaged are "
+        "protected as protect.damaged says; skipped packets are counted in the report).",
     )
 
 

@@ -171,6 +171,7 @@ def anonymize_file(
     report.wall_s = time.perf_counter() - t0
     report.tracks = processor.tracker.tracks_started
     report.failed_closed = processor.failed_closed
+    report.frames_damaged = processor.damaged
     report.detect_errors = processor.detect_errors
     report.resolution = f"{info.width}x{info.height}"
     report.dropped_streams = list(sink.dropped_streams)

@@ -55,6 +55,7 @@ class FrameProcessor:
         self.tracker = Tracker(cfg.track)
         self.failed_closed = 0
         self.detect_errors = 0
+        self.damaged = 0  # frames the decoder patched (lost or skipped data), and their run
         self._timeout_s = cfg.detect.timeout_ms / 1000
         self._every = cfg.detect.every
         # detectors registered elsewhere may not take track hints
@@ -82,6 +83,8 @@ class FrameProcessor:
 
     def detect(self, frame: Frame) -> tuple[Faces | None, str | None]:
         """(faces, None), or (None, why) when detection failed or overran `detect.timeout_ms`."""
+        if frame.meta.get("damaged") and self.cfg.protect.damaged == "frame":
+            return NOT_LOOKED, None  # protected whole whatever is found (`apply`)
         return detect_timed(self.detector, frame, self._timeout_s, self.expected(), self._every)
 
     def analyze(self, frame: Frame) -> Frame:
@@ -92,7 +95,21 @@ class FrameProcessor:
               failure: str | None = None) -> Frame:
         """Track detections made here or elsewhere (a live worker process); `found` None means
         detection failed (`failure` says how): the frame fails closed and is counted;
-        NOT_LOOKED (a frame `detect.every` skips): the tracks coast over it."""
+        NOT_LOOKED (a frame `detect.every` skips): the tracks coast over it.
+
+        A frame marked damaged (`meta["damaged"]`: the decoder patched lost data) fails closed
+        too with `protect.damaged = "frame"`; with "faces" its tracks cannot end on it (a
+        smeared picture hides faces that are there)."""
+        damaged = bool(frame.meta.get("damaged"))
+        if damaged:
+            self.damaged += 1
+            if self.cfg.protect.damaged == "frame":
+                if self.damaged == 1:
+                    log.warning("frame %d: damaged by lost video data; such frames are "
+                                "protected whole until the next intact keyframe (counted)",
+                                frame.index)
+                self.failed_closed += 1
+                return frame.replace(failed_closed=True)
         if found is NOT_LOOKED:
             faces = self.tracker.coast(frame.image.shape)
             return frame.replace(faces=faces, meta={**frame.meta, "detected_ids": frozenset()})
@@ -104,7 +121,7 @@ class FrameProcessor:
                 log.warning("frame %d: %s; protecting the whole frame", frame.index, failure)
             meta = {**frame.meta, "detect_error": True} if error else frame.meta
             return frame.replace(failed_closed=True, meta=meta)
-        faces = self.tracker.update(found, frame.image.shape)
+        faces = self.tracker.update(found, frame.image.shape, hold=damaged)
         return frame.replace(faces=faces,
                              meta={**frame.meta, "detected_ids": self.tracker.detected_ids})
 

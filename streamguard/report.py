@@ -32,7 +32,8 @@ class RunReport:
     frames: int = 0  # frames read and processed
     frames_written: int = 0
     frames_dropped: int = 0  # fail-closed frames dropped by policy
-    failed_closed: int = 0  # frames whose detection failed or timed out
+    failed_closed: int = 0  # frames protected whole: detection failed or timed out, or damaged
+    frames_damaged: int = 0  # frames the decoder patched over skipped data (protect.damaged)
     frames_rescaled: int = 0  # frames whose size changed mid-stream, rescaled to the first
     packets_skipped: int = 0  # damaged video packets skipped (pipeline.on_corrupt = "skip")
     detect_errors: int = 0
@@ -98,6 +99,7 @@ class StreamStats:
     reconnects: int = 0
     frames_rescaled: int = 0
     frames_corrupt: int = 0
+    frames_damaged: int = 0
     connected: bool = False
     last_error: str = ""
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
@@ -129,6 +131,7 @@ class StreamStats:
                 "failed_closed": self.failed_closed, "faces": self.faces,
                 "reconnects": self.reconnects, "connected": int(self.connected),
                 "frames_rescaled": self.frames_rescaled, "frames_corrupt": self.frames_corrupt,
+                "frames_damaged": self.frames_damaged,
                 "audio_packets": self.audio_packets, "worker_restarts": self.worker_restarts,
                 "fps_out": round(self.frames_out / elapsed, 2),
                 "latency_p50_ms": pick(0.5), "latency_p99_ms": pick(0.99),
@@ -145,12 +148,14 @@ COUNTERS = {
     "dropped": "Frames dropped because processing fell behind (never emitted unprotected).",
     "placeholders": "Placeholder frames emitted while the camera was away.",
     "placeholder_s": "Seconds of placeholder output while the camera was away.",
-    "failed_closed": "Frames protected whole (or dropped) because detection failed.",
+    "failed_closed": "Frames protected whole (or dropped) because detection failed, or because "
+                     "lost video data damaged them (protect.damaged).",
     "faces": "Faces protected, summed over frames.",
     "reconnects": "Camera reconnect attempts.",
     "frames_rescaled": "Frames rescaled to the stream's first size.",
-    "frames_corrupt": "Frames the decoder flagged as damaged (lost packets concealed); "
-                      "protected like any other.",
+    "frames_corrupt": "Frames the decoder flagged as damaged (lost packets concealed).",
+    "frames_damaged": "Frames flagged damaged and those after them until the next intact "
+                      "keyframe (protect.damaged says how they are protected).",
     "audio_packets": "Audio packets copied to the outputs.",
     "worker_restarts": "Detection worker processes restarted.",
 }

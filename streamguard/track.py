@@ -100,7 +100,10 @@ class Tracker:
             iou[:, d] = -1
         return pairs
 
-    def update(self, detections: Faces, frame_shape: tuple[int, ...]) -> Faces:
+    def update(self, detections: Faces, frame_shape: tuple[int, ...], hold: bool = False
+               ) -> Faces:
+        """`hold`: this frame's misses prove nothing (a damaged picture): no track ends on it.
+        A track over its limit ends on the first frame without `hold` that misses it too."""
         height, width = frame_shape[:2]
         cfg = self.cfg
         frames = {}  # per track: frames since its last update (1, more after coasted frames)
@@ -147,7 +150,7 @@ class Tracker:
                 # edge_hold frames once it was confirmed, a few max_missed otherwise
                 limit = max(limit * _EDGE_PATIENCE,
                             cfg.edge_hold if tr.hits >= _CONFIRMED else 0)
-            if tr.missed > limit:
+            if tr.missed > limit and not hold:
                 continue
             survivors.append(tr)
             # the box grows with the uncertainty, to at most half its size again (a large

@@ -656,6 +656,7 @@ def test_rtsp_over_udp_with_5_percent_packet_loss_stays_protected(crops, tmp_pat
     assert len(frames) >= 120, f"only {len(frames)} frames in 40 s"
     assert stream.error is None
     assert snap["frames_corrupt"] > 0  # the loss was real: damaged frames, counted
+    assert snap["frames_damaged"] >= snap["frames_corrupt"] and snap["failed_closed"] > 0
     x0, y0, x1, y1 = clip.boxes[0][0]
     bare = clip.frames[0][y0:y1, x0:x1]
     similar = [detail_similarity(f[y0:y1, x0:x1], bare) for f in frames]

@@ -89,6 +89,57 @@ def test_a_part_of_a_face_found_on_its_own_gets_no_finer_grid(mode):
     assert (proc.protect(both).image == proc.protect(alone).image).all()
 
 
+class _BlindOnDamage:
+    """Finds the one face on intact frames and nothing on damaged ones (a smeared picture);
+    records the frames it was asked about."""
+
+    FACE = [200, 120, 300, 220]
+
+    def __init__(self):
+        self.asked: list[int] = []
+
+    def detect(self, image, index, around=None):
+        self.asked.append(index)
+        return Faces.empty() if image[0, 0, 0] == 0 else Faces.from_boxes([self.FACE])
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+@pytest.mark.parametrize("policy", ["frame", "faces"])
+def test_a_run_of_damaged_frames_never_shows_the_face(policy):
+    """Regression (the UDP packet-loss test failed under load): over a lossy link the decoder
+    patched a keyframe, and the 29 frames predicted from it showed the face half smeared, half
+    bare; the detector found nothing there, the track ended after max_missed frames and the
+    mouth went out bare. "frame" protects such frames whole, without running the detector;
+    "faces" holds the tracks through them."""
+    from streamguard.config import load_config
+    from streamguard.process import FrameProcessor
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(1, 255, (360, 640, 3), dtype=np.uint8)
+    smeared = image.copy()
+    smeared[0, 0, 0] = 0  # the detector's cue
+    detector = _BlindOnDamage()
+    proc = FrameProcessor(load_config(None, [f'protect.damaged="{policy}"',
+                                             'protect.mode="mosaic"']), detector)
+    x0, y0, x1, y1 = _BlindOnDamage.FACE
+    frames = [Frame(i, i, None, image if i < 3 else smeared,
+                    meta={"damaged": True} if i >= 3 else {}) for i in range(3 + 30)]
+    out = [proc.protect(proc.analyze(f)) for f in frames]
+    for i, frame in enumerate(out):
+        face = frame.image[y0:y1, x0:x1].astype(int)
+        assert np.abs(face - image[y0:y1, x0:x1]).mean() > 20, f"frame {i}: the face is bare"
+    background = [np.abs(f.image[:, 400:].astype(int) - image[:, 400:]).mean() for f in out]
+    assert proc.damaged == 30
+    if policy == "frame":
+        assert proc.failed_closed == 30 and detector.asked == [0, 1, 2]
+        assert min(background[3:]) > 20  # protected whole
+    else:
+        assert proc.failed_closed == 0 and len(detector.asked) == 33
+        assert max(background) == 0  # only the face
+
+
 class _Slow:
     """A detector that takes 5-25 ms, finds one face whose score names the frame, and fails
     on every seventh frame; it records when each detection ran."""

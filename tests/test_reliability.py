@@ -19,7 +19,7 @@ from streamguard.config import EncodeConfig
 from streamguard.errors import OutputError
 from streamguard.io.sink import VideoSink
 from streamguard.io.source import VideoSource
-from media import Sprite, decode_rgb, write_clip
+from media import Sprite, decode_rgb, detail_similarity, write_clip
 from test_cli import assert_one_line_error, run
 
 
@@ -148,7 +148,7 @@ def test_an_image_in_gives_an_image_out_with_the_face_protected(tmp_path):
     """Regression: image inputs with default naming always failed (exit 8)."""
     import cv2
 
-    from media import PROTECTED, detail_similarity, load_rgb
+    from media import PROTECTED, load_rgb
 
     photo = tmp_path / "photo.jpg"
     image = load_rgb("obama.jpg")
@@ -236,6 +236,13 @@ def test_on_corrupt_skip_keeps_the_frames_that_decode_all_protected(damaged_clip
     assert report["frames_written"] == len(frames)
     # the frames kept are the clip's own from the start on; every face in them protected
     assert unprotected_faces(clip, frames[:30]) == []
+    # the frames predicted from the lost keyframe (smeared ghosts of the face) up to the next
+    # keyframe are protected whole (protect.damaged = "frame"), and counted
+    damaged = report["frames_damaged"]
+    assert damaged >= 10 and report["failed_closed"] == damaged
+    original, _ = decode_rgb(clip.path)
+    for image in frames[30:30 + damaged]:  # no frame detail left anywhere
+        assert detail_similarity(image[:, 320:], original[0][:, 320:]) < 0.2
 
 
 def test_a_full_disk_fails_with_a_clear_error_and_leaves_nothing(long_clip, tmp_path):

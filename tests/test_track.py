@@ -131,3 +131,15 @@ def test_frames_not_looked_at_move_the_face_on_and_count_no_miss():
         assert len(tr.coast(SHAPE)) == 1
     assert len(tr.update(Faces.empty(), SHAPE)) == 1  # one real miss: within max_missed
     assert len(tr.update(Faces.empty(), SHAPE)) == 0
+
+
+def test_a_damaged_picture_ends_no_track():
+    """On a picture the decoder patched, the detector's misses prove nothing: the face is
+    covered for as long as the damage lasts, and the track ends on the first intact frame
+    that still misses it."""
+    tr = Tracker(TrackConfig(max_missed=2))
+    tr.update(box_at(100, 100), SHAPE)
+    for _ in range(20):
+        out = tr.update(Faces.empty(), SHAPE, hold=True)
+        assert covers(out, (100, 100, 180, 180))
+    assert len(tr.update(Faces.empty(), SHAPE)) == 0

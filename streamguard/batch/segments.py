@@ -248,6 +248,7 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
         tracks_owned.update(ids)
         report.failed_closed += item.failed_closed
         report.detect_errors += bool(item.meta.get("detect_error"))
+        report.frames_damaged += bool(item.meta.get("damaged"))
         faces = item.faces
         protected = processor.protect(item)
         report.count_frame(faces, dropped=protected is None)
@@ -413,7 +414,7 @@ class SegmentJoiner:
 
 def _merge_report(total: RunReport, part: RunReport) -> None:
     for name in ("frames", "frames_written", "frames_dropped", "failed_closed", "detect_errors",
-                 "faces", "tracks"):
+                 "frames_damaged", "faces", "tracks"):
         setattr(total, name, getattr(total, name) + getattr(part, name))
     for n, count in part.faces_per_frame.items():
         total.faces_per_frame[n] = total.faces_per_frame.get(n, 0) + count

@@ -97,6 +97,7 @@ class VideoSource:
         self._container: av.container.InputContainer | None = None
         self.frames_decoded = 0
         self.frames_rescaled = 0  # frames whose size differed from the stream's first
+        self.damage = Damage()  # frames shown damaged (patched by the decoder), counted
 
     def __enter__(self) -> VideoSource:
         self.open()
@@ -179,6 +180,7 @@ class VideoSource:
         fallback = PtsFallback(info)
         index = packets = 0
         keep_size = SizeKeeper(str(self.path), (info.width, info.height))
+        self.damage = Damage()
         try:
             for packet in self._container.demux(video, *info.copy_streams):
                 if packet.stream.index == video.index:
@@ -188,11 +190,11 @@ class VideoSource:
                         vf = keep_size(vf)
                         self.frames_rescaled = keep_size.rescaled
                         pts, tb = fallback(vf.pts, vf.time_base)
-                        yield Frame(
-                            index=index, pts=pts, time_base=tb,
-                            image=self._image(vf),
-                            meta={"rotation": vf.rotation} if index == 0 else {},
-                        )
+                        meta = {"rotation": vf.rotation} if index == 0 else {}
+                        if self.damage(vf):
+                            meta["damaged"] = True
+                        yield Frame(index=index, pts=pts, time_base=tb,
+                                    image=self._image(vf), meta=meta)
                         index += 1
                         self.frames_decoded = index
                 elif packet.stream.index in copy_index and packet.dts is not None:
@@ -223,6 +225,7 @@ class VideoSource:
                 log.warning("%s: a damaged video packet after frame %d (%s); skipping damaged "
                             "packets", self.path, index, _reason(exc))
             self.packets_skipped += 1
+            self.damage.lost()
             return []
 
     def passthrough(self) -> Iterator[Passthrough]:
@@ -237,6 +240,41 @@ class VideoSource:
                     yield Passthrough(packet, packet.stream.index)
         except av.error.FFmpegError as exc:
             raise CorruptMediaError(f"{self.path}: demuxing failed ({_reason(exc)})") from None
+
+
+class Damage:
+    """Which decoded frames show damage the decoder had to patch over.
+
+    A frame the decoder flagged (`is_corrupt`: lost or unreadable data concealed) is damaged,
+    and so is every frame after it until the next intact keyframe: they are predicted from the
+    patched picture and carry its smears, in which a face can be half there, half gone (the
+    detector misses it; its mouth or eyes show bare). A skipped packet (`lost()`) starts the
+    same run. `start_damaged`: frames before the first intact keyframe are damaged too (a live
+    decoder joined mid-stream). A run ends after `MAX_RUN` frames at most, so a stream without
+    keyframes (intra refresh) is not damaged for good. `frames` counts the damaged frames.
+    """
+
+    MAX_RUN = 300  # frames: 10 s at 30 fps, longer than any camera's keyframe interval
+
+    def __init__(self, start_damaged: bool = False):
+        self._left = self.MAX_RUN if start_damaged else 0
+        self.frames = 0
+
+    def lost(self) -> None:
+        """Data was dropped before the decoder saw it (a skipped packet)."""
+        self._left = self.MAX_RUN
+
+    def __call__(self, vf: Any) -> bool:
+        """Whether this decoded frame (in decode order) is damaged."""
+        if getattr(vf, "is_corrupt", False):
+            self._left = self.MAX_RUN
+        elif getattr(vf, "key_frame", False):
+            self._left = 0
+        if self._left <= 0:
+            return False
+        self._left -= 1
+        self.frames += 1
+        return True
 
 
 class SizeKeeper:

@@ -42,7 +42,7 @@ from streamguard.frames import Faces, Frame
 from streamguard.io.bus import ZmqPublisher
 from streamguard.io.colour import Colour
 from streamguard.io.sink import LIVE_TIME_BASE, AudioTemplate, RtspPublisher, SegmentRecorder
-from streamguard.io.source import Backoff, CameraSource, SizeKeeper
+from streamguard.io.source import Backoff, CameraSource, Damage, SizeKeeper
 from streamguard.process import FrameProcessor, Lookback
 from streamguard.report import StreamStats
 
@@ -145,6 +145,7 @@ class LiveStream:
         self._last_out: np.ndarray | None = None
         self._index = 0
         self._keep_size = SizeKeeper(scfg.name)  # the outputs' frame size: the first's
+        self._damage = Damage(start_damaged=True)  # per connection (`_on_connect`)
         self.error: BaseException | None = None
 
     def start(self) -> LiveStream:
@@ -190,18 +191,22 @@ class LiveStream:
 
     def _on_connect(self, audio: Any) -> None:
         self._offset = None
+        # a new decoder: what it outputs before an intact keyframe lacks its references
+        self._damage = Damage(start_damaged=True)
         self._use_audio(audio)
 
     def _on_video(self, vf: Any) -> None:
-        # lost packets (UDP): the decoder conceals what it can and flags the frame; it is
-        # protected like any other, and counted
+        # lost packets (UDP): the decoder conceals what it can and flags the frame; it and
+        # the frames predicted from it are protected as protect.damaged says, and counted
         self.stats.frames_corrupt += bool(getattr(vf, "is_corrupt", False))
+        damaged = self._damage(vf)
+        self.stats.frames_damaged += damaged
         # a camera that came back at another resolution: its outputs keep the first one
         vf = self._keep_size(vf)
         self.stats.frames_rescaled = self._keep_size.rescaled
         frame = Frame(self.stats.frames_in, None, None, vf.to_ndarray(format="rgb24"),
                       meta={"t_in": time.monotonic(), "t_out": self._out_time(vf.time),
-                            "colour": Colour.of(vf)})
+                            "colour": Colour.of(vf), "damaged": damaged})
         self.stats.frames_in += 1
         if self.queue.put(frame):
             self.stats.dropped += 1

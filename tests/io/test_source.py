@@ -12,7 +12,9 @@ import pytest
 
 from streamguard.errors import CorruptMediaError, InputNotFoundError, NotAVideoError
 from streamguard.frames import Frame, Passthrough
-from streamguard.io.source import Backoff, CameraSource, VideoSource, classify, find_videos, redact
+from streamguard.io.source import (
+    Backoff, CameraSource, Damage, VideoSource, classify, find_videos, redact,
+)
 from media import write_clip
 
 
@@ -148,3 +150,25 @@ def test_a_camera_that_accepts_but_never_sends_is_a_stall_and_reconnects():
         for conn in held:
             conn.close()
     assert not t.is_alive()
+
+
+def test_damage_runs_from_a_patched_frame_to_the_next_intact_keyframe():
+    """Frames predicted from a patched picture carry its smears: they are damaged too, until
+    a keyframe the decoder did not have to patch; a stream without keyframes is not damaged
+    for good."""
+    from types import SimpleNamespace
+
+    def frames(kinds: str):
+        return [SimpleNamespace(key_frame=k in "KX", is_corrupt=k in "CX") for k in kinds]
+
+    damage = Damage()
+    assert [damage(f) for f in frames("K..C..X..K..")] == [False] * 3 + [True] * 6 + [False] * 3
+    assert damage.frames == 6
+    live = Damage(start_damaged=True)  # a decoder joined mid-stream: damaged until a keyframe
+    assert [live(f) for f in frames("..K.")] == [True, True, False, False]
+    skipped = Damage()
+    skipped.lost()  # a packet skipped before the decoder saw it
+    assert [skipped(f) for f in frames(".K")] == [True, False]
+    endless = Damage()
+    flags = [endless(f) for f in frames("C" + "." * (Damage.MAX_RUN + 5))]
+    assert all(flags[:Damage.MAX_RUN]) and not any(flags[Damage.MAX_RUN:])
