@@ -208,3 +208,51 @@ def test_reuse_leaves_a_possible_gpu_and_other_backends_to_torch(engine_cache, m
     assert reuse_mod.reuse("blockwise_identity", weights, spec, "auto", "cpu") is not None
     assert reuse_mod.reuse("blockwise_identity", weights, spec, "torch", "cpu") is None
     assert reuse_mod.reuse("blockwise_identity", weights, spec, "onnxruntime", "cpu") is None
+    # another inference library installed (or removed) since: "auto" times them all again
+    installed = reuse_mod._installed()
+    monkeypatch.setattr(reuse_mod, "_installed", lambda: {**installed, "openvino": "0.0"})
+    assert reuse_mod.reuse("blockwise_identity", weights, spec, "auto", "cpu") is None
+
+
+def test_openvino_runs_at_bf16_only_within_half_a_grey_level_of_fp32(monkeypatch):
+    """OpenVINO computes bfloat16 natively on AMX CPUs (2-5x faster on the cell network); an
+    fp32 engine takes it only where its outputs stay within half a grey level of fp32, and
+    says which it runs at."""
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    from streamguard.backends import openvino as ov_backend
+
+    model = Cells()
+    engine = load_engine(model, "cells", SPEC, "openvino")
+    assert engine.info["precision"] in ("bf16", "fp32")
+    for shape in [(1, 3, 9, 9), (3, 3, 13, 17)]:  # dynamic batch and grid
+        x = torch.rand(shape)
+        with torch.no_grad():
+            ref = model(x)
+        tol = ov_backend.TOLERANCE if engine.info["precision"] == "bf16" else TOL
+        assert torch.allclose(engine(x), ref, atol=tol)
+    # a network bf16 would change by more than that: fp32, as asked
+    monkeypatch.setattr(ov_backend, "TOLERANCE", 1e-9)
+    strict = load_engine(Cells(), "cells", SPEC, "openvino")
+    assert strict.info["precision"] == "fp32"
+    x = torch.rand(2, 3, 11, 11)
+    with torch.no_grad():
+        assert torch.allclose(strict(x), model(x), atol=TOL)
+
+
+def test_the_shipped_generator_on_openvino_paints_what_onnxruntime_paints(crops):
+    """The default mode's δ on real faces' cells: the same grey levels on either library,
+    within one where a value sits on a rounding edge."""
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    from streamguard.protect.adversarial import cells_engine
+    from streamguard.protect.locked import sample_cells
+
+    ort = cells_engine("blockwise_identity", "onnxruntime", "cpu")
+    ov = cells_engine("blockwise_identity", "openvino", "cpu")
+    assert (ort.backend, ov.backend) == ("onnxruntime", "openvino")
+    for crop in crops[:4]:
+        h, w = crop.shape[:2]
+        for n in (9, 12, 16):
+            cells = sample_cells(crop, (0, 0, w, h), n, n)[None].transpose(0, 3, 1, 2) / 255
+            a, b = ort.numpy(cells) * 255, ov.numpy(cells) * 255
+            assert np.abs(a - b).max() <= 0.5
+            assert np.abs(np.rint(a) - np.rint(b)).max() <= 1
