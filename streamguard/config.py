@@ -22,13 +22,12 @@ class _Section(BaseModel):
 
 
 class DetectConfig(_Section):
-    detector: str = Field("blazeface", description=(
-        "Registered detector name: blazeface (MediaPipe's BlazeFace models on LiteRT or "
-        "OpenVINO, without MediaPipe's graph) or mediapipe (the same models through MediaPipe "
-        "Tasks: slower, its graph runs around every call)."))
-    runtime: Literal["auto", "litert", "openvino"] = Field("auto", description=(
-        "blazeface: the library running the models: LiteRT (XNNPACK, float32), OpenVINO "
-        "(bfloat16 on CPUs that compute it), or auto: OpenVINO on such CPUs, else LiteRT."))
+    detector: str = Field(
+        "blazeface",
+        description="Registered detector name: blazeface (MediaPipe's BlazeFace models on "
+        "LiteRT, without MediaPipe's graph) or mediapipe (the same models through MediaPipe "
+        "Tasks: slower, its graph runs around every call).",
+    )
     overlap: int = Field(
         1, ge=1, le=8,
         description="Files: frames whose detection runs at once, each on a detector of its "
@@ -45,12 +44,16 @@ class DetectConfig(_Section):
         "where it was: track.lookback and live.lookback must be at least N - 1). Tiles and "
         "the track limits count frames looked at. 1 = every frame.",
     )
-    threads: int = Field(1, ge=1, le=64, description=(
-        "Threads of the blazeface detector's interpreter (the codec and the protection use "
-        "the other cores)."))
-    full_frame_model: Literal["short_range", "full_range"] = Field("full_range", description=(
-        "BlazeFace model for the every-frame full-frame pass. short_range is ~2x faster but "
-        "misses faces under ~15% of the frame width."))
+    threads: int = Field(
+        1, ge=1, le=64,
+        description="Threads of the blazeface detector's interpreter (the codec and the "
+        "protection use the other cores).",
+    )
+    full_frame_model: Literal["short_range", "full_range"] = Field(
+        "full_range",
+        description="BlazeFace model for the every-frame full-frame pass. short_range is ~2x "
+        "faster but misses faces under ~15% of the frame width.",
+    )
     min_score: float = Field(0.5, ge=0.05, le=0.99, description="Detection confidence threshold.")
     tile_every: int = Field(
         5, ge=0, le=300,

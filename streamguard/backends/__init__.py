@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def _load_builtin() -> None:
-    from streamguard.backends import onnxruntime, openvino, tensorrt, torch_backend  # noqa: F401
+    from streamguard.backends import onnxruntime, tensorrt, torch_backend  # noqa: F401
 
 
 def available_backends() -> list[str]:

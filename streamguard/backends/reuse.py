@@ -7,11 +7,10 @@ already in engines/. After a build, `remember` writes down what was picked for a
 weights file: the weights' sha256, the input spec, the backend asked for, the file and the
 library versions it was built with. `reuse` opens that file with onnxruntime directly when
 all of it still holds (the weights file unchanged, the same spec and backend asked for, the
-same torch and onnxruntime (or openvino) installed, the file there) and the engine is for the
-CPU: a device "auto" counts as the CPU only on a machine without NVIDIA device nodes, where
-torch cannot see a GPU either. Anything else returns None, and the caller builds with torch as
-before. Only onnxruntime and openvino engines are reused this way (with the precision the
-build chose): the other backends are torch.
+same torch and onnxruntime installed, the file there) and the engine is for the CPU: a device
+"auto" counts as the CPU only on a machine without NVIDIA device nodes, where torch cannot
+see a GPU either. Anything else returns None, and the caller builds with torch as before.
+Only onnxruntime engines are reused this way: the other backends are torch.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +48,11 @@ def remember(engine: Engine, name: str, weights: Path, spec: EngineSpec, backend
     """Write down the engine `load_engine` built for `weights` (when it can be reused)."""
     cache = cache or engines_dir()
     path = _record_path(name, backend, cache)
-    if (engine.backend not in _RUNNERS or spec.device != "cpu"
-            or "file" not in engine.info):
+    if engine.backend != "onnxruntime" or spec.device != "cpu" or "file" not in engine.info:
         path.unlink(missing_ok=True)  # what was picked now cannot run without torch
         return
     record = {"weights_sha256": sha256_file(weights), "spec": _spec_json(spec),
-              "backend": backend, "picked": engine.backend, "file": engine.info["file"],
-              "precision": engine.info.get("precision", "fp32"), "installed": _installed(),
+              "backend": backend, "file": engine.info["file"],
               "versions": engine.info.get("versions", {}),
               "auto_timings_ms": engine.info.get("auto_timings_ms")}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,59 +63,29 @@ def remember(engine: Engine, name: str, weights: Path, spec: EngineSpec, backend
 
 def reuse(name: str, weights: Path, spec: EngineSpec, backend: str, device: str,
           cache: Path | None = None) -> Engine | None:
-    """The remembered onnxruntime or openvino engine for `weights`, opened without torch, or
-    None."""
-    if backend not in ("auto", *_RUNNERS) or device not in ("auto", "cpu"):
+    """The remembered onnxruntime engine for `weights`, opened without torch, or None."""
+    if backend not in ("auto", "onnxruntime") or device not in ("auto", "cpu"):
         return None
     if device == "auto" and gpu_possible():
         return None  # torch decides whether "auto" is the GPU
     cache = cache or engines_dir()
     try:
         record: dict[str, Any] = json.loads(_record_path(name, backend, cache).read_text())
-        picked, precision = record.get("picked", "onnxruntime"), record.get("precision", "fp32")
-        versions, open_runner = _RUNNERS[picked]()
+        from streamguard.backends.onnxruntime import numpy_runner, open_session, versions
+
         if (record["weights_sha256"] != sha256_file(weights)
-                or record["spec"] != _spec_json(spec) or record["versions"] != versions()
-                or record.get("installed") != _installed()):  # "auto" chose among others
+                or record["spec"] != _spec_json(spec) or record["versions"] != versions()):
             return None
         file = cache / record["file"]
-        run = open_runner(file, precision, spec.input_names)
+        sess = open_session(file)
     except FileNotFoundError:
         return None
     except Exception as exc:  # noqa: BLE001 - a stale record or file: build with torch
         log.info("engine %s: not reused (%s: %s); building it", name, type(exc).__name__, exc)
         return None
-    info = {"name": name, "backend": picked, "file": file.name, "device": "cpu",
-            "precision": precision, "inputs": list(spec.input_names),
+    info = {"name": name, "backend": "onnxruntime", "file": file.name, "device": "cpu",
+            "precision": spec.precision, "inputs": list(spec.input_names),
             "versions": record["versions"], "reused": True, "without_torch": True}
     if record.get("auto_timings_ms"):
         info["auto_timings_ms"] = record["auto_timings_ms"]
-    return Engine(None, picked, info, numpy_fn=run)
-
-
-def _onnxruntime():
-    from streamguard.backends.onnxruntime import numpy_runner, open_session, versions
-
-    return versions, lambda file, _precision, names: numpy_runner(open_session(file), names)
-
-
-def _openvino():
-    from streamguard.backends.openvino import numpy_runner, open_compiled, versions
-
-    return versions, lambda file, precision, names: numpy_runner(
-        open_compiled(file, precision), names)
-
-
-def _installed() -> dict[str, str | None]:
-    """The versions of the libraries the reusable backends need (None: not installed)."""
-    out: dict[str, str | None] = {}
-    for lib in _RUNNERS:
-        try:
-            out[lib] = version(lib)
-        except PackageNotFoundError:
-            out[lib] = None
-    return out
-
-
-# backend picked -> () -> (its versions(), (file, precision, input names) -> numpy runner)
-_RUNNERS = {"onnxruntime": _onnxruntime, "openvino": _openvino}
+    return Engine(None, "onnxruntime", info, numpy_fn=numpy_runner(sess, spec.input_names))

@@ -90,81 +90,23 @@ def weighted_nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> tuple[np.nd
     return np.array(out_boxes, np.float32), np.array(out_scores, np.float32)
 
 
-class _LiteRT:
-    """A .tflite model on LiteRT's interpreter (XNNPACK, float32)."""
+class LiteBlazeFace:
+    """One BlazeFace model: RGB image(s) -> (xyxy in image pixels, score). Not thread-safe:
+    one per detector, called from the detector's thread."""
 
-    def __init__(self, path: str, threads: int):
+    def __init__(self, model: str, min_score: float, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
+        self.spec = SPECS[model]
+        self.min_score = min_score
+        self._logit = float(np.log(min_score / (1 - min_score)))
         with native_stderr_silenced():  # LiteRT announces its XNNPACK delegate on stderr
-            self._interpreter = Interpreter(model_path=path, num_threads=threads)
+            self._interpreter = Interpreter(
+                model_path=str(asset_path(DETECTOR_MODELS[model])), num_threads=threads)
             self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = sorted(self._interpreter.get_output_details(), key=lambda d: d["shape"][-1])
         self._scores, self._boxes = outputs[0]["index"], outputs[1]["index"]
-
-    def input(self) -> np.ndarray:
-        """The interpreter's own (side, side, 3) input buffer: written in place, no copy."""
-        return self._interpreter.tensor(self._input)()[0]
-
-    def run(self) -> tuple[np.ndarray, np.ndarray]:
-        """(anchors,) score logits and (anchors, 16) regressions of the input written."""
-        self._interpreter.invoke()
-        return (self._interpreter.get_tensor(self._scores)[0, :, 0],
-                self._interpreter.get_tensor(self._boxes)[0])
-
-
-class _OpenVINO:
-    """The same .tflite model compiled by OpenVINO (its TensorFlow Lite reader), at the CPU's
-    own inference precision: bfloat16 on CPUs with AMX (Sapphire Rapids and later), float32
-    elsewhere. One inference thread, not pinned to a core (the codec's threads share them)."""
-
-    def __init__(self, path: str, threads: int):
-        import openvino
-
-        compiled = openvino.Core().compile_model(path, "CPU", {
-            "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False,
-            "PERFORMANCE_HINT": "LATENCY"})
-        order = sorted(range(len(compiled.outputs)),
-                       key=lambda i: compiled.outputs[i].get_partial_shape()[-1].get_length())
-        self._scores, self._boxes = order
-        self._request = compiled.create_infer_request()
-        self.precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-
-    def input(self) -> np.ndarray:
-        return self._request.get_input_tensor().data[0]
-
-    def run(self) -> tuple[np.ndarray, np.ndarray]:
-        self._request.infer()
-        return (self._request.get_output_tensor(self._scores).data[0, :, 0],
-                self._request.get_output_tensor(self._boxes).data[0])
-
-
-RUNTIMES = {"litert": _LiteRT, "openvino": _OpenVINO}
-
-
-def pick_runtime(runtime: str) -> str:
-    """"auto": OpenVINO where it is installed and the CPU computes bfloat16 natively (1.5x
-    faster there, the same faces found: benchmarks/README.md), LiteRT elsewhere."""
-    if runtime != "auto":
-        return runtime
-    try:
-        import openvino
-    except ImportError:
-        return "litert"
-    native = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    return "openvino" if "BF16" in native else "litert"
-
-
-class LiteBlazeFace:
-    """One BlazeFace model: RGB image(s) -> (xyxy in image pixels, score). Not thread-safe:
-    one per detector, called from the detector's thread. `runtime`: "litert" or "openvino"."""
-
-    def __init__(self, model: str, min_score: float, threads: int = 1, runtime: str = "litert"):
-        self.spec = SPECS[model]
-        self.min_score = min_score
-        self._logit = float(np.log(min_score / (1 - min_score)))
-        self._model = RUNTIMES[runtime](str(asset_path(DETECTOR_MODELS[model])), threads)
         self._anchors = ssd_anchors(self.spec)
 
     def _letterbox(self, image: np.ndarray, out: np.ndarray) -> tuple[float, float, float]:
@@ -203,13 +145,14 @@ class LiteBlazeFace:
 
     def _one(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         side = self.spec.input_side
-        # the runtime's own input buffer: letterboxed in place, no copy
-        scale, px, py = self._letterbox(image, self._model.input())
-        logits, regressions = self._model.run()
+        # the interpreter's own input buffer: letterboxed in place, no copy
+        scale, px, py = self._letterbox(image, self._interpreter.tensor(self._input)()[0])
+        self._interpreter.invoke()
+        logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
         hits = np.flatnonzero(np.clip(logits, -SCORE_CLIP, SCORE_CLIP) >= self._logit)
         if not len(hits):
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        reg = regressions[hits, :4] / side
+        reg = self._interpreter.get_tensor(self._boxes)[0, hits, :4] / side
         centre = reg[:, :2] + self._anchors[hits]
         half = reg[:, 2:] / 2
         xyxy = np.concatenate([centre - half, centre + half], axis=1)
@@ -223,7 +166,7 @@ class LiteBlazeFace:
         return self._one(np.asarray(image))
 
     def close(self) -> None:
-        self._model = None
+        self._interpreter = None
 
 
 class LiteDetector(TiledDetector):
@@ -233,11 +176,9 @@ class LiteDetector(TiledDetector):
     a share of the tiles beside them."""
 
     def __init__(self, cfg: DetectConfig):
-        runtime = pick_runtime(cfg.runtime)
-        full = LiteBlazeFace(cfg.full_frame_model, cfg.min_score, cfg.threads, runtime)
-        tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads, runtime)
-        helper_tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads, runtime)
-        self.runtime = runtime
+        full = LiteBlazeFace(cfg.full_frame_model, cfg.min_score, cfg.threads)
+        tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads)
+        helper_tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads)
         self._models = [full, tiles, helper_tiles]
         super().__init__(full, tiles, cfg, helper_tiles=helper_tiles)
 
