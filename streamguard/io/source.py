@@ -97,7 +97,7 @@ class VideoSource:
         self._container: av.container.InputContainer | None = None
         self.frames_decoded = 0
         self.frames_rescaled = 0  # frames whose size differed from the stream's first
-        self.damage = Damage()  # frames shown damaged (patched by the decoder), counted
+        self.damage = Damage()  # which frames lost data damaged (`items()` starts it anew)
 
     def __enter__(self) -> VideoSource:
         self.open()
@@ -251,14 +251,13 @@ class Damage:
     detector misses it; its mouth or eyes show bare). A skipped packet (`lost()`) starts the
     same run. `start_damaged`: frames before the first intact keyframe are damaged too (a live
     decoder joined mid-stream). A run ends after `MAX_RUN` frames at most, so a stream without
-    keyframes (intra refresh) is not damaged for good. `frames` counts the damaged frames.
+    keyframes (intra refresh) is not damaged for good.
     """
 
     MAX_RUN = 300  # frames: 10 s at 30 fps, longer than any camera's keyframe interval
 
     def __init__(self, start_damaged: bool = False):
         self._left = self.MAX_RUN if start_damaged else 0
-        self.frames = 0
 
     def lost(self) -> None:
         """Data was dropped before the decoder saw it (a skipped packet)."""
@@ -273,7 +272,6 @@ class Damage:
         if self._left <= 0:
             return False
         self._left -= 1
-        self.frames += 1
         return True
 
 

@@ -163,7 +163,6 @@ def test_damage_runs_from_a_patched_frame_to_the_next_intact_keyframe():
 
     damage = Damage()
     assert [damage(f) for f in frames("K..C..X..K..")] == [False] * 3 + [True] * 6 + [False] * 3
-    assert damage.frames == 6
     live = Damage(start_damaged=True)  # a decoder joined mid-stream: damaged until a keyframe
     assert [live(f) for f in frames("..K.")] == [True, True, False, False]
     skipped = Damage()
