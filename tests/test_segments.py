@@ -202,3 +202,26 @@ def test_subtitles_survive_the_join(crops, tmp_path):
     anonymize_segmented(clip.path, out, CFG, 0.5, CFG.ray.context_frames)
     assert subtitle_packets(out) == subtitle_packets(clip.path) != []
     assert audio_packets(out) == audio_packets(clip.path)
+
+
+def test_frames_damaged_by_lost_data_are_protected_whole_across_cuts(long_clip, tmp_path,
+                                                                     monkeypatch):
+    """As on one machine: a frame the decoder patched (flagged corrupt) and the frames after
+    it up to the next keyframe fail closed (protect.damaged = "frame"), counted once."""
+    from streamguard.batch import segments
+
+    class Patched:  # a decoded frame the decoder flagged as patched
+        def __init__(self, vf):
+            self._vf, self.is_corrupt = vf, True
+
+        def __getattr__(self, name):
+            return getattr(self._vf, name)
+
+    hit = long_clip.pts[30]  # GOP 24: damaged from frame 30 to 47, keyframe at 48
+    decode = segments._decode
+    monkeypatch.setattr(segments, "_decode", lambda job: (
+        (pts, Patched(vf) if pts == hit else vf) for pts, vf in decode(job)))
+    report = anonymize_segmented(long_clip.path, tmp_path / "s.mp4", CFG, 1.0,
+                                 CFG.ray.context_frames)
+    assert report.frames == 120
+    assert report.frames_damaged == report.failed_closed == 18

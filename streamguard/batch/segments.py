@@ -40,7 +40,7 @@ from streamguard.config import Config
 from streamguard.errors import CorruptMediaError, OutputError, PipelineError
 from streamguard.frames import Frame, Passthrough
 from streamguard.io.sink import EncodedPacket, PacketEncoder, VideoSink
-from streamguard.io.source import PtsFallback, SourceInfo, VideoSource
+from streamguard.io.source import Damage, PtsFallback, SourceInfo, VideoSource
 from streamguard.process import FrameProcessor, Lookback
 from streamguard.report import RunReport
 
@@ -255,15 +255,18 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
         if protected is not None:
             out.extend(encoder.encode(protected))
 
-    def analyze(i: int, pts: int, vf: av.VideoFrame) -> None:
-        frame = Frame(i, pts, params.time_base, vf.to_ndarray(format="rgb24"))
+    def analyze(i: int, pts: int, vf: av.VideoFrame, damaged: bool) -> None:
+        frame = Frame(i, pts, params.time_base, vf.to_ndarray(format="rgb24"),
+                      meta={"damaged": True} if damaged else {})
         for ready in lookback.push(processor.analyze(frame)):
             emit(ready)
 
+    damage = Damage()  # a segment starts at a keyframe; data the decoder patched, as a file
     for pts, vf in _decode(job):
         i, index = index, index + 1
+        damaged = damage(vf)
         if seg.start is not None and pts < seg.start:
-            pre.append((i, pts, vf))  # converted only if still among the last ones
+            pre.append((i, pts, vf, damaged))  # converted only if still among the last ones
             continue
         while pre:  # the cut reached: warm the tracker on the last context frames
             analyze(*pre.popleft())
@@ -273,7 +276,7 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
             post_seen += 1
             if post_seen > job.context_frames:
                 continue
-        analyze(i, pts, vf)
+        analyze(i, pts, vf, damaged)
     for ready in lookback.flush():
         emit(ready)
     out.extend(encoder.encode(None))
