@@ -97,6 +97,7 @@ def test_the_api_shows_each_stream_and_an_unknown_one_is_404_json(cam_clip):
         wait_for(both_deliver, 60, "both streams to deliver frames")
         door = srv.status("/api/streams/door")[1]
         assert door["fps"] > 0 and door["faces"] > 0 and door["failed_closed"] == 0
+        assert door["damaged"] == 0  # an intact file camera
         assert door["latency_p99_ms"] is not None
         code, body = srv.status("/api/streams/nope")
         assert code == 404 and body == {"error": "no stream named 'nope'"}
@@ -159,8 +160,8 @@ def test_metrics_are_prometheus_client_exposition(cam_clip):
     assert hist.type == "histogram"
     count = [s for s in hist.samples if s.name.endswith("_count")][0].value
     assert count > 10
-    for name in ("dropped", "placeholder_s", "failed_closed", "faces", "reconnects",
-                 "worker_restarts"):
+    for name in ("dropped", "placeholder_s", "failed_closed", "frames_damaged", "faces",
+                 "reconnects", "worker_restarts"):
         assert f"streamguard_{name}" in families, name
 
 
