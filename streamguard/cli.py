@@ -438,12 +438,21 @@ def _anonymize(args: argparse.Namespace) -> int:
             continue
         progress.close()
         reports.append(report)
-        closed = f", {report.failed_closed} failed closed" if report.failed_closed else ""
+        closed = _closed(report)
         print(f"{src} -> {dst}: {report.frames} frames, {report.tracks} face tracks"
               f"{closed}, {report.fps:.1f} fps")
     if args.report:
         write_reports(args.report, reports)
     return first_error.exit_code if first_error else 0
+
+
+def _closed(report) -> str:
+    """The summary line's note of frames protected whole, and why when data was lost."""
+    if not report.failed_closed:
+        return ""
+    damaged = (f" ({report.frames_damaged} damaged by lost video data)"
+               if report.frames_damaged else "")
+    return f", {report.failed_closed} failed closed{damaged}"
 
 
 def _anonymize_ray(args: argparse.Namespace, cfg, pairs: list[tuple[Path, Path]],
@@ -465,7 +474,7 @@ def _anonymize_ray(args: argparse.Namespace, cfg, pairs: list[tuple[Path, Path]]
             say("error", str(result.error))
         else:
             r = result.report
-            closed = f", {r.failed_closed} failed closed" if r.failed_closed else ""
+            closed = _closed(r)
             print(f"{result.src} -> {result.dst}: {r.frames} frames, {r.tracks} face tracks"
                   f"{closed}, {r.fps:.1f} fps")
 

@@ -230,6 +230,7 @@ def test_on_corrupt_skip_keeps_the_frames_that_decode_all_protected(damaged_clip
     proc = run("anonymize", bad, "-o", out, "--on-corrupt", "skip", "--report",
                tmp_path / "r.json")
     assert proc.returncode == 0, proc.stderr
+    assert "damaged by lost video data" in proc.stdout
     frames, _ = decode_rgb(out)
     report = json.loads((tmp_path / "r.json").read_text())["files"][0]
     assert report["packets_skipped"] >= 1 and 40 <= len(frames) < 72
