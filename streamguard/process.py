@@ -109,6 +109,9 @@ class FrameProcessor:
                                 "protected whole until the next intact keyframe (counted)",
                                 frame.index)
                 self.failed_closed += 1
+                # the tracks move on as over a frame not looked at: a face is met where it
+                # went when the damage ends, and keeps its track (and its mosaic's grid)
+                self.tracker.coast(frame.image.shape)
                 return frame.replace(failed_closed=True)
         if found is NOT_LOOKED:
             faces = self.tracker.coast(frame.image.shape)

@@ -140,6 +140,41 @@ def test_a_run_of_damaged_frames_never_shows_the_face(policy):
         assert max(background) == 0  # only the face
 
 
+class _Walking:
+    """One 100 px face walking 6 px a frame; blind on damaged (cue-marked) frames."""
+
+    def detect(self, image, index, around=None):
+        x = 100 + 6 * index
+        return Faces.empty() if image[0, 0, 0] == 0 else Faces.from_boxes([[x, 100, x + 100,
+                                                                             200]])
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_a_walking_face_keeps_its_track_through_a_damaged_run():
+    """The tracks move on through frames protected whole for damage, so the face is met where
+    it walked to and keeps its track, and with it its mosaic's grid (one grid per track is
+    what keeps averaged frames from adding detail). Frozen, the track would have been left
+    126 px behind and a new one started."""
+    from streamguard.config import load_config
+    from streamguard.process import FrameProcessor
+
+    image = np.full((360, 640, 3), 128, np.uint8)
+    smeared = image.copy()
+    smeared[0, 0, 0] = 0
+    proc = FrameProcessor(load_config(None, ['protect.mode="mosaic"']), _Walking())
+    ids = []
+    for i in range(40):
+        damaged = 10 <= i < 30
+        frame = proc.analyze(Frame(i, i, None, smeared if damaged else image,
+                                   meta={"damaged": True} if damaged else {}))
+        if not damaged:
+            ids.extend(int(t) for t in frame.faces.track_id)
+    assert proc.failed_closed == 20
+    assert set(ids) == {0} and len(ids) == 20
+
+
 class _Slow:
     """A detector that takes 5-25 ms, finds one face whose score names the frame, and fails
     on every seventh frame; it records when each detection ran."""
