@@ -83,9 +83,13 @@ class FrameProcessor:
 
     def detect(self, frame: Frame) -> tuple[Faces | None, str | None]:
         """(faces, None), or (None, why) when detection failed or overran `detect.timeout_ms`."""
-        if frame.meta.get("damaged") and self.cfg.protect.damaged == "frame":
+        if self._whole_for_damage(frame):
             return NOT_LOOKED, None  # protected whole whatever is found (`apply`)
         return detect_timed(self.detector, frame, self._timeout_s, self.expected(), self._every)
+
+    def _whole_for_damage(self, frame: Frame) -> bool:
+        """A frame lost video data damaged, protected whole by policy (`protect.damaged`)."""
+        return bool(frame.meta.get("damaged")) and self.cfg.protect.damaged == "frame"
 
     def analyze(self, frame: Frame) -> Frame:
         """Detect (failing closed on an error or overrun), then track."""
@@ -101,18 +105,16 @@ class FrameProcessor:
         too with `protect.damaged = "frame"`; with "faces" its tracks cannot end on it (a
         smeared picture hides faces that are there)."""
         damaged = bool(frame.meta.get("damaged"))
-        if damaged:
-            self.damaged += 1
-            if self.cfg.protect.damaged == "frame":
-                if self.damaged == 1:
-                    log.warning("frame %d: damaged by lost video data; such frames are "
-                                "protected whole until the next intact keyframe (counted)",
-                                frame.index)
-                self.failed_closed += 1
-                # the tracks move on as over a frame not looked at: a face is met where it
-                # went when the damage ends, and keeps its track (and its mosaic's grid)
-                self.tracker.coast(frame.image.shape)
-                return frame.replace(failed_closed=True)
+        self.damaged += damaged
+        if self._whole_for_damage(frame):
+            if self.damaged == 1:
+                log.warning("frame %d: damaged by lost video data; such frames are protected "
+                            "whole until the next intact keyframe (counted)", frame.index)
+            self.failed_closed += 1
+            # the tracks move on as over a frame not looked at: a face is met where it went
+            # when the damage ends, and keeps its track (and its mosaic's grid)
+            self.tracker.coast(frame.image.shape)
+            return frame.replace(failed_closed=True)
         if found is NOT_LOOKED:
             faces = self.tracker.coast(frame.image.shape)
             return frame.replace(faces=faces, meta={**frame.meta, "detected_ids": frozenset()})

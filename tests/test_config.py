@@ -46,6 +46,7 @@ def test_set_overrides_dotted_keys_with_typed_values():
     ("protect.blocks", "expects key=value"),
     ("protect.blocks=1", "protect.blocks"),
     ("protect.mode=pixelate", "protect.mode"),
+    ('protect.damaged="skip"', "protect.damaged"),
 ])
 def test_bad_overrides_are_rejected_by_name(override, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):

@@ -254,7 +254,7 @@ class Damage:
     keyframes (intra refresh) is not damaged for good.
     """
 
-    MAX_RUN = 300  # frames: 10 s at 30 fps, longer than any camera's keyframe interval
+    MAX_RUN = 300  # frames: 10 s at 30 fps, longer than cameras' usual keyframe intervals
 
     def __init__(self, start_damaged: bool = False):
         self._left = self.MAX_RUN if start_damaged else 0
@@ -264,7 +264,7 @@ class Damage:
         self._left = self.MAX_RUN
 
     def __call__(self, vf: Any) -> bool:
-        """Whether this decoded frame (in decode order) is damaged."""
+        """Whether this frame, the next the decoder gives, is damaged."""
         if getattr(vf, "is_corrupt", False):
             self._left = self.MAX_RUN
         elif getattr(vf, "key_frame", False):

@@ -60,7 +60,8 @@ def stream_state(stream: Any) -> dict[str, Any]:
         "latency_p50_ms": snap["latency_p50_ms"], "latency_p99_ms": snap["latency_p99_ms"],
         "processing_p99_ms": snap["processing_p99_ms"],
         "failed_closed": snap["failed_closed"], "damaged": snap["frames_damaged"],
-        "faces": snap["faces"], "reconnects": snap["reconnects"], "worker_restarts": snap["worker_restarts"],
+        "faces": snap["faces"], "reconnects": snap["reconnects"],
+        "worker_restarts": snap["worker_restarts"],
     }
 
 
