@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,21 +41,23 @@ os.environ.setdefault("STREAMGUARD_CACHE", str(ROOT / ".cache" / "streamguard"))
 SIZE_BUCKETS = [(0, 32), (32, 48), (48, 64), (64, 96), (96, 160), (160, 10_000)]
 INSIDE_BUCKETS = [(0.0, 0.3), (0.3, 0.5), (0.5, 0.7), (0.7, 0.9), (0.9, 1.01)]
 SPEED_BUCKETS = [(0, 2), (2, 8), (8, 16), (16, 1000)]
+ROLL_BUCKETS = [(0, 30), (30, 60), (60, 100), (100, 181)]  # degrees from upright
 
 
 from videotruth import (  # noqa: E402
-    COVERED, Tally, face_sources, scenarios, score_file, solid_overrides, write_scenario,
+    COVERED, Tally, face_sources, scenarios, score_file, score_live, solid_overrides,
+    write_scenario,
 )
 
 
 def counts(records: list[dict]) -> dict:
     """Missed / checked face-frames by bucket, and against the targets."""
-    def bucket(key, edges, fmt):
+    def bucket(key, edges, fmt, among=None):
         rows = {}
         # shares are measured on whole pixels and can pass 1 by a little: the top bucket
         top = 1.0 if key in ("inside", "visible") else float("inf")
         for lo, hi in edges:
-            sel = [r for r in records if lo <= min(r[key], top) < hi]
+            sel = [r for r in (records if among is None else among) if lo <= min(r[key], top) < hi]
             if sel:
                 rows[fmt(lo, hi)] = [sum(not r["protected"] for r in sel), len(sel)]
         return rows
@@ -65,6 +66,15 @@ def counts(records: list[dict]) -> dict:
     full = [r for r in counted if r["size"] >= 32 and r["visible"] >= 0.9]
     # at least 30 % of the face shows: inside the frame and not hidden behind another photo
     edge = [r for r in counted if r["size"] >= 40 and r["visible"] >= 0.3]
+    def by_value(key, among):
+        rows: dict[str, list[int]] = {}
+        for r in among:
+            row = rows.setdefault(str(r[key]).lower(), [0, 0])
+            row[0] += not r["protected"]
+            row[1] += 1
+        return rows
+
+    ends = [r for r in edge if r["t"] == 0 or r["last"]]
     return {
         "face_frames": len(counted),
         "missed": sum(not r["protected"] for r in counted),
@@ -78,6 +88,13 @@ def counts(records: list[dict]) -> dict:
                                    lambda a, b: f"{int(a * 100)}-{min(int(b * 100), 100)}%"),
         "by_speed_px_per_frame": bucket("speed", SPEED_BUCKETS,
                                         lambda a, b: f"{a}-{b}" if b < 1000 else f"{a}+"),
+        # the target kind of face (>= 40 px, >= 30 % visible) by roll, light and blur, and on
+        # the first and last frames of each clip
+        "target_by_roll_deg": bucket("roll", ROLL_BUCKETS, lambda a, b: f"{a}-{min(b, 180)}",
+                                     among=edge),
+        "target_by_light": by_value("light", edge),
+        "target_by_blur": by_value("blur", edge),
+        "target_first_last_frame": [sum(not r["protected"] for r in ends), len(ends)],
     }
 
 
@@ -100,42 +117,8 @@ def run_offline(path: Path, truths: list[list[dict]], cfg) -> tuple[Tally, float
 
 
 def run_live(path: Path, truths: list[list[dict]], cfg) -> tuple[Tally, dict]:
-    """The live path on the clip played in real time; frames taken from its ZeroMQ output.
-    A queue as long as the clip keeps every frame (none dropped), so output index = input
-    index."""
-    import zmq
-
-    from streamguard.config import StreamConfig
-    from streamguard.live import LiveStream
-
-    n = len(truths)
-    cfg = cfg.model_copy(update={"live": cfg.live.model_copy(update={"max_queue": n + 1})})
-    endpoint = f"ipc:///tmp/streamguard-recall-{os.getpid()}"
-    stream = LiveStream(StreamConfig(name="recall", input=str(path), zmq=endpoint), cfg)
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.RCVHWM, 0)
-    sub.connect(endpoint)
-    time.sleep(0.3)  # PUB/SUB: the subscription must reach the stream before its first frame
-    tally = Tally()
-    stream.start()
-    try:
-        deadline = time.time() + n / 30 * 3 + 60
-        got = 0
-        while got < n and time.time() < deadline:
-            if not sub.poll(500):
-                continue
-            header, buf = sub.recv_multipart()
-            h = json.loads(header)
-            if h["placeholder"]:
-                continue
-            image = np.frombuffer(buf, np.uint8).reshape(h["shape"])
-            tally.score(image, truths[h["index"]], cfg.protect.margin)
-            got += 1
-    finally:
-        stream.stop()
-        sub.close(0)
-    snap = stream.snapshot() if hasattr(stream, "snapshot") else stream.stats.snapshot()
+    """The live path on the clip played in real time (videotruth.score_live)."""
+    tally, got, snap = score_live(path, truths, cfg)
     return tally, {"frames_out": got, "dropped": snap["dropped"],
                    "latency_p99_ms": snap["latency_p99_ms"]}
 

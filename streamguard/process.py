@@ -306,13 +306,16 @@ class Lookback:
                 self._fill(tid, lambda p, a=last, b=box, p0=seen.last_pos:
                            a + (b - a) * (p - p0) / gap, after=seen.last_pos, before=pos)
             if seen.hits == 1:
-                # the centre moves back along the motion; the size stays the first box's
-                # (a size change between two detections is noise, not motion)
+                # the centre moves back along the motion; the size stays the first boxes'
+                # (a size change between two detections is noise, not motion). The first
+                # box is one detector input's view (a tile can cut a large face): its own
+                # frame and those before also get the second box, moved back along the motion
                 first = seen.first_box
                 step = ((box[:2] + box[2:]) - (first[:2] + first[2:])) / 2 / max(
                     pos - seen.first_pos, 1)
-                self._fill(tid, lambda p, b=first, p0=seen.first_pos:
-                           b - np.tile(step, 2) * (p0 - p), before=seen.first_pos)
+                back = box_union(first, box - np.tile(step, 2) * (pos - seen.first_pos))
+                self._fill(tid, lambda p, b=back, p0=seen.first_pos:
+                           b - np.tile(step, 2) * (p0 - p), before=seen.first_pos + 1)
             seen.last_pos, seen.last_box = pos, box
             seen.hits += 1
         if len(self._seen) > 4096:  # forget tracks long out of the buffer

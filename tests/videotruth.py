@@ -47,24 +47,68 @@ def face_sources() -> list[FaceSource]:
     return sources
 
 
+def _interpolate(keys, t: float) -> tuple[float, ...]:
+    if t <= keys[0][0]:
+        return tuple(keys[0][1:])
+    for (t0, *a), (t1, *b) in zip(keys, keys[1:]):
+        if t <= t1:
+            u = (t - t0) / max(t1 - t0, 1e-9)
+            return tuple(x + u * (y - x) for x, y in zip(a, b))
+    return tuple(keys[-1][1:])
+
+
 @dataclass(frozen=True)
 class Track:
     """One face through a clip: centre and face width interpolated between keyframes
-    ((t, cx, cy, face_px), t in frames); `front` faces are drawn after (over) the others."""
+    ((t, cx, cy, face_px), t in frames); `front` faces are drawn after (over) the others.
+    `roll`: the face turned in the image plane, degrees counter-clockwise as seen, between
+    keyframes ((t, degrees)); 90 lies on its side, 180 is upside down (a ceiling camera)."""
 
     source: int
     keys: tuple[tuple[float, float, float, float], ...]
     front: bool = False
+    roll: tuple[tuple[float, float], ...] = ((0, 0.0),)
 
     def at(self, t: int) -> tuple[float, float, float]:
-        keys = self.keys
-        if t <= keys[0][0]:
-            return keys[0][1:]
-        for (t0, *a), (t1, *b) in zip(keys, keys[1:]):
-            if t <= t1:
-                u = (t - t0) / max(t1 - t0, 1e-9)
-                return tuple(x + u * (y - x) for x, y in zip(a, b))
-        return keys[-1][1:]
+        return _interpolate(self.keys, t)
+
+    def roll_at(self, t: int) -> float:
+        return _interpolate(self.roll, t)[0]
+
+
+@dataclass(frozen=True)
+class Look:
+    """What the camera adds to a rendered frame: `gain` and sensor `noise` (sigma, grey
+    levels) for low light, a horizontal motion `blur` (px), `infrared` night mode (grey, low
+    contrast, lifted blacks), the encoder's `crf`, and a background panning `pan` px a frame."""
+
+    gain: float = 1.0
+    noise: float = 0.0
+    blur: int = 0
+    infrared: bool = False
+    crf: int = 16
+    pan: float = 0.0
+
+    @property
+    def light(self) -> str:
+        return "infrared" if self.infrared else "dark" if self.gain < 0.5 else "normal"
+
+    def apply(self, frame: np.ndarray, t: int) -> np.ndarray:
+        import cv2
+
+        if self.blur > 1:
+            frame = cv2.blur(frame, (self.blur, 1))
+        if self.infrared:
+            grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            frame = np.repeat((60 + 0.45 * grey)[..., None], 3, axis=2)
+        if self.gain == 1.0 and not self.noise and not self.infrared:
+            return frame
+        out = frame.astype(np.float32) * self.gain
+        if self.noise:
+            rng = np.random.default_rng(t)
+            grain = rng.normal(0, self.noise, frame.shape[:2]).astype(np.float32)
+            out += grain[..., None]  # sensor noise: mostly in luminance
+        return np.clip(out, 0, 255).astype(np.uint8)
 
 
 @dataclass
@@ -74,6 +118,7 @@ class Scenario:
     height: int
     frames: int
     tracks: list[Track]
+    look: Look = Look()
 
 
 def scenarios(width: int, height: int, n: int, n_sources: int) -> list[Scenario]:
@@ -142,11 +187,59 @@ def scenarios(width: int, height: int, n: int, n_sources: int) -> list[Scenario]
         Track(next(src), ((0, 0.6 * w, 0.4 * h, 110), (e, 0.6 * w, -0.2 * h, 110))),
         Track(next(src), ((0, 0.2 * w, h + 60, 64), (e, 0.25 * w, h + 60 - 6 * e, 64)))]))
     # occlusion: a face passing in front of others
+    out += camera_scenarios(w, h, n, src)
     out.append(Scenario("occluded", w, h, n, [
         Track(next(src), ((0, 0.45 * w, 0.5 * h, 120), (e, 0.5 * w, 0.5 * h, 120))),
         Track(next(src), ((0, 0.55 * w, 0.35 * h, 70), (e, 0.62 * w, 0.33 * h, 70))),
         Track(next(src), ((0, 0.2 * w, 0.55 * h, 100), (e, 0.75 * w, 0.48 * h, 100)),
               front=True)]))
+    return out
+
+
+def _turned_tracks(w: int, h: int, e: int, src) -> list[Track]:
+    """Seven faces of 44-220 px in view from the first frame to the last, drifting slowly,
+    each turned its own way: lying on either side, upside down, at 45 and 135 degrees,
+    swinging +-75 degrees, and turning from upright to upside down during the clip."""
+    def drift(fx, fy, px, dx=0.02, dy=0.01):
+        return ((0, fx * w, fy * h, px), (e, (fx + dx) * w, (fy + dy) * h, px))
+
+    swing = tuple((k * e / 4, 75.0 if k % 2 else -75.0) for k in range(5))
+    return [
+        Track(next(src), drift(0.12, 0.2, 44), roll=((0, 90.0),)),
+        Track(next(src), drift(0.35, 0.18, 60, -0.03), roll=((0, 180.0),)),
+        Track(next(src), drift(0.62, 0.22, 90), roll=((0, -90.0),)),
+        Track(next(src), drift(0.85, 0.3, 56, -0.02, 0.02), roll=((0, 45.0),)),
+        Track(next(src), drift(0.14, 0.68, 140, 0.03, -0.02), roll=swing),
+        Track(next(src), drift(0.45, 0.65, 220, 0.02, 0.0), roll=((0, 0.0), (e, 180.0))),
+        Track(next(src), drift(0.8, 0.72, 110, -0.03, -0.01), roll=((0, 135.0),)),
+    ]
+
+
+def camera_scenarios(w: int, h: int, n: int, src) -> list[Scenario]:
+    """What real cameras add: faces turned in the image plane, low light, infrared night
+    mode, motion blur at camera bitrates, faces in the corners from the first frame; every
+    background pans."""
+    e = n - 1
+    out = [
+        Scenario("turned", w, h, n, _turned_tracks(w, h, e, src), Look(pan=1.5, crf=23)),
+        Scenario("dark", w, h, n, _turned_tracks(w, h, e, src),
+                 Look(gain=0.3, noise=5.0, crf=26, pan=1.0)),
+        Scenario("infrared", w, h, n, _turned_tracks(w, h, e, src),
+                 Look(infrared=True, noise=5.0, crf=23, pan=1.0)),
+        Scenario("blurred", w, h, n, _turned_tracks(w, h, e, src),
+                 Look(blur=15, crf=28, pan=2.0)),
+    ]
+    # faces in the corners and on the edges from the first frame to the last (75-100 %
+    # inside), upright, slow: the first frames of a file had no look-back before them
+    corner = []
+    for (fx, fy), px in zip(((0, 0), (1, 0), (0, 1), (1, 1), (1, 0.5), (0.5, 1)),
+                            (40, 60, 90, 60, 180, 120)):
+        inset = 0.38 * px  # the centre 0.12 face widths inside the frame: ~88 % inside
+        cx = inset if fx == 0 else w - inset if fx == 1 else fx * w
+        cy = inset * 1.3 if fy == 0 else h - inset * 1.3 if fy == 1 else fy * h
+        dx = 0.6 if fx == 0 else -0.6 if fx == 1 else 0.0
+        corner.append(Track(next(src), ((0, cx, cy, px), (e, cx + dx * e / 4, cy, px))))
+    out.append(Scenario("corners", w, h, n, corner, Look(pan=1.0, crf=23)))
     return out
 
 
@@ -161,17 +254,23 @@ def face_box(track: Track, source: FaceSource, t: int) -> tuple[float, float, fl
 
 
 def render(sc: Scenario, sources: list[FaceSource], t: int, bg: np.ndarray):
-    """The frame at t and, per track, (face box, visible mask share, share inside, speed)."""
+    """The frame at t and, per track, (face box, visible mask share, share inside, speed).
+    `bg` may be larger than the frame: a panning background is cut from it."""
     import cv2
 
-    frame = bg.copy()
-    h, w = frame.shape[:2]
+    h, w = sc.height, sc.width
+    shift = int(round(sc.look.pan * t)) % max(bg.shape[1] - w, 1) if sc.look.pan else 0
+    frame = bg[:h, shift:shift + w].copy()
     order = sorted(range(len(sc.tracks)), key=lambda i: sc.tracks[i].front)
     owner = np.full((h, w), -1, np.int16)  # which track's face shows at each pixel (-1: none)
     boxes = {}
+    polygons = {}
     for i in order:
         tr = sc.tracks[i]
         src = sources[tr.source]
+        if tr.roll_at(t) % 360:
+            boxes[i], polygons[i] = _paste_turned(frame, owner, tr, src, t, i)
+            continue
         fx0, fy0, fx1, fy1 = face_box(tr, src, t)
         bx0, by0 = src.box[0], src.box[1]
         side = (fx1 - fx0) / (src.box[2] - src.box[0])
@@ -192,6 +291,9 @@ def render(sc: Scenario, sources: list[FaceSource], t: int, bg: np.ndarray):
         boxes[i] = (fx0, fy0, fx1, fy1)
     truth = []
     for i, tr in enumerate(sc.tracks):
+        if i in polygons:
+            truth.append(_turned_truth(tr, t, i, boxes[i], polygons[i], owner, sc.look))
+            continue
         fx0, fy0, fx1, fy1 = boxes[i]
         area = (fx1 - fx0) * (fy1 - fy0)
         g0, g1 = min(max(int(fx0), 0), w), min(max(int(math.ceil(fx1)), 0), w)
@@ -203,25 +305,87 @@ def render(sc: Scenario, sources: list[FaceSource], t: int, bg: np.ndarray):
         speed = math.hypot(b[0] - a[0], b[1] - a[1])
         truth.append({"track": i, "box": (g0, h0, g1, h1), "visible": visible,
                       "size": fx1 - fx0, "inside": min(inside, 1.0),
-                      "visible_share": float(visible.sum()) / area, "speed": speed})
-    return frame, truth
+                      "visible_share": float(visible.sum()) / area, "speed": speed,
+                      "roll": 0.0, "light": sc.look.light, "blur": sc.look.blur > 1})
+    return sc.look.apply(frame, t), truth
+
+
+def _paste_turned(frame, owner, tr: Track, src: FaceSource, t: int, i: int):
+    """Paste the track's photo turned by its roll about the face's centre; mark the turned
+    face box as the track's in `owner`. Returns (face size, the turned face box's corners)."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    cx, cy, px = tr.at(t)
+    fx0, fy0, fx1, fy1 = src.box
+    side = px / (fx1 - fx0)
+    # the crop's corners and the face box's, around the face's centre, then turned
+    fcx, fcy = (fx0 + fx1) / 2 * side, (fy0 + fy1) / 2 * side
+    angle = tr.roll_at(t)
+    m = cv2.getRotationMatrix2D((fcx, fcy), angle, 1.0)
+    m[:, 2] += (cx - fcx, cy - fcy)
+    s = max(int(round(side)), 2)
+    crop = cv2.resize(src.crop, (s, s), interpolation=cv2.INTER_AREA if s < len(src.crop)
+                      else cv2.INTER_CUBIC)
+    turned = cv2.warpAffine(crop, m, (w, h), flags=cv2.INTER_LINEAR)
+    cover = cv2.warpAffine(np.full((s, s), 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST)
+    photo = cover > 0
+    frame[photo] = turned[photo]
+    owner[photo] = -1  # the photo hides what is behind it
+    corners = np.array([[fx0 * side, fy0 * side], [fx1 * side, fy0 * side],
+                        [fx1 * side, fy1 * side], [fx0 * side, fy1 * side]])
+    polygon = corners @ m[:, :2].T + m[:, 2]
+    face = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(face, np.round(polygon * 16).astype(np.int32), 1, cv2.LINE_8, 4)
+    owner[face > 0] = i
+    return (fx1 - fx0) * side, polygon
+
+
+def _turned_truth(tr: Track, t: int, i: int, size: float, polygon: np.ndarray, owner,
+                  look: Look) -> dict:
+    """A turned face's truth: the frame-clipped bounding box of its turned face box, the
+    visible pixels of that turned box inside it, shares of the turned box's area."""
+    h, w = owner.shape
+    lo, hi = polygon.min(axis=0), polygon.max(axis=0)
+    g0, h0 = int(np.clip(np.floor(lo[0]), 0, w)), int(np.clip(np.floor(lo[1]), 0, h))
+    g1, h1 = int(np.clip(np.ceil(hi[0]), 0, w)), int(np.clip(np.ceil(hi[1]), 0, h))
+    g1, h1 = max(g1, g0), max(h1, h0)
+    x, y = polygon[:, 0], polygon[:, 1]
+    area = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
+    visible = owner[h0:h1, g0:g1] == i
+    # share inside the frame: the turned box's area inside it (the face is not covered there)
+    import cv2
+
+    box = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(box, np.round(polygon * 16).astype(np.int32), 1, cv2.LINE_8, 4)
+    inside = float(box.sum()) / max(area, 1e-6)
+    a, b = tr.at(t), tr.at(t + 1)
+    roll = abs((tr.roll_at(t) + 180) % 360 - 180)  # 0 upright .. 180 upside down
+    return {"track": i, "box": (g0, h0, g1, h1), "visible": visible, "size": size,
+            "inside": min(inside, 1.0), "visible_share": float(visible.sum()) / area,
+            "speed": math.hypot(b[0] - a[0], b[1] - a[1]), "roll": roll,
+            "light": look.light, "blur": look.blur > 1}
 
 
 def write_scenario(sc: Scenario, sources: list[FaceSource], path: Path) -> list[list[dict]]:
-    """Encode the clip (libx264, CRF 16, GOP 30, 30 fps, no audio); returns its ground truth."""
+    """Encode the clip (libx264, the look's CRF (16 unless set), GOP 30, 30 fps, no audio);
+    returns its ground truth."""
     import av
 
     from media import background
 
-    bg = background(sc.width, sc.height, seed=sc.width + len(sc.name))
+    pan = int(math.ceil(sc.look.pan * sc.frames)) + 1 if sc.look.pan else 0
+    bg = background(sc.width + pan, sc.height, seed=sc.width + len(sc.name))
     truths = []
     tmp = path.with_suffix(".tmp.mp4")
     with av.open(str(tmp), "w") as out:
         vs = out.add_stream("libx264", rate=30)
         vs.width, vs.height, vs.pix_fmt = sc.width, sc.height, "yuv420p"
-        vs.codec_context.options = {"crf": "16", "preset": "veryfast", "g": "30"}
+        vs.codec_context.options = {"crf": str(sc.look.crf), "preset": "veryfast", "g": "30"}
         for t in range(sc.frames):
             frame, truth = render(sc, sources, t, bg)
+            for f in truth:
+                f["t"], f["last"] = t, t == sc.frames - 1
             truths.append(truth)
             out.mux(vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         out.mux(vs.encode(None))
@@ -255,6 +419,9 @@ class Tally:
             covered = float((mask[h0:h1, g0:g1] & vis).sum()) / max(int(vis.sum()), 1)
             self.records.append({"size": f["size"], "inside": f["inside"],
                                  "visible": f["visible_share"], "speed": f["speed"],
+                                 "roll": f.get("roll", 0.0), "light": f.get("light", "normal"),
+                                 "blur": f.get("blur", False), "t": f.get("t", -1),
+                                 "last": f.get("last", False), "track": f.get("track", -1),
                                  "covered": covered, "protected": covered >= COVERED})
             bw, bh = g1 - g0, h1 - h0
             mx, my = int(margin * max(bw, f["size"])), int(margin * max(bh, f["size"]))
@@ -272,6 +439,49 @@ def score_file(path: Path, truths: list[list[dict]], margin: float) -> Tally:
         for t, vf in enumerate(c.decode(video=0)):
             tally.score(vf.to_ndarray(format="rgb24"), truths[t], margin)
     return tally
+
+
+def score_live(path: Path, truths: list[list[dict]], cfg) -> tuple[Tally, int, dict]:
+    """Score the clip through a live stream (the file played in real time), every frame taken
+    from its ZeroMQ output: (tally, frames out, the stream's stats). A queue as long as the
+    clip keeps every frame (none dropped), so output index = input index."""
+    import json
+    import time
+
+    import zmq
+
+    from streamguard.config import StreamConfig
+    from streamguard.live import LiveStream
+
+    n = len(truths)
+    cfg = cfg.model_copy(update={"live": cfg.live.model_copy(update={"max_queue": n + 1})})
+    endpoint = f"ipc:///tmp/streamguard-truth-{os.getpid()}"
+    stream = LiveStream(StreamConfig(name="truth", input=str(path), zmq=endpoint), cfg)
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.RCVHWM, 0)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(endpoint)
+    time.sleep(0.3)  # PUB/SUB: the subscription must reach the stream before its first frame
+    tally = Tally()
+    got = 0
+    stream.start()
+    try:
+        deadline = time.time() + n / 30 * 3 + 60
+        while got < n and time.time() < deadline:
+            if not sub.poll(500):
+                continue
+            header, buf = sub.recv_multipart()
+            h = json.loads(header)
+            if h["placeholder"]:
+                continue
+            image = np.frombuffer(buf, np.uint8).reshape(h["shape"])
+            tally.score(image, truths[h["index"]], cfg.protect.margin)
+            got += 1
+    finally:
+        stream.stop()
+        sub.close(0)
+    return tally, got, stream.snapshot()
 
 
 def solid_overrides() -> list[str]:

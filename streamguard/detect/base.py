@@ -17,12 +17,15 @@ import numpy as np
 
 from streamguard.config import DetectConfig
 from streamguard.detect.geometry import (
-    block_means, box_iou, drop_parts, edge_boxes, nms, padded_crop, tile_pyramid,
+    block_means, box_iou, drop_parts, edge_boxes, nms, padded_crop, tile_pyramid, turn_image,
+    unturn_boxes,
 )
+from streamguard.detect.views import TurnMemory, brightened, held_rolled, with_roll
 from streamguard.frames import Faces
 from streamguard.registry import Registry
 
-# A box model: RGB image -> (xyxy (N, 4) float32 in image pixels, score (N,) float32)
+# A box model: RGB image -> (xyxy (N, 4) float32 in image pixels, score (N,) float32), and
+# optionally each face's roll (N,) in degrees, counter-clockwise as seen
 BoxModel = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -65,6 +68,10 @@ class TiledDetector:
     - A tile whose picture has not changed since it was last looked at (`still_tiles`) gets
       what was found there then, without a model call, for a bounded number of turns; the
       full-frame pass likewise on a frame that has not changed.
+    - Turned views (`turned_every`): the whole frame and every tile turned by one, two and
+      three quarter turns, spread over frames like the tiles, find faces turned in the image
+      plane; a face found turned has its track window cut turned the same way every frame.
+    - A dark or flat frame (`low_light`) is shown to the models with its levels stretched.
     """
 
     # px, the picture track windows are packed in (1 or 2 x 2): the full-range model's input
@@ -108,6 +115,7 @@ class TiledDetector:
         self._window_turn = 0  # where the next frame's windows start, when they take turns
         self._looked: dict[tuple[int, int, int, int], _Looked] = {}  # per tile (still_tiles)
         self._looked_whole: _Looked | None = None  # the full-frame pass's (still_tiles)
+        self._turns = TurnMemory(forget_after=max(30, 2 * cfg.turned_every))
 
     def _grid_of(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         if self._grid_for != (width, height):
@@ -131,13 +139,34 @@ class TiledDetector:
             return []
         per_frame = -(-len(grid) // every)
         start = (index % every) * per_frame
-        return grid[start:start + per_frame]
+        tiles = grid[start:start + per_frame]
+        if (index // every) % 2:
+            # every other round, border tiles show the frame as it is: a face mostly inside
+            # but near a corner or an edge, doubled by its mirror image, was not found (a
+            # 60 px face in a corner missed for 21 frames); a half face needs the mirror
+            tiles = [(max(x0, 0), max(y0, 0), min(x1, width), min(y1, height))
+                     for x0, y0, x1, y1 in tiles]
+        return tiles
+
+    def turned_for(self, width: int, height: int, index: int,
+                   ) -> list[tuple[int, tuple[int, int, int, int] | None]]:
+        """The turned views frame `index` looks at: (quarter turns clockwise, tile or None for
+        the whole frame), spread so that every one is looked at within `turned_every` frames."""
+        every = self.cfg.turned_every
+        if not every:
+            return []
+        views = [(q, region) for region in [None, *self._grid_of(width, height)]
+                 for q in (1, 2, 3)]
+        # spread evenly: view i on the frames where i * every // len(views) comes round
+        turn = index % every
+        return [view for i, view in enumerate(views) if i * every // len(views) == turn]
 
     def windows_for(self, width: int, height: int, around: np.ndarray | None,
                     seen: np.ndarray | None = None,
-                    ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
-        """(square window, expected box) around each expected box the full-frame pass cannot
-        see: small faces and faces at the frame's edge, unless the full-frame pass found a
+                    ) -> list[tuple[tuple[int, int, int, int], np.ndarray, int]]:
+        """(square window, expected box, quarter turns) around each expected box the
+        full-frame pass cannot see: small faces, faces at the frame's edge and faces found
+        turned (their window is turned the same way), unless the full-frame pass found a
         face there this frame (`seen`: its boxes; edge faces always get their window, where
         the mirrored border completes them)."""
         if around is None or not len(around) or not self.cfg.track_windows:
@@ -146,19 +175,23 @@ class TiledDetector:
         confirmed = np.zeros(len(expected), bool)
         if seen is not None and len(seen):
             confirmed = box_iou(expected.astype(np.float32), seen).max(axis=1) >= 0.5
+        quarters = self._turns.quarter_of(expected)
         out = []
-        for box, found in zip(expected, confirmed):
+        for box, found, quarter in zip(expected, confirmed, quarters.tolist()):
             x0, y0, x1, y1 = box
             side = max(x1 - x0, y1 - y0)
             at_edge = x0 < 0.1 * side or y0 < 0.1 * side or x1 > width - 0.1 * side \
                 or y1 > height - 0.1 * side
-            if not at_edge and (found or side >= self.FULL_FRAME_SEES * width):
+            # a face found turned always gets its window, turned: the upright passes find
+            # it on some looks only, and then boxed off its place
+            if not at_edge and not quarter and (found or side >= self.FULL_FRAME_SEES * width):
                 continue
             if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
                 continue
             half = max(side * self.cfg.window_scale, 48) / 2
             cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            out.append(((int(cx - half), int(cy - half), int(cx + half), int(cy + half)), box))
+            out.append(((int(cx - half), int(cy - half), int(cx + half), int(cy + half)), box,
+                        quarter))
         return out
 
     def _take_turns(self, windows: list) -> list:
@@ -168,9 +201,14 @@ class TiledDetector:
         cap = self.cfg.max_windows
         if not cap or len(windows) <= cap:
             return windows
-        start = self._window_turn % len(windows)
-        self._window_turn = start + cap
-        return (windows[start:] + windows[:start])[:cap]
+        # faces found turned or rolled are looked at every frame (the upright passes box
+        # them off their place), up to all slots but one; the others take turns
+        turned = [w for w in windows if w[2]][:cap - 1]
+        others = [w for w in windows if not w[2]] + [w for w in windows if w[2]][cap - 1:]
+        left = cap - len(turned)
+        start = self._window_turn % len(others)
+        self._window_turn = start + left
+        return turned + (others[start:] + others[:start])[:left]
 
     def _window_canvases(self, image: np.ndarray, windows) -> list[tuple[np.ndarray, list]]:
         """Windows packed into pictures of WINDOW_CANVAS px, one detector input each: a
@@ -186,59 +224,63 @@ class TiledDetector:
             start += len(group)
             cell = self.WINDOW_CANVAS // grid
             canvas = np.zeros((grid * cell, grid * cell, 3), np.uint8)
-            for k, ((x0, y0, x1, y1), _) in enumerate(group):
+            for k, ((x0, y0, x1, y1), _, quarter) in enumerate(group):
                 r, c = divmod(k, grid)
-                crop = padded_crop(image, x0, y0, x1, y1)
+                crop = turn_image(padded_crop(image, x0, y0, x1, y1), max(quarter, 0))
                 canvas[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = cv2.resize(
                     crop, (cell, cell), interpolation=cv2.INTER_AREA
                     if crop.shape[0] > cell else cv2.INTER_LINEAR)
             out.append((canvas, group))
         return out
 
-    def _window_boxes(self, found_per_canvas, canvases) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes the packed windows found, mapped back to the frame.
+    def _window_boxes(self, found_per_canvas, canvases,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes the packed windows found, mapped back to the frame: (xyxy, score, roll, the
+        windows' quarter turns).
 
         A window only confirms its own track: of what it finds, it keeps the one box that
         overlaps the expected box best and is of a similar size (half to twice). A window never
         starts tracks of its own or lets a track's box grow away: textures seen up close
         cannot breed false faces.
         """
-        boxes, scores = [], []
-        for (xyxy, score), (canvas, group) in zip(found_per_canvas, canvases):
+        boxes, scores, rolls, quarters = [], [], [], []
+        for (xyxy, score, roll), (canvas, group) in zip(found_per_canvas, canvases):
             grid = 1 if len(group) == 1 else 2
             cell = canvas.shape[0] // grid
-            best: dict[int, tuple[float, np.ndarray, float]] = {}
-            for b, sc in zip(xyxy, score):
+            best: dict[int, tuple[float, np.ndarray, float, float]] = {}
+            for b, sc, rl in zip(xyxy, score, roll):
                 cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
                 r, c = int(cy // cell), int(cx // cell)
                 k = grid * r + c
                 if not (0 <= r < grid and 0 <= c < grid) or k >= len(group):
                     continue
-                (x0, y0, x1, y1), expected = group[k]
+                (x0, y0, x1, y1), expected, quarter = group[k]
                 f = (x1 - x0) / cell
-                local = np.clip(b - np.array([c, r, c, r]) * cell, 0, cell)
+                local = unturn_boxes(np.clip(b - np.array([c, r, c, r]) * cell, 0, cell),
+                                     max(quarter, 0), cell, cell)[0]
                 found = (local * f + np.array([x0, y0, x0, y0])).astype(np.float32)
                 ratio = (found[2] - found[0]) / max(expected[2] - expected[0], 1e-6)
                 overlap = float(box_iou(found[None], expected[None].astype(np.float32))[0, 0])
                 if 0.5 <= ratio <= 2 and overlap > 0.1 and overlap > best.get(k, (0.0,))[0]:
-                    best[k] = (overlap, found, float(sc))
-            for _, found, sc in best.values():
+                    best[k] = (overlap, found, float(sc), float(rl))
+            for k, (_, found, sc, rl) in best.items():
                 boxes.append(found)
                 scores.append(sc)
-        if not boxes:
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        return np.array(boxes, np.float32), np.array(scores, np.float32)
+                rolls.append(rl)
+                quarters.append(max(group[k][2], 0))
+        return (np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
+                np.array(rolls, np.float32), np.array(quarters, np.int64))
 
     def _run_tiles_model(self, images: list[np.ndarray], model: BoxModel | None = None,
-                         ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The tiles model (or `model`) on each image: in one call where it takes a batch."""
+                         ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The tiles model (or `model`) on each image, in one call where it takes a batch:
+        (xyxy, score, roll) each (roll 0 from a model that reads none)."""
         model = model or self._tiles
         if not images:
             return []
         batch = getattr(model, "batch", None)
-        if batch is not None:
-            return batch(images)
-        return [model(img) for img in images]
+        found = batch(images) if batch is not None else [model(img) for img in images]
+        return [with_roll(result) for result in found]
 
     def _full_frame_pass(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The whole frame through the full-frame model. A frame kept in its planes
@@ -248,10 +290,10 @@ class TiledDetector:
         1280 px the model sees what the RGB path shows it."""
         thumbnail = getattr(image, "thumbnail", None)
         if thumbnail is None:
-            return self._full_frame(image)
+            return with_roll(self._full_frame(image))
         small, scale = thumbnail(self.THUMBNAIL_SIDE)
-        xyxy, score = self._full_frame(small)
-        return xyxy * np.float32(scale), score
+        xyxy, score, roll = with_roll(self._full_frame(small))
+        return xyxy * np.float32(scale), score, roll
 
     # relative cost of the detector inputs, for sharing them between the two threads: a
     # tile is one model call; the full frame also shrinks a whole frame first; a window
@@ -310,39 +352,83 @@ class TiledDetector:
             last.skipped += 1
         return still
 
+    TURNED_WHOLE_SIDE = 384  # px: the whole frame is shrunk to about this before it is turned
+
+    def _picture(self, image: np.ndarray) -> np.ndarray:
+        """What the models see of the frame: brightened when it is dark or flat
+        (`low_light`; a frame kept in its planes as it is)."""
+        if not self.cfg.low_light or not isinstance(image, np.ndarray):
+            return image
+        return brightened(image)
+
+    def _whole_shrink(self, width: int, height: int) -> int:
+        return max(1, max(width, height) // self.TURNED_WHOLE_SIDE)
+
+    def _view(self, picture: np.ndarray, quarter: int, region) -> np.ndarray:
+        """A tile (or the whole frame, shrunk by a whole factor) turned `quarter` times."""
+        if region is not None:
+            return turn_image(padded_crop(picture, *region), quarter)
+        height, width = picture.shape[:2]
+        k = self._whole_shrink(width, height)
+        small = picture if k == 1 else cv2.resize(
+            np.asarray(picture[:height - height % k, :width - width % k]),
+            (width // k, height // k), interpolation=cv2.INTER_AREA)
+        return turn_image(small, quarter)
+
+    def _unview(self, xyxy: np.ndarray, quarter: int, region, width: int, height: int,
+                ) -> np.ndarray:
+        """Boxes found in a view (`_view`) mapped back onto the frame."""
+        if region is None:
+            k = self._whole_shrink(width, height)
+            return unturn_boxes(xyxy, quarter, width // k, height // k) * np.float32(k)
+        x0, y0, x1, y1 = region
+        return unturn_boxes(xyxy, quarter, x1 - x0, y1 - y0) + np.array(
+            [x0, y0, x0, y0], np.float32)
+
     def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None) -> Faces:
         height, width = image.shape[:2]
-        tiles = self.tiles_for(width, height, index)
-        crops = [padded_crop(image, *tile) for tile in tiles]
-        means, found_again = self._still(tiles, crops)
+        picture = self._picture(image)
+        views = [(0, tile) for tile in self.tiles_for(width, height, index)]
+        views += self.turned_for(width, height, index)
+        crops = [self._view(picture, q, region) for q, region in views]
+        means, found_again = self._still(views, crops)
         look = [i for i, again in enumerate(found_again) if again is None]
-        (xyxy, score), (canvases, in_windows), looked = self._look_at_tiles(
-            image, [crops[i] for i in look], around, width, height)
+        (xyxy, score, roll), (canvases, in_windows), looked = self._look_at_tiles(
+            picture, [crops[i] for i in look], around, width, height)
         found = list(found_again)
         for i, result in zip(look, looked):
             found[i] = result
             if means[i] is not None:
-                self._looked[tiles[i]] = _Looked(means[i], result)
-        boxes, scores = [xyxy], [score]
-        for (x0, y0, _, _), (t_xyxy, t_score) in zip(tiles, found):
-            boxes.append(t_xyxy + np.array([x0, y0, x0, y0], np.float32))
-            scores.append(t_score)
+                self._looked[views[i]] = _Looked(means[i], result)
+        boxes, scores, rolls, quarters = [xyxy], [score], [roll], [np.zeros(len(xyxy), np.int64)]
+        for (q, region), (v_xyxy, v_score, v_roll) in zip(views, found):
+            boxes.append(self._unview(v_xyxy, q, region, width, height))
+            scores.append(v_score)
+            rolls.append(v_roll)  # the roll off the nearest quarter turn: the same turned
+            quarters.append(np.full(len(v_xyxy), q, np.int64))
         if canvases:
-            w_xyxy, w_score = self._window_boxes(in_windows, canvases)
-            boxes.append(w_xyxy)
-            scores.append(w_score)
+            for found_in_windows, into in zip(self._window_boxes(in_windows, canvases),
+                                              (boxes, scores, rolls, quarters)):
+                into.append(found_in_windows)
         xyxy = np.concatenate(boxes).astype(np.float32)
         score = np.concatenate(scores).astype(np.float32)
-        xyxy, score = edge_boxes(xyxy, score, width, height, self.EDGE_GROWTH)
+        roll, quarter = np.concatenate(rolls), np.concatenate(quarters)
+        xyxy, score, kept = edge_boxes(xyxy, score, width, height, self.EDGE_GROWTH)
+        roll, quarter = roll[kept], quarter[kept]
         keep = nms(xyxy, score, self.cfg.nms_iou)
-        xyxy, score = xyxy[keep], score[keep]
+        # a kept box holds the most rolled face any input saw there (the full-frame pass, a
+        # face of a dozen model pixels, reads no roll a tile reads plainly)
+        grown, read = held_rolled(xyxy, roll, keep, self.cfg.nms_iou,
+                                  at_least=self._turns.roll_of(xyxy[keep]))
+        xyxy, score, quarter = grown, score[keep], quarter[keep]
         keep = drop_parts(xyxy)
+        self._turns.learn(xyxy[keep], quarter[keep], index, read[keep], score[keep])
         return Faces.from_boxes(xyxy[keep], score[keep])
 
     def _look_at_tiles(self, image: np.ndarray, crops: list, around: np.ndarray | None,
                        width: int, height: int):
         """The full-frame pass, the track windows and the model on `crops`:
-        ((xyxy, score), (canvases, found in each), found in each crop)."""
+        ((xyxy, score, roll), (canvases, found in each), found in each crop)."""
         if self._helper is not None and crops:
             # the helper thread: the full-frame pass, then the track windows (they depend on
             # it), then a share of the tiles; this thread: the other tiles. The windows' count
@@ -359,13 +445,13 @@ class TiledDetector:
 
             helper = self._helper.submit(helper_work)
             mine = self._run_tiles_model(crops[k:])
-            (xyxy, score), (canvases, in_windows), found = helper.result()
+            (xyxy, score, roll), (canvases, in_windows), found = helper.result()
             found += mine
         else:
-            xyxy, score = self._full_frame_or_again(image)
+            xyxy, score, roll = self._full_frame_or_again(image)
             found = self._run_tiles_model(crops)
             canvases, in_windows = self._windows_pass(image, around, xyxy)
-        return (xyxy, score), (canvases, in_windows), found
+        return (xyxy, score, roll), (canvases, in_windows), found
 
     def close(self) -> None:
         """Stop the helper thread (a detection hung in native code is left behind)."""

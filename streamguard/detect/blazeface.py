@@ -68,12 +68,15 @@ def ssd_anchors(spec: ModelSpec) -> np.ndarray:
     return np.concatenate(centres).astype(np.float32)
 
 
-def weighted_nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
+def weighted_nms(xyxy: np.ndarray, score: np.ndarray, iou: float,
+                 roll: np.ndarray | None = None):
     """MediaPipe's WEIGHTED suppression: the best remaining box and every box overlapping it
-    by more than `iou` merge into their score-weighted average, which keeps the best score."""
+    by more than `iou` merge into their score-weighted average, which keeps the best score.
+    Returns (xyxy, score), and with `roll` given the best box's roll too."""
     order = np.argsort(-score, kind="stable")
     xyxy, score = xyxy[order], score[order]
-    out_boxes, out_scores = [], []
+    roll = None if roll is None else roll[order]
+    out_boxes, out_scores, out_roll = [], [], []
     remaining = np.arange(len(score))
     while len(remaining):
         top = remaining[0]
@@ -84,15 +87,21 @@ def weighted_nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> tuple[np.nd
         weights = score[group]
         out_boxes.append((xyxy[group] * weights[:, None]).sum(0) / weights.sum())
         out_scores.append(score[top])
+        if roll is not None:
+            out_roll.append(roll[top])
         remaining = remaining[~np.isin(remaining, group)]
-    if not out_boxes:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-    return np.array(out_boxes, np.float32), np.array(out_scores, np.float32)
+    boxes = np.array(out_boxes, np.float32).reshape(-1, 4)
+    scores = np.array(out_scores, np.float32).reshape(-1)
+    if roll is None:
+        return boxes, scores
+    return boxes, scores, np.array(out_roll, np.float32).reshape(-1)
 
 
 class LiteBlazeFace:
-    """One BlazeFace model: RGB image(s) -> (xyxy in image pixels, score). Not thread-safe:
-    one per detector, called from the detector's thread."""
+    """One BlazeFace model: RGB image(s) -> (xyxy in image pixels, score, roll in degrees,
+    counter-clockwise as seen, from the line between the eyes: within about 10 degrees for
+    faces up to 45 degrees from upright). Not thread-safe: one per detector, called from
+    the detector's thread."""
 
     def __init__(self, model: str, min_score: float, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
@@ -137,13 +146,13 @@ class LiteBlazeFace:
         out[py:py + nh, px:px + nw] -= 1
         return scale / k, px, py
 
-    def batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
         """Boxes and scores of each image, one interpreter call each: on XNNPACK a batch of n
         costs more than n single calls (4 tiles: 16.6 ms batched, 13.9 one by one), and a
         batch size that changes from frame to frame re-plans the graph each time."""
         return [self._one(np.asarray(img)) for img in images]
 
-    def _one(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _one(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         side = self.spec.input_side
         # the interpreter's own input buffer: letterboxed in place, no copy
         scale, px, py = self._letterbox(image, self._interpreter.tensor(self._input)()[0])
@@ -151,18 +160,22 @@ class LiteBlazeFace:
         logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
         hits = np.flatnonzero(np.clip(logits, -SCORE_CLIP, SCORE_CLIP) >= self._logit)
         if not len(hits):
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-        reg = self._interpreter.get_tensor(self._boxes)[0, hits, :4] / side
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32)
+        reg = self._interpreter.get_tensor(self._boxes)[0, hits, :8] / side
         centre = reg[:, :2] + self._anchors[hits]
-        half = reg[:, 2:] / 2
+        half = reg[:, 2:4] / 2
         xyxy = np.concatenate([centre - half, centre + half], axis=1)
+        # keypoints 0 and 1 are the eyes (the person's right, then left), each regressed
+        # around the anchor: the line between them gives the face's roll
+        eyes = reg[:, 6:8] - reg[:, 4:6]
+        roll = -np.degrees(np.arctan2(eyes[:, 1], eyes[:, 0])).astype(np.float32)
         score = 1 / (1 + np.exp(-np.clip(logits[hits], -SCORE_CLIP, SCORE_CLIP)))
-        xyxy, score = weighted_nms(xyxy, score.astype(np.float32), NMS_IOU)
+        xyxy, score, roll = weighted_nms(xyxy, score.astype(np.float32), NMS_IOU, roll)
         # model pixels -> image pixels (the letterbox removed)
         xyxy = (xyxy * side - np.array([px, py, px, py], np.float32)) / np.float32(scale)
-        return xyxy.astype(np.float32), score
+        return xyxy.astype(np.float32), score, roll
 
-    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self._one(np.asarray(image))
 
     def close(self) -> None:

@@ -111,8 +111,8 @@ def padded_crop(image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.nda
 
 
 def edge_boxes(xyxy: np.ndarray, score: np.ndarray, width: int, height: int,
-               growth: float) -> tuple[np.ndarray, np.ndarray]:
-    """Tidy the boxes the mirrored borders produce.
+               growth: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tidy the boxes the mirrored borders produce: (xyxy, score, the indices kept).
 
     - A box wholly or mostly (over 3/4) outside the frame is a mirror image: dropped (a half
       face completed by its mirror straddles the edge about evenly).
@@ -127,10 +127,10 @@ def edge_boxes(xyxy: np.ndarray, score: np.ndarray, width: int, height: int,
       inside the frame (faces are about square), centred.
     """
     inside = (xyxy[:, 2] > 0) & (xyxy[:, 0] < width) & (xyxy[:, 3] > 0) & (xyxy[:, 1] < height)
-    xyxy, score = xyxy[inside], score[inside]
+    xyxy, score, index = xyxy[inside], score[inside], np.flatnonzero(inside)
     cut = (xyxy[:, 0] < 0) | (xyxy[:, 1] < 0) | (xyxy[:, 2] > width) | (xyxy[:, 3] > height)
     if not cut.any():
-        return xyxy, score
+        return xyxy, score, index
     whole = xyxy[~cut]
     keep = np.ones(len(xyxy), bool)
     for i in np.flatnonzero(cut):
@@ -166,7 +166,7 @@ def edge_boxes(xyxy: np.ndarray, score: np.ndarray, width: int, height: int,
         if box[0] < 0 or box[2] > width:  # cut at the left or right: narrow its height
             half = min(size[1], inside_x) / 2
             xyxy[i, [1, 3]] = centre[1] - half, centre[1] + half
-    return xyxy[keep], score[keep]
+    return xyxy[keep], score[keep], index[keep]
 
 
 def drop_parts(xyxy: np.ndarray, inside: float = 0.9, larger: float = 2.0) -> np.ndarray:
@@ -190,3 +190,31 @@ def block_means(image: np.ndarray, block: int) -> np.ndarray:
         return np.asarray(image).copy()
     return cv2.resize(image[:h - h % block, :w - w % block], (w // block, h // block),
                       interpolation=cv2.INTER_AREA)
+
+
+# cv2.rotate's code for each quarter turn clockwise (0: the image as it is)
+_ROTATE = {1: cv2.ROTATE_90_CLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+def turn_image(image: np.ndarray, quarter: int) -> np.ndarray:
+    """The image turned `quarter` quarter turns clockwise (a copy; the image itself for 0)."""
+    quarter %= 4
+    return image if not quarter else cv2.rotate(np.asarray(image), _ROTATE[quarter])
+
+
+def unturn_boxes(xyxy: np.ndarray, quarter: int, width: int, height: int) -> np.ndarray:
+    """Boxes found in a (width x height) picture turned `quarter` quarter turns clockwise
+    (`turn_image`), mapped back onto the picture as it was: (N, 4) float32."""
+    quarter %= 4
+    b = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    if quarter == 0:
+        return b.copy()
+    x0, y0, x1, y1 = b.T
+    if quarter == 1:  # turned (x, y) = (height - y, x)
+        out = (y0, height - x1, y1, height - x0)
+    elif quarter == 2:  # turned (x, y) = (width - x, height - y)
+        out = (width - x1, height - y1, width - x0, height - y0)
+    else:  # turned (x, y) = (y, width - x)
+        out = (width - y1, x0, width - y0, x1)
+    return np.stack(out, axis=1).astype(np.float32)
+

@@ -33,7 +33,7 @@ def test_it_finds_the_faces_mediapipe_finds_where_mediapipe_finds_them(model):
         for name in PHOTOS:
             img = load_rgb(name)
             ref_xyxy, ref_score = reference(img)
-            xyxy, score = lite(img)
+            xyxy, score, roll = lite(img)
             sure = ref_xyxy[ref_score >= 0.7]
             for box in sure:  # every face MediaPipe is sure of, boxed alike
                 assert len(xyxy) and box_iou(box[None], xyxy).max() >= 0.7, (name, box)
@@ -60,7 +60,7 @@ def test_a_batch_gives_each_image_what_it_gets_alone(model):
     finally:
         lite.close()
     assert sum(len(a[0]) for a in alone) >= 4
-    for (a_xyxy, a_score), (b_xyxy, b_score) in zip(alone, together):
+    for (a_xyxy, a_score, a_roll), (b_xyxy, b_score, b_roll) in zip(alone, together):
         np.testing.assert_allclose(a_xyxy, b_xyxy, atol=0.05)
         np.testing.assert_allclose(a_score, b_score, atol=1e-5)
 
@@ -98,3 +98,22 @@ def test_the_full_frame_pass_beside_the_tiles_finds_exactly_what_it_finds_before
         assert len(a) >= 3
     finally:
         parallel.close()
+
+
+def test_the_roll_of_a_tilted_face_comes_from_its_eyes():
+    """The roll (degrees, counter-clockwise as seen) that grows a tilted face's box to hold
+    it corner to corner: within 15 degrees of the photo's tilt."""
+    import cv2
+
+    img = load_rgb("obama.jpg")
+    h, w = img.shape[:2]
+    lite = LiteBlazeFace("full_range", 0.5)
+    try:
+        for tilt in (-40, -20, 0, 20, 40):
+            turned = cv2.warpAffine(img, cv2.getRotationMatrix2D((w / 2, h / 2), tilt, 0.7),
+                                    (w, h), borderMode=cv2.BORDER_REFLECT)
+            _, score, roll = lite(turned)
+            assert len(score), tilt
+            assert abs(float(roll[np.argmax(score)]) - tilt) < 15, (tilt, roll)
+    finally:
+        lite.close()

@@ -185,7 +185,7 @@ def test_a_track_window_confirms_its_own_face_only():
                           [0, 0, side - 1, side - 1]], np.float32),  # the whole window
                 np.array([0.9, 0.95, 0.99], np.float32))
 
-    det = TiledDetector(lambda im: empty, tiles, DetectConfig(tile_every=0))
+    det = TiledDetector(lambda im: empty, tiles, DetectConfig(turned_every=0, tile_every=0))
     found = det.detect(np.zeros((720, 1280, 3), np.uint8), 0, around=expected)
     assert len(found) == 1
     assert np.allclose(found.xyxy[0], [600, 302, 641, 342], atol=1.5)
@@ -207,7 +207,8 @@ def test_packed_windows_map_each_face_back_to_its_own_track():
         return np.array(boxes, np.float32), np.full(4, 0.9, np.float32)
 
     empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
-    det = TiledDetector(lambda im: empty, tiles, DetectConfig(tile_every=0, max_windows=0))
+    det = TiledDetector(lambda im: empty, tiles,
+                        DetectConfig(turned_every=0, tile_every=0, max_windows=0))
     found = det.detect(np.zeros((1080, 1920, 3), np.uint8), 0, around=expected)
     assert len(calls) == 2
     assert len(found) == 7  # the second picture's fourth cell is empty: nothing from it
@@ -225,12 +226,12 @@ def test_more_windows_than_one_picture_holds_take_turns():
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
 
     det = TiledDetector(lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32)),
-                        tiles, DetectConfig(tile_every=0, max_windows=4))
+                        tiles, DetectConfig(turned_every=0, tile_every=0, max_windows=4))
     for index in range(4):
         windows = det._take_turns(det.windows_for(1920, 1080, expected))
         assert len(windows) == 4
         seen.append({int(np.flatnonzero((expected == box).all(axis=1))[0])
-                     for _, box in windows})
+                     for _, box, _ in windows})
     for a, b in zip(seen, seen[1:]):
         assert a | b == set(range(7))
 
@@ -244,12 +245,12 @@ def test_no_window_for_a_small_track_the_full_frame_pass_found():
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
 
     full = (np.array([[602, 301, 661, 362]], np.float32), np.array([0.9], np.float32))
-    det = TiledDetector(lambda im: full, tiles, DetectConfig(tile_every=0))
+    det = TiledDetector(lambda im: full, tiles, DetectConfig(turned_every=0, tile_every=0))
     assert len(det.detect(np.zeros((720, 1280, 3), np.uint8), 0, around=expected)) == 1
     assert calls == []
     # not found by the full-frame pass: the window looks
     det = TiledDetector(lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32)),
-                        tiles, DetectConfig(tile_every=0))
+                        tiles, DetectConfig(turned_every=0, tile_every=0))
     det.detect(np.zeros((720, 1280, 3), np.uint8), 0, around=expected)
     assert len(calls) == 1
 
@@ -285,7 +286,9 @@ def test_a_still_tile_is_looked_at_again_only_after_a_bounded_number_of_turns():
     H.264's on a still background does not count as a change."""
     nothing = lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))  # noqa: E731
     calls: list = []
-    det = TiledDetector(nothing, _bright_blobs(calls), DetectConfig(tile_every=1, still_tiles=2))
+    # (no mirrored border: border tiles would alternate with their unmirrored selves)
+    det = TiledDetector(nothing, _bright_blobs(calls),
+                        DetectConfig(turned_every=0, tile_every=1, still_tiles=2, edge_padding=0))
     scene = _still_scene()
     scene[100:140, 150:190] = 255  # a 40 px face only the tiles see
     rng = np.random.default_rng(1)
@@ -300,7 +303,8 @@ def test_a_still_tile_is_looked_at_again_only_after_a_bounded_number_of_turns():
         np.testing.assert_array_equal(faces.xyxy, found[0].xyxy)
     # 0 = every turn looks
     calls.clear()
-    det = TiledDetector(nothing, _bright_blobs(calls), DetectConfig(tile_every=1, still_tiles=0))
+    det = TiledDetector(nothing, _bright_blobs(calls),
+                        DetectConfig(turned_every=0, tile_every=1, still_tiles=0))
     for index in range(3):
         det.detect(scene, index)
     assert len(calls) == 3 * tiles
@@ -312,7 +316,7 @@ def test_a_face_appearing_in_a_still_tile_is_found_on_that_tile_s_next_turn():
     nothing = lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))  # noqa: E731
     calls: list = []
     det = TiledDetector(nothing, _bright_blobs(calls),
-                        DetectConfig(tile_every=5, still_tiles=10))
+                        DetectConfig(turned_every=0, tile_every=5, still_tiles=10))
     scene = _still_scene()
     for index in range(10):  # every tile looked at, then skipped once
         det.detect(scene, index)
@@ -335,7 +339,8 @@ def test_the_full_frame_pass_skips_a_still_frame_a_bounded_number_of_times_and_s
     very frame."""
     calls: list = []
     nothing = lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))  # noqa: E731
-    det = TiledDetector(_bright_blobs(calls), nothing, DetectConfig(tile_every=0, still_tiles=2))
+    det = TiledDetector(_bright_blobs(calls), nothing,
+                        DetectConfig(turned_every=0, tile_every=0, still_tiles=2))
     scene = _still_scene()
     scene[100:300, 150:350] = 255
     rng = np.random.default_rng(2)
@@ -351,3 +356,68 @@ def test_the_full_frame_pass_skips_a_still_frame_a_bounded_number_of_times_and_s
     faces = det.detect(_codec_noise(scene, rng), 7)
     assert len(calls) == 1 and len(faces) == 1  # the stand-in boxes all white pixels as one
     assert faces.xyxy[0, 2] == 1000
+
+
+@pytest.mark.parametrize("quarter", [0, 1, 2, 3])
+def test_a_box_found_in_a_turned_picture_maps_back_onto_the_picture(quarter):
+    from streamguard.detect.geometry import turn_image, unturn_boxes
+
+    image = np.zeros((90, 160, 3), np.uint8)
+    image[20:50, 100:130] = 255  # a 30 x 30 square, x 100-130, y 20-50
+    image[20:30, 100:110] = 128  # a darker corner, so a wrong turn cannot map onto it
+    turned = turn_image(image, quarter)
+    ys, xs = np.nonzero(turned[..., 0])
+    found = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+    assert unturn_boxes(found, quarter, 160, 90).tolist() == [[100, 20, 130, 50]]
+    # the dark corner, found turned, comes back where it was
+    ys, xs = np.nonzero(turned[..., 0] == 128)
+    corner = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+    assert unturn_boxes(corner, quarter, 160, 90).tolist() == [[100, 20, 110, 30]]
+
+
+def test_every_turned_view_is_looked_at_within_turned_every_frames():
+    cfg = DetectConfig(turned_every=15)
+    det = TiledDetector(None, None, cfg)
+    tiles = det._grid_of(1280, 720)
+    per_frame = [det.turned_for(1280, 720, i) for i in range(15)]
+    seen = [view for views in per_frame for view in views]
+    assert sorted(seen, key=repr) == sorted(
+        [(q, t) for t in [None, *tiles] for q in (1, 2, 3)], key=repr)
+    assert max(map(len, per_frame)) - min(map(len, per_frame)) <= 1  # an even cost
+    assert TiledDetector(None, None, DetectConfig(turned_every=0)).turned_for(1280, 720, 3) == []
+
+
+def test_a_dark_or_flat_picture_is_stretched_for_the_models_and_daylight_is_not():
+    from streamguard.detect.views import brightened
+
+    rng = np.random.default_rng(0)
+    day = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    assert brightened(day) is day
+    night = (day * 0.3).astype(np.uint8)
+    lit = brightened(night)
+    assert lit is not night and lit.shape == night.shape
+    spread = np.percentile(lit[..., 1], 99) - np.percentile(lit[..., 1], 1)
+    assert spread > 150
+    assert night.max() <= 77  # the frame itself is untouched
+
+
+def test_a_face_found_turned_has_its_window_turned_the_same_way():
+    """A track the turned views found has its window cut turned, and what the window finds
+    maps back onto the face; a large upright track needs no window."""
+    det = TiledDetector(None, None, DetectConfig(tile_every=0, turned_every=0))
+    face = np.array([[500, 200, 700, 400]], np.float32)  # large: no window unless turned
+    assert det.windows_for(1280, 720, face) == []
+    det._turns.learn(face, np.array([1]), frame=0)
+    [(window, expected, quarter)] = det.windows_for(1280, 720, face)
+    assert quarter == 1 and expected.tolist() == face[0].tolist()
+    # a box found in the turned window comes back onto the track's face
+    canvases = det._window_canvases(np.zeros((720, 1280, 3), np.uint8), [(window, face[0], 1)])
+    side = det.WINDOW_CANVAS
+    centre = np.array([[side / 3, side / 3, 2 * side / 3, 2 * side / 3]], np.float32)
+    boxes, _, _, quarters = det._window_boxes(
+        [(centre, np.ones(1, np.float32), np.zeros(1, np.float32))], canvases)
+    assert quarters.tolist() == [1]
+    assert np.allclose(boxes, face, atol=3)
+    # found upright again: forgotten, no window
+    det._turns.learn(face, np.array([0]), frame=1)
+    assert det.windows_for(1280, 720, face) == []

@@ -1,0 +1,172 @@
+"""Other views of a frame for the face models, and what the detector remembers of them.
+
+BlazeFace was trained on upright faces in good light. Turned a quarter or more in the image
+plane (a person lying down, a camera on its side or on the ceiling) a face is found on only
+some looks, and in a dark or low-contrast picture (night, infrared) on fewer:
+
+- `brightened`: the picture the models see when the frame is dark or flat, its levels
+  stretched by a lookup table; the frame itself, and what comes out, are untouched;
+- `TurnMemory`: which faces were last found turned, and by how many quarter turns, so a
+  track's window is cut turned the same way and the face stays found on every look;
+- `held_rolled`: a box of a face rolled off the upright (the models' eye line says by how
+  much) grown to hold the whole rolled face, not only an upright face's box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from streamguard.detect.geometry import box_iou
+
+# A frame whose levels (1st to 99th percentile of a sparse sample of its green channel)
+# span less than this is dark or flat: the models see it stretched. Daylight frames span
+# 150-230 levels; the night clips of the recall benchmark (gain 0.3, infrared) 45-80.
+FLAT_RANGE = 110
+STRETCH_TO = 200  # levels the stretched span covers (from STRETCH_FLOOR)
+STRETCH_FLOOR = 24
+MAX_GAIN = 4.0  # beyond it the sensor noise is all the model would see
+SAMPLE_STEP = 8  # px between the pixels the levels are read from
+ROLLED = 20  # degrees off a quarter turn: read as rolled, not as an upright face's jitter
+ROLL_SLACK = 10  # degrees a rolled face's roll is read short by, at most
+
+
+def brightened(image: np.ndarray) -> np.ndarray:
+    """`image` itself when its levels span FLAT_RANGE or more; otherwise a copy whose span is
+    stretched to STRETCH_TO levels (gain at most MAX_GAIN). The stretch is quantized (black
+    point in steps of 4 levels, gain in steps of 1/4) so it stays the same from frame to
+    frame of a steady scene and the still-picture checks still hold."""
+    sample = np.asarray(image)[::SAMPLE_STEP, ::SAMPLE_STEP, 1]
+    if sample.size < 16:
+        return image
+    lo, hi = np.percentile(sample, (1, 99))
+    if hi - lo >= FLAT_RANGE:
+        return image
+    black = 4 * int(lo // 4)
+    gain = min(MAX_GAIN, np.floor(4 * STRETCH_TO / max(hi - black, 1)) / 4)
+    if gain <= 1.0:
+        return image
+    lut = np.clip((np.arange(256, dtype=np.float32) - black) * gain + STRETCH_FLOOR, 0, 255)
+    return cv2.LUT(np.asarray(image), lut.astype(np.uint8))
+
+
+@dataclass
+class _Turned:
+    box: np.ndarray  # (4,) float32, where the face was last found
+    quarter: int  # quarter turns clockwise that show it upright
+    seen: int  # the detector's frame count when it was last found
+    roll: float = 0.0  # degrees off that quarter turn, as read
+    score: float = 1.0  # the model's confidence in it then
+
+
+class TurnMemory:
+    """The faces last found turned or rolled: where, by how many quarter turns and degrees
+    off them, and when.
+
+    `learn` takes a frame's final boxes with the quarter turn of the view each came from and
+    the roll read off it; a face found upright and unrolled is forgotten. `quarter_of` says
+    how to turn the window of each expected (tracked) box, `roll_of` how rolled the face
+    there was last read. A face not found for `forget_after` frames is forgotten.
+    """
+
+    MATCH_IOU = 0.2  # an expected box moved since: a loose match still names its face
+    UPRIGHT_IOU = 0.5  # an upright, unrolled find this close to a face: the face is upright
+    SURER = 0.1  # how much less sure than the remembered find another may be and replace it
+
+    def __init__(self, forget_after: int = 30):
+        self.forget_after = forget_after
+        self._faces: list[_Turned] = []
+
+    def __len__(self) -> int:
+        return len(self._faces)
+
+    def learn(self, xyxy: np.ndarray, quarter: np.ndarray, frame: int,
+              roll: np.ndarray | None = None, score: np.ndarray | None = None) -> None:
+        """A frame's final boxes: the quarter turn of the view each came from, the roll read
+        off it (degrees) and the model's confidence.
+
+        BlazeFace also finds a face upside down, less surely and boxed off its place: a
+        remembered face takes another quarter turn (or upright) only from a find at least
+        nearly as sure as the one it was remembered by (SURER), so the turn that shows it
+        upright, found surest, holds."""
+        n = len(xyxy)
+        quarter = np.asarray(quarter, np.int64) % 4
+        rolls = np.zeros(n) if roll is None else np.abs(np.asarray(roll, np.float64))
+        scores = np.ones(n) if score is None else np.asarray(score, np.float64)
+        marked = (quarter != 0) | (rolls >= ROLLED)
+        kept = [f for f in self._faces if frame - f.seen <= self.forget_after]
+        taken = np.zeros(n, bool)  # finds that name a remembered face but lose to it
+        if n and kept:
+            iou = box_iou(np.array([f.box for f in kept], np.float32), xyxy)
+            # an upright model's box of a turned face lies off the face (IoU ~0.3 with it):
+            # only a find close to it says that the face is upright now
+            near = np.where(marked[None, :], iou > self.MATCH_IOU, iou > self.UPRIGHT_IOU)
+            still = []
+            for f, row in zip(kept, near):
+                rivals = np.flatnonzero(row)
+                same = rivals[quarter[rivals] == f.quarter]
+                better = rivals[scores[rivals] >= f.score - self.SURER]
+                if len(same) or len(better):
+                    continue  # found again (replaced below), or bettered
+                taken[rivals] = True
+                still.append(f)
+            kept = still
+        for k in np.flatnonzero(marked & ~taken):
+            kept.append(_Turned(np.asarray(xyxy[k], np.float32).copy(), int(quarter[k]), frame,
+                                float(rolls[k]), float(scores[k])))
+        self._faces = kept
+
+    def _match(self, boxes: np.ndarray) -> list[_Turned | None]:
+        if not len(boxes) or not self._faces:
+            return [None] * len(boxes)
+        iou = box_iou(np.asarray(boxes, np.float32).reshape(-1, 4),
+                      np.array([f.box for f in self._faces], np.float32))
+        best = iou.argmax(axis=1)
+        return [self._faces[j] if iou[i, j] > self.MATCH_IOU else None
+                for i, j in enumerate(best)]
+
+    def quarter_of(self, expected: np.ndarray) -> np.ndarray:
+        """(N,) int: for each expected box, the quarter turns of the face found there (0 for
+        faces not found turned; -1 for faces upright but rolled: a window, not turned)."""
+        return np.array([0 if f is None else f.quarter or (-1 if f.roll else 0)
+                         for f in self._match(expected)], np.int64)
+
+    def roll_of(self, boxes: np.ndarray) -> np.ndarray:
+        """(N,) float32: how far off its quarter turn the face at each box was last read."""
+        return np.array([0.0 if f is None else f.roll for f in self._match(boxes)], np.float32)
+
+
+
+def with_roll(found: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A box model's result as (xyxy, score, roll): roll 0 where the model reads none."""
+    if len(found) == 3:
+        return found
+    xyxy, score = found
+    return xyxy, score, np.zeros(len(score), np.float32)
+
+
+def held_rolled(xyxy: np.ndarray, roll: np.ndarray, keep: np.ndarray, iou: float,
+                at_least: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes `keep` (those suppression kept), each grown about its centre to hold a face
+    rolled as far off its nearest quarter turn as any box it suppressed (IoU over `iou`) was
+    read to be, or `at_least` (per kept box: as it was last read there): to the bounding box
+    of the face box turned by that roll (|cos| + |sin|: up to 1.41x at 45 degrees), so a
+    rolled face is covered corner to corner. Returns (the grown boxes, the roll each face was
+    read at: degrees off its quarter turn)."""
+    kept = xyxy[keep]
+    if not len(kept):
+        return kept, np.zeros(0, np.float32)
+    off = np.abs((np.asarray(roll, np.float32) + 45) % 90 - 45)
+    most = np.where(box_iou(kept, xyxy) > iou, off[None, :], 0).max(axis=1)
+    most = np.maximum(most, off[keep])
+    read = most if at_least is None else np.maximum(most, at_least)
+    # the eye line reads a rolled face's roll up to ~10 degrees short (45 read as 30-46 on
+    # the registry photos): a face read as clearly rolled is held as if 10 degrees more
+    held = np.where(read >= ROLLED, np.minimum(read + ROLL_SLACK, 45), read)
+    grow = (np.cos(np.radians(held)) + np.sin(np.radians(held)))[:, None]
+    centre = (kept[:, :2] + kept[:, 2:]) / 2
+    half = (kept[:, 2:] - kept[:, :2]) / 2 * grow
+    return (np.concatenate([centre - half, centre + half], axis=1).astype(np.float32),
+            most.astype(np.float32))
