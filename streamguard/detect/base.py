@@ -20,7 +20,9 @@ from streamguard.detect.geometry import (
     block_means, box_iou, drop_parts, edge_boxes, nms, padded_crop, tile_pyramid, turn_image,
     unturn_boxes,
 )
-from streamguard.detect.views import TurnMemory, brightened, held_rolled, with_roll
+from streamguard.detect.views import (
+    TurnMemory, brightened, held_rolled, one_turn_per_face, with_roll,
+)
 from streamguard.frames import Faces
 from streamguard.registry import Registry
 
@@ -116,6 +118,7 @@ class TiledDetector:
         self._looked: dict[tuple[int, int, int, int], _Looked] = {}  # per tile (still_tiles)
         self._looked_whole: _Looked | None = None  # the full-frame pass's (still_tiles)
         self._turns = TurnMemory(forget_after=max(30, 2 * cfg.turned_every))
+        self._index = 0  # the frame count detect() was last called with
 
     def _grid_of(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         if self._grid_for != (width, height):
@@ -175,7 +178,7 @@ class TiledDetector:
         confirmed = np.zeros(len(expected), bool)
         if seen is not None and len(seen):
             confirmed = box_iou(expected.astype(np.float32), seen).max(axis=1) >= 0.5
-        quarters = self._turns.quarter_of(expected)
+        quarters = self._turns.quarter_of(expected, self._index)
         out = []
         for box, found, quarter in zip(expected, confirmed, quarters.tolist()):
             x0, y0, x1, y1 = box
@@ -353,6 +356,11 @@ class TiledDetector:
         return still
 
     TURNED_WHOLE_SIDE = 384  # px: the whole frame is shrunk to about this before it is turned
+    # score a turned view's find must win by: a face turned a quarter or more scores ~0.9 in
+    # the view that shows it upright and 0.5-0.75 in the others; an upright face from the
+    # side scores up to what its upright view does, for a small face
+    TURNED_HANDICAP = 0.1
+    TURNED_GROWTH = 1.15  # a turned face's box, about its centre
 
     def _picture(self, image: np.ndarray) -> np.ndarray:
         """What the models see of the frame: brightened when it is dark or flat
@@ -387,6 +395,7 @@ class TiledDetector:
 
     def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None) -> Faces:
         height, width = image.shape[:2]
+        self._index = index
         picture = self._picture(image)
         views = [(0, tile) for tile in self.tiles_for(width, height, index)]
         views += self.turned_for(width, height, index)
@@ -415,15 +424,29 @@ class TiledDetector:
         roll, quarter = np.concatenate(rolls), np.concatenate(quarters)
         xyxy, score, kept = edge_boxes(xyxy, score, width, height, self.EDGE_GROWTH)
         roll, quarter = roll[kept], quarter[kept]
-        keep = nms(xyxy, score, self.cfg.nms_iou)
+        # a turned view must be clearly surer than the upright ones to win: BlazeFace also
+        # finds an upright face from the side, less surely and boxed off its place
+        rank = score - self.TURNED_HANDICAP * (quarter != 0)
+        keep = nms(xyxy, rank, self.cfg.nms_iou)
         # a kept box holds the most rolled face any input saw there (the full-frame pass, a
         # face of a dozen model pixels, reads no roll a tile reads plainly)
         grown, read = held_rolled(xyxy, roll, keep, self.cfg.nms_iou,
                                   at_least=self._turns.roll_of(xyxy[keep]))
         xyxy, score, quarter = grown, score[keep], quarter[keep]
+        keep = one_turn_per_face(xyxy, rank[keep], quarter)
+        xyxy, score, quarter, read = xyxy[keep], score[keep], quarter[keep], read[keep]
         keep = drop_parts(xyxy)
-        self._turns.learn(xyxy[keep], quarter[keep], index, read[keep], score[keep])
-        return Faces.from_boxes(xyxy[keep], score[keep])
+        xyxy, score, quarter, read = xyxy[keep], score[keep], quarter[keep], read[keep]
+        self._turns.learn(xyxy, quarter, index, read, score)
+        # a turned face's box, from a view turned back or from the upright views' off-place
+        # find, is less sure of the face's extent: it grows a little
+        turned = (quarter != 0) | (self._turns.quarter_of(xyxy) > 0)
+        if turned.any():
+            centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
+            half = (xyxy[:, 2:] - xyxy[:, :2]) / 2 * np.where(turned, self.TURNED_GROWTH,
+                                                                  1.0)[:, None]
+            xyxy = np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
+        return Faces.from_boxes(xyxy, score)
 
     def _look_at_tiles(self, image: np.ndarray, crops: list, around: np.ndarray | None,
                        width: int, height: int):

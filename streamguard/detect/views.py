@@ -74,6 +74,9 @@ class TurnMemory:
     MATCH_IOU = 0.2  # an expected box moved since: a loose match still names its face
     UPRIGHT_IOU = 0.5  # an upright, unrolled find this close to a face: the face is upright
     SURER = 0.1  # how much less sure than the remembered find another may be and replace it
+    # a find this sure is the face upright in its view: wrong-side finds score 0.45-0.76 on
+    # the registry photos, right-side ones 0.84-0.94 (0.7-0.8 in infrared)
+    SURE = 0.7
 
     def __init__(self, forget_after: int = 30):
         self.forget_after = forget_after
@@ -127,11 +130,21 @@ class TurnMemory:
         return [self._faces[j] if iou[i, j] > self.MATCH_IOU else None
                 for i, j in enumerate(best)]
 
-    def quarter_of(self, expected: np.ndarray) -> np.ndarray:
-        """(N,) int: for each expected box, the quarter turns of the face found there (0 for
-        faces not found turned; -1 for faces upright but rolled: a window, not turned)."""
-        return np.array([0 if f is None else f.quarter or (-1 if f.roll else 0)
-                         for f in self._match(expected)], np.int64)
+    def quarter_of(self, expected: np.ndarray, frame: int = 0) -> np.ndarray:
+        """(N,) int: for each expected box, the quarter turns to cut its window at: those of
+        the face found there, 0 for faces not found turned, -1 for a window not turned (a
+        face upright but rolled). A turn found unsurely (under SURE) may be the face seen
+        from the wrong side: every other frame its window is not turned, so the upright
+        view, surer where the face is upright, can set it right."""
+        out = []
+        for f in self._match(expected):
+            if f is None:
+                out.append(0)
+            elif not f.quarter or (f.score < self.SURE and frame % 2):
+                out.append(-1)
+            else:
+                out.append(f.quarter)
+        return np.array(out, np.int64)
 
     def roll_of(self, boxes: np.ndarray) -> np.ndarray:
         """(N,) float32: how far off its quarter turn the face at each box was last read."""
@@ -162,11 +175,30 @@ def held_rolled(xyxy: np.ndarray, roll: np.ndarray, keep: np.ndarray, iou: float
     most = np.where(box_iou(kept, xyxy) > iou, off[None, :], 0).max(axis=1)
     most = np.maximum(most, off[keep])
     read = most if at_least is None else np.maximum(most, at_least)
-    # the eye line reads a rolled face's roll up to ~10 degrees short (45 read as 30-46 on
-    # the registry photos): a face read as clearly rolled is held as if 10 degrees more
-    held = np.where(read >= ROLLED, np.minimum(read + ROLL_SLACK, 45), read)
+    # under ROLLED the reading is an upright face's jitter, and the protection margin holds
+    # such a tilt; the eye line reads a rolled face's roll up to ~10 degrees short (45 read
+    # as 30-46 on the registry photos): a face read as clearly rolled is held as if 10 more
+    held = np.where(read >= ROLLED, np.minimum(read + ROLL_SLACK, 45), 0)
     grow = (np.cos(np.radians(held)) + np.sin(np.radians(held)))[:, None]
     centre = (kept[:, :2] + kept[:, 2:]) / 2
     half = (kept[:, 2:] - kept[:, :2]) / 2 * grow
     return (np.concatenate([centre - half, centre + half], axis=1).astype(np.float32),
             most.astype(np.float32))
+
+
+def one_turn_per_face(xyxy: np.ndarray, score: np.ndarray, quarter: np.ndarray) -> np.ndarray:
+    """Indices to keep of boxes from views turned differently: BlazeFace also finds a face
+    from the wrong side (upside down, or a quarter off) less surely, and boxes it off its
+    place, too far for suppression to merge (IoU ~0.3). Of two boxes from different quarter
+    turns where one's centre lies inside the other, the less sure goes; two faces side by
+    side never hold each other's centre."""
+    n = len(xyxy)
+    if n < 2 or len(set(np.asarray(quarter).tolist())) < 2:
+        return np.arange(n)
+    centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
+    inside = ((centre[None, :, 0] > xyxy[:, None, 0]) & (centre[None, :, 0] < xyxy[:, None, 2])
+              & (centre[None, :, 1] > xyxy[:, None, 1]) & (centre[None, :, 1] < xyxy[:, None, 3]))
+    inside = inside | inside.T  # (i, j): one's centre inside the other
+    other = quarter[:, None] != quarter[None, :]
+    surer = score[None, :] > score[:, None]  # (i, j): j is surer than i
+    return np.flatnonzero(~(inside & other & surer).any(axis=1))
