@@ -95,7 +95,7 @@ def test_faces_turned_in_the_image_plane_are_covered_on_every_frame(tmp_path, so
     tracks = _turned_tracks(60, len(sources))
     # not yet every face-frame at the benchmark's 95 %: a few first frames of the diagonal
     # and upside-down faces come out 87-93 % covered (benchmarks/recall.py counts them)
-    missed = _missed(tmp_path, sources, tracks, 60)
+    missed = _missed(tmp_path, sources, tracks, 60, overrides=["detect.turned_every=15"])
     assert len(missed) <= 0.02 * 60 * len(tracks)
     assert min([r["covered"] for r in missed], default=1.0) >= 0.85
     unturned = _missed(tmp_path, sources, tracks, 60, overrides=["detect.turned_every=0"])
@@ -130,7 +130,8 @@ def test_faces_in_a_dark_frame_are_covered_and_the_rest_is_untouched(tmp_path, s
     clip, truths = _dark_clip(tmp_path, sources, 30)
     runs = {}
     for low_light in (True, False):
-        cfg = load_config(None, [*solid_overrides(), f"detect.low_light={str(low_light).lower()}"])
+        cfg = load_config(None, [*solid_overrides(), "detect.turned_every=15",
+                                 f"detect.low_light={str(low_light).lower()}"])
         processor = FrameProcessor(cfg)
         tally, outputs, inputs = Tally(), [], []
         with av.open(str(clip)) as c:

@@ -96,7 +96,7 @@ class DetectConfig(_Section):
         description="A track window's side, in face sizes (room for the face to move).",
     )
     turned_every: int = Field(
-        15, ge=0, le=300,
+        0, ge=0, le=300,
         description="Faces turned in the image plane (lying down, a camera on its side or "
         "on the ceiling): the whole frame and every tile are also looked at turned by one, "
         "two and three quarter turns, spread over N frames (each view every N frames); a "
