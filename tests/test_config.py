@@ -47,6 +47,8 @@ def test_set_overrides_dotted_keys_with_typed_values():
     ("protect.blocks=1", "protect.blocks"),
     ("protect.mode=pixelate", "protect.mode"),
     ('protect.damaged="skip"', "protect.damaged"),
+    ("detect.turned_every=-1", "detect.turned_every"),
+    ('detect.low_light="dim"', "detect.low_light"),
 ])
 def test_bad_overrides_are_rejected_by_name(override, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):

@@ -270,7 +270,7 @@ def render(sc: Scenario, sources: list[FaceSource], t: int, bg: np.ndarray):
         src = sources[tr.source]
         if tr.roll_at(t) % 360:
             boxes[i], polygons[i] = _paste_turned(frame, owner, tr, src, t, i)
-            continue
+            continue  # (size, (corners, pixels of the turned box inside the frame))
         fx0, fy0, fx1, fy1 = face_box(tr, src, t)
         bx0, by0 = src.box[0], src.box[1]
         side = (fx1 - fx0) / (src.box[2] - src.box[0])
@@ -312,7 +312,8 @@ def render(sc: Scenario, sources: list[FaceSource], t: int, bg: np.ndarray):
 
 def _paste_turned(frame, owner, tr: Track, src: FaceSource, t: int, i: int):
     """Paste the track's photo turned by its roll about the face's centre; mark the turned
-    face box as the track's in `owner`. Returns (face size, the turned face box's corners)."""
+    face box as the track's in `owner`. Returns (face size, (the turned face box's corners,
+    its pixels inside the frame))."""
     import cv2
 
     h, w = frame.shape[:2]
@@ -338,14 +339,15 @@ def _paste_turned(frame, owner, tr: Track, src: FaceSource, t: int, i: int):
     face = np.zeros((h, w), np.uint8)
     cv2.fillConvexPoly(face, np.round(polygon * 16).astype(np.int32), 1, cv2.LINE_8, 4)
     owner[face > 0] = i
-    return (fx1 - fx0) * side, polygon
+    return (fx1 - fx0) * side, (polygon, int(face.sum()))
 
 
-def _turned_truth(tr: Track, t: int, i: int, size: float, polygon: np.ndarray, owner,
+def _turned_truth(tr: Track, t: int, i: int, size: float, turned: tuple, owner,
                   look: Look) -> dict:
     """A turned face's truth: the frame-clipped bounding box of its turned face box, the
     visible pixels of that turned box inside it, shares of the turned box's area."""
     h, w = owner.shape
+    polygon, in_frame = turned
     lo, hi = polygon.min(axis=0), polygon.max(axis=0)
     g0, h0 = int(np.clip(np.floor(lo[0]), 0, w)), int(np.clip(np.floor(lo[1]), 0, h))
     g1, h1 = int(np.clip(np.ceil(hi[0]), 0, w)), int(np.clip(np.ceil(hi[1]), 0, h))
@@ -353,12 +355,7 @@ def _turned_truth(tr: Track, t: int, i: int, size: float, polygon: np.ndarray, o
     x, y = polygon[:, 0], polygon[:, 1]
     area = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
     visible = owner[h0:h1, g0:g1] == i
-    # share inside the frame: the turned box's area inside it (the face is not covered there)
-    import cv2
-
-    box = np.zeros((h, w), np.uint8)
-    cv2.fillConvexPoly(box, np.round(polygon * 16).astype(np.int32), 1, cv2.LINE_8, 4)
-    inside = float(box.sum()) / max(area, 1e-6)
+    inside = in_frame / max(area, 1e-6)  # the turned box's share inside the frame
     a, b = tr.at(t), tr.at(t + 1)
     roll = abs((tr.roll_at(t) + 180) % 360 - 180)  # 0 upright .. 180 upside down
     return {"track": i, "box": (g0, h0, g1, h1), "visible": visible, "size": size,

@@ -17,8 +17,8 @@ import numpy as np
 
 from streamguard.config import DetectConfig
 from streamguard.detect.geometry import (
-    block_means, box_iou, drop_parts, edge_boxes, nms, padded_crop, tile_pyramid, turn_image,
-    unturn_boxes,
+    block_means, box_iou, drop_parts, edge_boxes, nms, padded_crop, scaled_about_centre,
+    tile_pyramid, turn_image, unturn_boxes,
 )
 from streamguard.detect.views import (
     TurnMemory, brightened, held_rolled, one_turn_per_face, with_roll,
@@ -28,7 +28,7 @@ from streamguard.registry import Registry
 
 # A box model: RGB image -> (xyxy (N, 4) float32 in image pixels, score (N,) float32), and
 # optionally each face's roll (N,) in degrees, counter-clockwise as seen
-BoxModel = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+BoxModel = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 
 
 class Detector(Protocol):
@@ -50,7 +50,7 @@ class _Looked:
     not changed."""
 
     means: np.ndarray
-    found: tuple[np.ndarray, np.ndarray]
+    found: tuple[np.ndarray, np.ndarray, np.ndarray]  # xyxy, score, roll
     skipped: int = 0
 
 
@@ -198,9 +198,9 @@ class TiledDetector:
         return out
 
     def _take_turns(self, windows: list) -> list:
-        """At most `max_windows` windows this frame: with more, they rotate in track order
-        (tracks keep their order frame to frame), so each is looked at every
-        ceil(n / max_windows) frames."""
+        """At most `max_windows` windows this frame: windows of faces found turned or rolled
+        first (up to all but one), the others rotating in track order through what is left
+        (tracks keep their order frame to frame)."""
         cap = self.cfg.max_windows
         if not cap or len(windows) <= cap:
             return windows
@@ -285,7 +285,7 @@ class TiledDetector:
         found = batch(images) if batch is not None else [model(img) for img in images]
         return [with_roll(result) for result in found]
 
-    def _full_frame_pass(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _full_frame_pass(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The whole frame through the full-frame model. A frame kept in its planes
         (`frames.PlanarImage`) hands over a picture of at most THUMBNAIL_SIDE px, converted
         from its planes by OpenCV (the model squashes its input to under 200 px anyway). At
@@ -319,7 +319,8 @@ class TiledDetector:
             self.windows_for(width, height, around, seen)))
         return canvases, self._run_tiles_model([canvas for canvas, _ in canvases], model)
 
-    def _full_frame_or_again(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _full_frame_or_again(self, image: np.ndarray,
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The full-frame pass, or what it found when it last ran if the frame has not changed
         since (`still_tiles`: at most that many frames in a row). A frame kept in its planes
         always runs it (its picture would cost a conversion)."""
@@ -442,10 +443,7 @@ class TiledDetector:
         # find, is less sure of the face's extent: it grows a little
         turned = (quarter != 0) | (self._turns.quarter_of(xyxy) > 0)
         if turned.any():
-            centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
-            half = (xyxy[:, 2:] - xyxy[:, :2]) / 2 * np.where(turned, self.TURNED_GROWTH,
-                                                                  1.0)[:, None]
-            xyxy = np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
+            xyxy = scaled_about_centre(xyxy, np.where(turned, self.TURNED_GROWTH, 1.0))
         return Faces.from_boxes(xyxy, score)
 
     def _look_at_tiles(self, image: np.ndarray, crops: list, around: np.ndarray | None,

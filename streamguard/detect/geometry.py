@@ -192,6 +192,15 @@ def block_means(image: np.ndarray, block: int) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
+def scaled_about_centre(xyxy: np.ndarray, factor) -> np.ndarray:
+    """(N, 4) float32 boxes scaled about their centres by `factor` (a number, or (N,))."""
+    xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    factor = np.broadcast_to(np.asarray(factor, np.float32), (len(xyxy),))[:, None]
+    centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
+    half = (xyxy[:, 2:] - xyxy[:, :2]) / 2 * factor
+    return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
+
+
 # cv2.rotate's code for each quarter turn clockwise (0: the image as it is)
 _ROTATE = {1: cv2.ROTATE_90_CLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_COUNTERCLOCKWISE}
 

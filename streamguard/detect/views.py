@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from streamguard.detect.geometry import box_iou
+from streamguard.detect.geometry import box_iou, scaled_about_centre
 
 # A frame whose levels (1st to 99th percentile of a sparse sample of its green channel)
 # span less than this is dark or flat: the models see it stretched. Daylight frames span
@@ -179,11 +179,8 @@ def held_rolled(xyxy: np.ndarray, roll: np.ndarray, keep: np.ndarray, iou: float
     # such a tilt; the eye line reads a rolled face's roll up to ~10 degrees short (45 read
     # as 30-46 on the registry photos): a face read as clearly rolled is held as if 10 more
     held = np.where(read >= ROLLED, np.minimum(read + ROLL_SLACK, 45), 0)
-    grow = (np.cos(np.radians(held)) + np.sin(np.radians(held)))[:, None]
-    centre = (kept[:, :2] + kept[:, 2:]) / 2
-    half = (kept[:, 2:] - kept[:, :2]) / 2 * grow
-    return (np.concatenate([centre - half, centre + half], axis=1).astype(np.float32),
-            most.astype(np.float32))
+    grow = np.cos(np.radians(held)) + np.sin(np.radians(held))
+    return scaled_about_centre(kept, grow), most.astype(np.float32)
 
 
 def one_turn_per_face(xyxy: np.ndarray, score: np.ndarray, quarter: np.ndarray) -> np.ndarray:
