@@ -160,7 +160,7 @@ def analyze(clips: list[list[np.ndarray]]) -> list[list]:
     out = []
     for frames in clips:
         proc.reset_tracking()
-        out.append([proc.analyze(Frame(i, i, None, f)) for i, f in enumerate(frames)])
+        out.append([proc.analyze(Frame.numbered(i, f)) for i, f in enumerate(frames)])
     proc.close()
     return out
 

@@ -32,7 +32,7 @@ class Anonymizer:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
         rgb = image[..., ::-1] if self._bgr else image
-        frame = self._proc.analyze(Frame(self._index, None, None, np.ascontiguousarray(rgb)))
+        frame = self._proc.analyze(Frame.numbered(self._index, np.ascontiguousarray(rgb)))
         self._index += 1
         self.last_faces = frame.faces if frame.faces is not None else Faces.empty()
         out = self._proc.protect(frame)

@@ -7,12 +7,15 @@ encode, so output timing is the input's, frame for frame (VFR-safe).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from streamguard.io.colour import Colour
 
 
 @dataclass(frozen=True)
@@ -71,31 +74,75 @@ class Faces:
         )
 
 
+@dataclass
+class Timing:
+    """Wall-clock marks of a live frame (`time.monotonic()` seconds) for its latency figures.
+
+    The one mutable part of a Frame: each stage stamps its mark as the frame passes, so timing
+    never costs a copy of the envelope. Files carry none."""
+
+    received: float  # decoded from the camera
+    analyzed: float | None = None  # detected and tracked
+    released: float | None = None  # let go by the look-back
+
+    @property
+    def held_s(self) -> float:
+        """How long the look-back held the frame."""
+        if self.analyzed is None or self.released is None:
+            return 0.0
+        return self.released - self.analyzed
+
+
 @dataclass(frozen=True)
 class Frame:
-    """One decoded video frame travelling through the pipeline.
+    """One decoded video frame travelling through the pipeline, files and live alike.
 
-    image: (H, W, 3) uint8 RGB. Never mutated after creation: stages return new Frames.
-    pts/time_base: presentation time exactly as decoded (pts may be None for a few containers).
+    image: (H, W, 3) uint8 RGB (or a PlanarImage). Never mutated after creation: stages return
+        new Frames (`replace`).
+    pts/time_base: presentation time, always set: a file's as decoded (gaps filled by
+        `PtsFallback`), a live frame's the camera's own time plus its connection's offset on
+        the live 90 kHz clock (strictly increasing from the source on).
     faces: boxes to protect (None until detection ran).
-    failed_closed: detection failed or timed out; the frame is protected whole (or dropped).
+    failed_closed: detection failed or timed out, or the frame is damaged: protected whole (or
+        dropped, by policy).
+    damaged: the decoder patched lost data into this frame or one it is predicted from.
+    detected_ids: track ids the detector found on this frame (the others were extrapolated);
+        None before tracking.
+    detect_error: the detector raised on this frame (not a timeout).
+    rotation: the display rotation the container declares (degrees; the first frame's counts).
+    colour: the frame's colour tags (`streamguard.io.colour.Colour`), where the output must
+        follow them frame by frame (live inputs); None: the stream's.
+    timing: live frames' latency marks; None for files.
     """
 
     index: int
-    pts: int | None
-    time_base: Fraction | None
-    image: np.ndarray
+    pts: int
+    time_base: Fraction
+    image: Any
     faces: Faces | None = None
     failed_closed: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
+    damaged: bool = False
+    detected_ids: frozenset[int] | None = None
+    detect_error: bool = False
+    rotation: int = 0
+    colour: Colour | None = None
+    timing: Timing | None = None
+
+    def __post_init__(self) -> None:
+        if self.pts is None or self.time_base is None:
+            raise ValueError(f"frame {self.index}: a Frame needs its pts and time_base")
+
+    @classmethod
+    def numbered(cls, index: int, image: Any, rate: int = 30, **fields: Any) -> Frame:
+        """A frame timed by its number alone (pictures handed in one by one: the library API,
+        tests): pts = index on a 1/rate clock."""
+        return cls(index, index, Fraction(1, rate), image, **fields)
 
     def replace(self, **changes: Any) -> Frame:
         return dataclasses.replace(self, **changes)
 
     @property
-    def time(self) -> float | None:
-        if self.pts is None or self.time_base is None:
-            return None
+    def time(self) -> float:
         return float(self.pts * self.time_base)
 
 

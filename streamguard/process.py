@@ -89,7 +89,7 @@ class FrameProcessor:
 
     def _whole_for_damage(self, frame: Frame) -> bool:
         """A frame lost video data damaged, protected whole by policy (`protect.damaged`)."""
-        return bool(frame.meta.get("damaged")) and self.cfg.protect.damaged == "frame"
+        return frame.damaged and self.cfg.protect.damaged == "frame"
 
     def analyze(self, frame: Frame) -> Frame:
         """Detect (failing closed on an error or overrun), then track."""
@@ -101,10 +101,10 @@ class FrameProcessor:
         detection failed (`failure` says how): the frame fails closed and is counted;
         NOT_LOOKED (a frame `detect.every` skips): the tracks coast over it.
 
-        A frame marked damaged (`meta["damaged"]`: the decoder patched lost data) fails closed
+        A frame marked damaged (`frame.damaged`: the decoder patched lost data) fails closed
         too with `protect.damaged = "frame"`; with "faces" its tracks cannot end on it (a
         smeared picture hides faces that are there)."""
-        damaged = bool(frame.meta.get("damaged"))
+        damaged = frame.damaged
         self.damaged += damaged
         if self._whole_for_damage(frame):
             if self.damaged == 1:
@@ -117,18 +117,16 @@ class FrameProcessor:
             return frame.replace(failed_closed=True)
         if found is NOT_LOOKED:
             faces = self.tracker.coast(frame.image.shape)
-            return frame.replace(faces=faces, meta={**frame.meta, "detected_ids": frozenset()})
+            return frame.replace(faces=faces, detected_ids=frozenset())
         if found is None:
             self.failed_closed += 1
             error = failure is not None and not failure.startswith("timeout")
             self.detect_errors += error
             if self.failed_closed <= 3 or not error:
                 log.warning("frame %d: %s; protecting the whole frame", frame.index, failure)
-            meta = {**frame.meta, "detect_error": True} if error else frame.meta
-            return frame.replace(failed_closed=True, meta=meta)
+            return frame.replace(failed_closed=True, detect_error=error)
         faces = self.tracker.update(found, frame.image.shape, hold=damaged)
-        return frame.replace(faces=faces,
-                             meta={**frame.meta, "detected_ids": self.tracker.detected_ids})
+        return frame.replace(faces=faces, detected_ids=self.tracker.detected_ids)
 
     def protect(self, frame: Frame) -> Frame | None:
         if frame.failed_closed:
@@ -259,8 +257,8 @@ class Lookback:
       otherwise than predicted between two tile passes is still covered).
     Added boxes are unions with the track's own box on that frame: one box per track and
     frame, so a face keeps one mosaic grid. Pass-through packets wait in the same queue,
-    keeping demux order. Tracks are known by the `detected_ids` the processor puts in
-    `frame.meta` (ids detected on that frame, not merely extrapolated).
+    keeping demux order. Tracks are known by the frames' `detected_ids` (ids detected on
+    that frame, not merely extrapolated).
     """
 
     def __init__(self, depth: int):
@@ -290,7 +288,7 @@ class Lookback:
 
     def _learn(self, frame: Frame, pos: int) -> None:
         faces = frame.faces
-        detected = frame.meta.get("detected_ids")
+        detected = frame.detected_ids
         for k, tid in enumerate(faces.track_id.tolist()):
             if tid < 0 or (detected is not None and tid not in detected):
                 continue  # untracked, or only extrapolated on this frame

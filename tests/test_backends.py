@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamguard.backends import EngineSpec, available_backends, list_cache, load_engine
+from streamguard.backends import EngineSpec, list_cache, load_engine
 from streamguard.backends.tensorrt import _import_trt
 from streamguard.errors import ConfigError, EngineError
 from streamguard.models import create_model

@@ -15,7 +15,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pytest
 import zmq
@@ -690,7 +689,7 @@ def test_a_pause_in_the_camera_never_cuts_the_look_back_short(live_clip, tmp_pat
     then a placeholder, once it is away."""
     import queue
 
-    from streamguard.frames import Faces, Frame
+    from streamguard.frames import Faces, Frame, Timing
     from streamguard.live.stream import PLACEHOLDER
 
     stream = LiveStream(StreamConfig(name="cam", input=str(live_clip.path),
@@ -698,7 +697,7 @@ def test_a_pause_in_the_camera_never_cuts_the_look_back_short(live_clip, tmp_pat
     stream._out_q = queue.Queue()  # no output thread here: keep everything handed over
     try:
         for i in range(8):
-            frame = Frame(i, None, None, live_clip.frames[i], meta={"t_in": 0.0})
+            frame = Frame.numbered(i, live_clip.frames[i], timing=Timing(0.0))
             stream._finish(frame, Faces.empty(), None)
         held = stream._out_q.qsize()  # 3 released, 5 held
         stream.camera.connected = True

@@ -13,8 +13,8 @@ def _frame(i: int, boxes: dict[int, list[float]], detected: set[int]) -> Frame:
     ids = list(boxes)
     faces = Faces(np.array([boxes[t] for t in ids], np.float32).reshape(-1, 4),
                   np.ones(len(ids), np.float32), np.array(ids, np.int64))
-    return Frame(i, i, None, np.zeros((4, 4, 3), np.uint8), faces=faces,
-                 meta={"detected_ids": frozenset(detected)})
+    return Frame.numbered(i, np.zeros((4, 4, 3), np.uint8), faces=faces,
+                 detected_ids=frozenset(detected))
 
 
 def _run(frames: list[Frame], depth: int) -> list[Frame]:
@@ -84,8 +84,8 @@ def test_a_part_of_a_face_found_on_its_own_gets_no_finer_grid(mode):
     eye = [420, 250, 520, 320]
     cfg = load_config(None, [f'protect.mode="{mode}"'])
     proc = FrameProcessor(cfg, _NoDetector())
-    both = Frame(0, 0, None, image, faces=Faces.from_boxes([face, eye]))
-    alone = Frame(0, 0, None, image, faces=Faces.from_boxes([face]))
+    both = Frame.numbered(0, image, faces=Faces.from_boxes([face, eye]))
+    alone = Frame.numbered(0, image, faces=Faces.from_boxes([face]))
     assert (proc.protect(both).image == proc.protect(alone).image).all()
 
 
@@ -124,8 +124,8 @@ def test_a_run_of_damaged_frames_never_shows_the_face(policy):
     proc = FrameProcessor(load_config(None, [f'protect.damaged="{policy}"',
                                              'protect.mode="mosaic"']), detector)
     x0, y0, x1, y1 = _BlindOnDamage.FACE
-    frames = [Frame(i, i, None, image if i < 3 else smeared,
-                    meta={"damaged": True} if i >= 3 else {}) for i in range(3 + 30)]
+    frames = [Frame.numbered(i, image if i < 3 else smeared,
+                    damaged=i >= 3) for i in range(3 + 30)]
     out = [proc.protect(proc.analyze(f)) for f in frames]
     for i, frame in enumerate(out):
         face = frame.image[y0:y1, x0:x1].astype(int)
@@ -167,8 +167,8 @@ def test_a_walking_face_keeps_its_track_through_a_damaged_run():
     ids = []
     for i in range(40):
         damaged = 10 <= i < 30
-        frame = proc.analyze(Frame(i, i, None, smeared if damaged else image,
-                                   meta={"damaged": True} if damaged else {}))
+        frame = proc.analyze(Frame.numbered(i, smeared if damaged else image,
+                                   damaged=damaged))
         if not damaged:
             ids.extend(int(t) for t in frame.faces.track_id)
     assert proc.failed_closed == 20
@@ -207,7 +207,7 @@ def test_overlapped_detection_keeps_the_order_fails_closed_and_overlaps():
     overlapped = OverlappedDetection(processor, 3, make_detector=lambda: _Slow(log))
     items = []
     for i in range(40):
-        items.append(Frame(i, i, None, np.zeros((240, 320, 3), np.uint8)))
+        items.append(Frame.numbered(i, np.zeros((240, 320, 3), np.uint8)))
         if i % 5 == 0:
             items.append(Passthrough(packet=f"audio {i}", stream_index=1))
     out = [done for item in items for done in overlapped.push(item)] + overlapped.flush()
@@ -252,7 +252,7 @@ def test_detecting_every_second_frame_covers_the_frames_between():
     out = []
     for i in range(20):
         image = np.full((240, 320, 3), i, np.uint8)
-        out += lookback.push(processor.analyze(Frame(i, i, None, image)))
+        out += lookback.push(processor.analyze(Frame.numbered(i, image)))
     out += lookback.flush()
     assert detector.calls == list(range(10))
     for frame in out[1:]:

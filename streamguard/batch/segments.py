@@ -132,7 +132,7 @@ def plan_segments(path: str | Path, segment_s: float) -> Plan:
         rotation = 0
         first = next((f for f in source.items() if isinstance(f, Frame)), None)
         if first is not None:
-            rotation = int(first.meta.get("rotation") or 0)
+            rotation = first.rotation
         params = VideoParams(
             codec=video.codec_context.name,
             extradata=bytes(video.codec_context.extradata or b""),
@@ -247,8 +247,8 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
             return  # context frame: analyzed for the tracker, owned by a neighbour
         tracks_owned.update(ids)
         report.failed_closed += item.failed_closed
-        report.detect_errors += bool(item.meta.get("detect_error"))
-        report.frames_damaged += bool(item.meta.get("damaged"))
+        report.detect_errors += item.detect_error
+        report.frames_damaged += item.damaged
         faces = item.faces
         protected = processor.protect(item)
         report.count_frame(faces, dropped=protected is None)
@@ -256,8 +256,7 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
             out.extend(encoder.encode(protected))
 
     def analyze(i: int, pts: int, vf: av.VideoFrame, damaged: bool) -> None:
-        frame = Frame(i, pts, params.time_base, vf.to_ndarray(format="rgb24"),
-                      meta={"damaged": True} if damaged else {})
+        frame = Frame(i, pts, params.time_base, vf.to_ndarray(format="rgb24"), damaged=damaged)
         for ready in lookback.push(processor.analyze(frame)):
             emit(ready)
 

@@ -479,10 +479,3 @@ class TiledDetector:
         if self._helper is not None:
             self._helper.shutdown(wait=False, cancel_futures=True)
 
-
-def count_tiles(width: int, height: int, cfg: DetectConfig) -> int:
-    """Tiles per tiled pass at this frame size (for reports and benchmarks)."""
-    return len(tile_pyramid(width, height, cfg.tile_max_side, cfg.tile_overlap,
-                            TiledDetector.FULL_FRAME_MIN_FACE))
-
-

@@ -245,7 +245,7 @@ class VideoSink:
     def write(self, frame: Frame) -> None:
         if self._container is None:
             self.open(frame.image.shape[1], frame.image.shape[0],
-                      frame.meta.get("rotation") or 0, frame.time_base)
+                      frame.rotation, frame.time_base)
         vf = to_video_frame(frame.image, self._video.width, self._video.height, frame.pts,
                             frame.time_base, self._video.pix_fmt, self.info.colour)
         self._mux(self._video.encode(vf))
@@ -357,7 +357,7 @@ class LiveEncoder:
 
     def write(self, frame: Frame) -> None:
         if self._colour is None:  # tagged before the first frame opens the encoder
-            self._colour = frame.meta.get("colour") or Colour()
+            self._colour = frame.colour or Colour()
             tag_stream(self.stream, "yuv420p", self._colour)
         vf = to_video_frame(frame.image, self.stream.width, self.stream.height, frame.pts,
                             LIVE_TIME_BASE, "yuv420p", self._colour)

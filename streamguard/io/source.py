@@ -95,7 +95,6 @@ class VideoSource:
         self._skip_corrupt = skip_corrupt
         self.packets_skipped = 0  # damaged video packets skipped (skip_corrupt)
         self._container: av.container.InputContainer | None = None
-        self.frames_decoded = 0
         self.frames_rescaled = 0  # frames whose size differed from the stream's first
         self.damage = Damage()  # which frames lost data damaged (`items()` starts it anew)
 
@@ -190,13 +189,10 @@ class VideoSource:
                         vf = keep_size(vf)
                         self.frames_rescaled = keep_size.rescaled
                         pts, tb = fallback(vf.pts, vf.time_base)
-                        meta = {"rotation": vf.rotation} if index == 0 else {}
-                        if self.damage(vf):
-                            meta["damaged"] = True
                         yield Frame(index=index, pts=pts, time_base=tb,
-                                    image=self._image(vf), meta=meta)
+                                    image=self._image(vf), damaged=self.damage(vf),
+                                    rotation=int(vf.rotation or 0) if index == 0 else 0)
                         index += 1
-                        self.frames_decoded = index
                 elif packet.stream.index in copy_index and packet.dts is not None:
                     yield Passthrough(packet, packet.stream.index)
         except av.error.FFmpegError as exc:

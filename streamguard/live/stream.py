@@ -38,7 +38,7 @@ import av.error
 import numpy as np
 
 from streamguard.config import Config, StreamConfig
-from streamguard.frames import Faces, Frame
+from streamguard.frames import Faces, Frame, Timing
 from streamguard.io.bus import ZmqPublisher
 from streamguard.io.colour import Colour
 from streamguard.io.sink import LIVE_TIME_BASE, AudioTemplate, RtspPublisher, SegmentRecorder
@@ -141,7 +141,8 @@ class LiveStream:
                                                   name=f"{name}-work", daemon=True))
         self._t0 = time.monotonic()
         self._offset: float | None = None  # output clock - input clock, this connection
-        self._last_pts = -1
+        self._last_pts = -1  # the outputs' last pts
+        self._last_in_pts = -1  # the source's last pts
         self._last_out: np.ndarray | None = None
         self._index = 0
         self._keep_size = SizeKeeper(scfg.name)  # the outputs' frame size: the first's
@@ -204,9 +205,12 @@ class LiveStream:
         # a camera that came back at another resolution: its outputs keep the first one
         vf = self._keep_size(vf)
         self.stats.frames_rescaled = self._keep_size.rescaled
-        frame = Frame(self.stats.frames_in, None, None, vf.to_ndarray(format="rgb24"),
-                      meta={"t_in": time.monotonic(), "t_out": self._out_time(vf.time),
-                            "colour": Colour.of(vf), "damaged": damaged})
+        received = time.monotonic()
+        # camera time plus this connection's offset, on the live clock; strictly increasing
+        pts = max(int(self._out_time(vf.time) / LIVE_TIME_BASE), self._last_in_pts + 1)
+        self._last_in_pts = pts
+        frame = Frame(self.stats.frames_in, pts, LIVE_TIME_BASE, vf.to_ndarray(format="rgb24"),
+                      damaged=damaged, colour=Colour.of(vf), timing=Timing(received))
         self.stats.frames_in += 1
         if self.queue.put(frame):
             self.stats.dropped += 1
@@ -291,7 +295,7 @@ class LiveStream:
         """Track one frame in input order; hand the frames the look-back releases to the
         output thread."""
         analyzed = self.processor.apply(frame, found, failure)
-        analyzed = analyzed.replace(meta={**analyzed.meta, "t_analyzed": time.monotonic()})
+        analyzed.timing.analyzed = time.monotonic()
         for ready in self.lookback.push(analyzed):
             self._hand_over(ready)
 
@@ -299,8 +303,7 @@ class LiveStream:
         """Queue an analyzed frame (or PLACEHOLDER) for the output thread, waiting while it is
         full (the input queue drops meanwhile); on stop it is discarded, never emitted."""
         if isinstance(item, Frame):
-            held = time.monotonic() - item.meta.get("t_analyzed", time.monotonic())
-            item = item.replace(meta={**item.meta, "held_s": held})
+            item.timing.released = time.monotonic()
         while not self.stop_event.is_set():
             try:
                 self._out_q.put(item, timeout=0.1)
@@ -326,9 +329,10 @@ class LiveStream:
         if protected is None:  # fail-closed "drop" policy: nothing goes out
             return
         self.stats.faces += 0 if protected.faces is None else len(protected.faces)
-        self._emit(protected, placeholder=False, t_out=frame.meta.get("t_out"))
-        self.stats.observe_latency((time.monotonic() - frame.meta["t_in"]) * 1000,
-                                   frame.meta.get("held_s", 0.0) * 1000)
+        self._emit(protected, placeholder=False)
+        timing = frame.timing
+        self.stats.observe_latency((time.monotonic() - timing.received) * 1000,
+                                   timing.held_s * 1000)
 
     def fail(self, exc: BaseException) -> None:
         self.error = exc
@@ -356,18 +360,15 @@ class LiveStream:
                  else np.zeros_like(self._last_out))
         self.stats.placeholders += 1
         self.stats.placeholder_s += 1.0 / self.live.placeholder_fps
-        self._emit(Frame(-1, None, None, image), placeholder=True)
+        # placeholders follow the wall clock
+        pts = int((time.monotonic() - self._t0) / LIVE_TIME_BASE)
+        self._emit(Frame(-1, pts, LIVE_TIME_BASE, image), placeholder=True)
 
-    def _next_pts(self, t_out: float | None = None) -> int:
-        if t_out is None:
-            t_out = time.monotonic() - self._t0
-        pts = max(int(t_out / LIVE_TIME_BASE), self._last_pts + 1)  # only ever increases
+    def _emit(self, frame: Frame, placeholder: bool) -> None:
+        # frames and placeholders interleave: the outputs' pts only ever increase
+        pts = max(frame.pts, self._last_pts + 1)
         self._last_pts = pts
-        return pts
-
-    def _emit(self, frame: Frame, placeholder: bool, t_out: float | None = None) -> None:
-        frame = frame.replace(index=self._index, pts=self._next_pts(t_out),
-                              time_base=LIVE_TIME_BASE)
+        frame = frame.replace(index=self._index, pts=pts)
         self._index += 1
         for out in self.outputs:
             out.write(frame, placeholder)

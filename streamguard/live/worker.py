@@ -51,7 +51,7 @@ def run_worker(cfg_json: str, pull: str, push: str, worker_id: int, n_workers: i
             header, image = unpack_message(inbox.recv_multipart(copy=False))
             around = header.get("around")
             found, failure = detect_timed(
-                detector, Frame(header["index"], None, None, image), timeout_s,
+                detector, Frame.numbered(header["index"], image), timeout_s,
                 None if around is None else np.asarray(around, np.float32).reshape(-1, 4),
                 cfg.detect.every)
             result: dict[str, Any] = {"index": header["index"], "worker": worker_id}

@@ -11,7 +11,7 @@ import pytest
 
 from streamguard.config import EncodeConfig
 from streamguard.errors import OutputError
-from streamguard.frames import Frame, Passthrough
+from streamguard.frames import Frame
 from streamguard.io.encode import encodable_size, pad_to, to_video_frame
 from streamguard.io.sink import LIVE_TIME_BASE, SegmentRecorder, VideoSink
 from streamguard.io.source import VideoSource

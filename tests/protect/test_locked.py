@@ -193,7 +193,7 @@ def test_the_default_processor_locks_tracked_faces():
     fresh = CellProtector(Config().protect)
     outs, plain, rects = [], [], set()
     for i in range(12):
-        frame = proc.analyze(Frame(i, i, None, scene(i)))
+        frame = proc.analyze(Frame.numbered(i, scene(i)))
         outs.append(proc.protect(frame).image[90:150, 130:174].astype(np.float32))
         plain.append(fresh(scene(i), frame.faces)[90:150, 130:174].astype(np.float32))
         rects.add(proc.protector.geometry(int(frame.faces.track_id[0])))
