@@ -1,10 +1,9 @@
-"""The file runner: decode -> detect/track -> protect -> encode, as threads joined by bounded
-queues (the per-frame work itself is `streamguard.process`).
+"""The file runner: decode -> detect/track -> protect -> encode, as `streamguard.stages`
+joined by blocking channels (the per-frame work itself is `streamguard.process`).
 
-Every queue operation has a timeout and watches one shared stop event; a stage that raises
-stops the run and its exception reaches the caller (the output is then deleted, never left
-looking complete); a stage that stops making progress for `stall_timeout_s` aborts the run.
-Each stage is one thread working in order, so output order is input order.
+A stage that raises stops the run and its exception reaches the caller (the output is then
+deleted, never left looking complete); a stage that stops making progress for
+`stall_timeout_s` aborts the run.
 
 Fail closed: when detection raises or overruns `detect.timeout_ms` on a frame, that frame is
 protected whole (or dropped, by policy) and counted. No path emits a frame whose faces were
@@ -14,11 +13,8 @@ not protected: the protect stage either protects or raises.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,114 +26,9 @@ from streamguard.io.sink import VideoSink
 from streamguard.io.source import VideoSource
 from streamguard.process import FrameProcessor, Lookback, OverlappedDetection
 from streamguard.report import RunReport
+from streamguard.stages import Channel, Run, Stage
 
 log = logging.getLogger(__name__)
-
-_END = object()
-
-
-class _Stopped(Exception):
-    """Raised inside a stage when the shared stop event is set."""
-
-
-@dataclass
-class _Run:
-    stop: threading.Event = field(default_factory=threading.Event)
-    errors: list[BaseException] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    progress: dict[str, float] = field(default_factory=dict)  # stage -> last progress time
-
-    def fail(self, exc: BaseException) -> None:
-        with self.lock:
-            self.errors.append(exc)
-        self.stop.set()
-
-    def tick(self, stage: str) -> None:
-        self.progress[stage] = time.monotonic()
-
-
-class Channel:
-    """A bounded queue whose every put/get times out in slices and watches the stop event."""
-
-    def __init__(self, run: _Run, size: int, poll_s: float):
-        self._q: queue.Queue[Any] = queue.Queue(maxsize=size)
-        self._run = run
-        self._poll = poll_s
-
-    def put(self, item: Any) -> None:
-        while True:
-            if self._run.stop.is_set():
-                raise _Stopped
-            try:
-                self._q.put(item, timeout=self._poll)
-                return
-            except queue.Full:
-                continue
-
-    def __iter__(self):
-        while True:
-            if self._run.stop.is_set():
-                raise _Stopped
-            try:
-                item = self._q.get(timeout=self._poll)
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
-            yield item
-
-
-class Stage(threading.Thread):
-    """One pipeline stage: a thread that runs `step(item)` on each item of its inbox, in order,
-    and emits what the step returns.
-
-    `inbox` is the previous stage's `Channel`, or for the first stage any iterable (a decoder),
-    whose pulling is then the stage's work. `busy_s` counts only the work, never the waits on
-    queues. The stage always ends its outbox (after `flush()`'s items) and hands any exception
-    to the run, which stops the other stages.
-    """
-
-    def __init__(self, name: str, run: _Run, step: Callable[[Any], Iterable[Any]],
-                 inbox: Channel | Iterable[Any], outbox: Channel | None,
-                 flush: Callable[[], Iterable[Any]] | None = None):
-        super().__init__(name=f"streamguard-{name}", daemon=True)
-        self.stage = name
-        self._run = run
-        self._step = step
-        self._inbox = inbox
-        self._outbox = outbox
-        self._flush = flush
-        self.busy_s = 0.0
-
-    def _emit(self, items: Iterable[Any]) -> None:
-        if self._outbox is not None:
-            for item in items:
-                self._outbox.put(item)
-
-    def run(self) -> None:
-        self._run.tick(self.stage)
-        pulling_is_work = not isinstance(self._inbox, Channel)
-        try:
-            items = iter(self._inbox)
-            while True:
-                t = time.perf_counter()
-                item = next(items, _END)
-                if item is _END:
-                    break
-                if not pulling_is_work:
-                    t = time.perf_counter()
-                out = self._step(item)
-                self.busy_s += time.perf_counter() - t
-                self._emit(out)
-                self._run.tick(self.stage)
-            if self._flush is not None:
-                self._emit(self._flush())
-            if self._outbox is not None:
-                self._outbox.put(_END)
-        except _Stopped:
-            return  # another stage failed or the run was stopped: its error is already recorded
-        except BaseException as exc:  # handed to the caller, never swallowed
-            self._run.fail(exc)
 
 
 def anonymize_file(
@@ -191,7 +82,7 @@ def queue_frames(pc: PipelineConfig, width: int, height: int) -> int:
 def _run_stages(source: VideoSource, sink: VideoSink, processor: FrameProcessor, cfg: Config,
                 report: RunReport, total: int,
                 on_progress: Callable[[int, int], None] | None) -> None:
-    run = _Run()
+    run = Run()
     pc = cfg.pipeline
     size = queue_frames(pc, source.info.width, source.info.height)
     decoded, analyzed, protected = (Channel(run, size, pc.poll_s) for _ in range(3))
@@ -252,7 +143,7 @@ def _run_stages(source: VideoSource, sink: VideoSink, processor: FrameProcessor,
         raise PipelineError(f"pipeline stage failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _supervise(run: _Run, stages: list[Stage], stall_s: float, sink: VideoSink, total: int,
+def _supervise(run: Run, stages: list[Stage], stall_s: float, sink: VideoSink, total: int,
                on_progress: Callable[[int, int], None] | None) -> None:
     """Wait for the stages, report progress, abort a stalled run.
 

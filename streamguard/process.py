@@ -46,20 +46,24 @@ class FrameProcessor:
     `protect(frame)` returns the frame with protected pixels, or None when policy drops it.
     """
 
-    def __init__(self, cfg: Config, detector: Detector | None = None):
+    def __init__(self, cfg: Config, detector: Detector | None = None, *, detects: bool = True):
         self.cfg = cfg
         # refuses early, before any decoding; holds per-track mosaics (protect.lock)
         self.protector = build_video_protector(cfg.protect)
-        self.detector = detector if detector is not None else create_detector(cfg.detect)
-        self._owns_detector = detector is None
+        # detects=False: detection runs elsewhere (a live stream's worker processes, which
+        # build their detectors from the same config and take hints); `apply` takes it here
+        if not detects:
+            self.detector = None
+        else:
+            self.detector = detector if detector is not None else create_detector(cfg.detect)
+        self._owns_detector = detects and detector is None
         self.tracker = Tracker(cfg.track)
         self.failed_closed = 0
         self.detect_errors = 0
         self.damaged = 0  # frames the decoder patched (lost or skipped data), and their run
-        self._timeout_s = cfg.detect.timeout_ms / 1000
-        self._every = cfg.detect.every
-        # detectors registered elsewhere may not take track hints
-        self._takes_hints = "around" in inspect.signature(self.detector.detect).parameters
+        self.timeout_s = cfg.detect.timeout_ms / 1000
+        self.every = cfg.detect.every
+        self.takes_hints = self.detector is None or takes_hints(self.detector)
 
     def reset_tracking(self) -> None:
         """Forget every track (a new file or segment); the models stay loaded."""
@@ -68,7 +72,7 @@ class FrameProcessor:
             self.protector.reset()
 
     def close(self) -> None:
-        if self._owns_detector:
+        if self._owns_detector and self.detector is not None:
             self.detector.close()
 
     @property
@@ -79,13 +83,16 @@ class FrameProcessor:
     def expected(self) -> np.ndarray | None:
         """Where the tracks expect their faces on the next frame (the detector looks there
         closer), or None when this detector takes no hints."""
-        return self.tracker.predicted() if self._takes_hints else None
+        return self.tracker.predicted() if self.takes_hints else None
 
     def detect(self, frame: Frame) -> tuple[Faces | None, str | None]:
         """(faces, None), or (None, why) when detection failed or overran `detect.timeout_ms`."""
         if self._whole_for_damage(frame):
             return NOT_LOOKED, None  # protected whole whatever is found (`apply`)
-        return detect_timed(self.detector, frame, self._timeout_s, self.expected(), self._every)
+        if self.detector is None:
+            raise PipelineError("this processor tracks and protects only: its frames are "
+                                "detected elsewhere")
+        return detect_timed(self.detector, frame, self.timeout_s, self.expected(), self.every)
 
     def _whole_for_damage(self, frame: Frame) -> bool:
         """A frame lost video data damaged, protected whole by policy (`protect.damaged`)."""
@@ -160,16 +167,14 @@ class OverlappedDetection:
         self._pool = ThreadPoolExecutor(overlap, thread_name_prefix="streamguard-detect")
         self._pending: deque = deque()  # (item, future or None), in input order
         self._started = 0
-        self._hints = "around" in inspect.signature(processor.detector.detect).parameters
 
     def push(self, item: Frame | Passthrough) -> list[Frame | Passthrough]:
         """Start detecting `item` (a Frame); return the items now finished, in order."""
         if isinstance(item, Frame):
             detector = self._detectors[self._started % self.overlap]
             self._started += 1
-            around = self.processor.expected() if self._hints else None
-            future = self._pool.submit(detect_timed, detector, item, self.processor._timeout_s,
-                                       around, self.processor._every)
+            future = self._pool.submit(detect_timed, detector, item, self.processor.timeout_s,
+                                       self.processor.expected(), self.processor.every)
             self._pending.append((item, future))
         else:
             self._pending.append((item, None))
@@ -203,6 +208,12 @@ class OverlappedDetection:
         if wait:
             for detector in self._extra:
                 detector.close()
+
+
+def takes_hints(detector: Detector) -> bool:
+    """Whether `detector.detect` takes track hints (`around`): detectors registered elsewhere
+    may not."""
+    return "around" in inspect.signature(detector.detect).parameters
 
 
 def looked_at(index: int, every: int) -> bool:

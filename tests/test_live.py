@@ -21,7 +21,7 @@ import zmq
 
 from streamguard.config import Config, StreamConfig
 from streamguard.io.source import redact
-from streamguard.live.stream import DropOldest, LiveStream
+from streamguard.live.stream import LiveStream
 from streamguard.report import metrics_text
 from media import Sprite, detail_similarity, write_clip
 
@@ -135,12 +135,6 @@ def _cfg(**live) -> Config:
 def test_credentials_never_appear_in_logs():
     assert redact("rtsp://bob:s3cr3t@10.0.0.5:554/x") == "rtsp://bob:***@10.0.0.5:554/x"
     assert redact("rtsp://10.0.0.5/x") == "rtsp://10.0.0.5/x"
-
-
-def test_drop_oldest_bounds_the_queue():
-    q = DropOldest(2)
-    assert [q.put(i) for i in range(4)] == [False, False, True, True]
-    assert q.get(0.01) == 2 and q.get(0.01) == 3 and q.get(0.01) is None
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -687,31 +681,64 @@ def test_a_pause_in_the_camera_never_cuts_the_look_back_short(live_clip, tmp_pat
     decoder waiting for a keyframe) released the look-back early, so a face found just after
     the gap was bare on the frames before it. Held while the camera is connected; released,
     then a placeholder, once it is away."""
-    import queue
-
     from streamguard.frames import Faces, Frame, Timing
     from streamguard.live.stream import PLACEHOLDER
 
     stream = LiveStream(StreamConfig(name="cam", input=str(live_clip.path),
                                      zmq=f"ipc://{tmp_path}/zmq"), _cfg(lookback=5))
-    stream._out_q = queue.Queue()  # no output thread here: keep everything handed over
-    try:
+    try:  # the analyze stage's steps, run here: what they hand to the output stage
+        released = []
         for i in range(8):
             frame = Frame.numbered(i, live_clip.frames[i], timing=Timing(0.0))
-            stream._finish(frame, Faces.empty(), None)
-        held = stream._out_q.qsize()  # 3 released, 5 held
+            released += stream._track(frame, Faces.empty(), None)
+        assert len(released) == 3  # 5 held
         stream.camera.connected = True
-        stream._idle()
-        assert stream._out_q.qsize() == held
-        assert held == 3
+        assert stream._idle() == []
         stream.camera.connected = False
-        stream._idle()
-        items = []
-        while not stream._out_q.empty():
-            items.append(stream._out_q.get_nowait())
-        assert items[-1] is PLACEHOLDER and len(items) == 3 + 5 + 1
-        assert [f.index for f in items[:-1]] == list(range(8))
+        items = stream._idle()
+        assert items[-1] is PLACEHOLDER and len(items) == 5 + 1
+        assert [f.index for f in released + items[:-1]] == list(range(8))
     finally:  # never started: nothing to stop but what it opened
-        for out in stream.outputs:
-            out.close()
+        stream.outputs.close()
         stream.processor.close()
+
+
+def test_live_frames_carry_increasing_pts_from_the_source_through_every_stage(live_clip,
+                                                                               tmp_path):
+    """A live frame is timed where it is decoded (the camera's time plus the connection's
+    offset, 90 kHz), and every stage sees that time, strictly increasing: no stage invents or
+    loses it. The recording's pts are those times."""
+    from streamguard.frames import Frame
+    from streamguard.io.sink import LIVE_TIME_BASE
+
+    stream = LiveStream(StreamConfig(name="cam", input=str(live_clip.path),
+                                     record_dir=str(tmp_path / "rec"), segment_s=60),
+                        _cfg(lookback=3))
+    seen: dict[str, list[tuple[int, object]]] = {}
+    for stage in stream.stages:
+        seen[stage.stage] = []
+        stage.tap = lambda item, log=seen[stage.stage]: (
+            log.append((item.pts, item.time_base)) if isinstance(item, Frame) else None)
+    stream.start()
+    try:
+        wait_for(lambda: len(seen["output"]) >= 45, 60, "45 frames through the output stage")
+    finally:
+        stream.stop()
+    assert set(seen) == {"read", "analyze", "output"}
+    for name, got in seen.items():
+        pts = [p for p, _ in got]
+        assert got and all(tb == LIVE_TIME_BASE for _, tb in got), name
+        assert all(b > a for a, b in zip(pts, pts[1:])), f"{name}: pts not increasing"
+    # what the output protected is what the source timed (a frame dropped on the way, counted,
+    # leaves a gap, never a new time)
+    assert {p for p, _ in seen["output"]} <= {p for p, _ in seen["read"]}
+    # 30 fps on a 90 kHz clock: the camera's own spacing survives
+    steps = np.diff([p for p, _ in seen["read"]])
+    assert np.median(steps) == pytest.approx(3000, abs=2)
+    with av.open(str(next((tmp_path / "rec").glob("*.mp4")))) as rec:
+        stream_tb = rec.streams.video[0].time_base
+        out = sorted(round(float(f.pts * stream_tb) / LIVE_TIME_BASE)
+                     for f in rec.decode(video=0))
+    # the recording keeps the source's spacing (its muxer may start the clock at 0)
+    sent = [p for p, _ in seen["output"]][:40]
+    assert np.diff(out[:40]).tolist() == pytest.approx(np.diff(sent).tolist(), abs=2)

@@ -345,6 +345,13 @@ class LiveConfig(_Section):
         "least 30 % visible left bare live: 15 face-frames with 3, 6 with 8, 2 with 12, 0 with "
         "15. 0 = lowest latency.",
     )
+    encode: EncodeConfig = Field(
+        default_factory=lambda: EncodeConfig(
+            crf=23, preset="ultrafast", options={"tune": "zerolatency", "g": "30"}),
+        description="The live outputs' encoder (RTSP publish, recordings), built like a file "
+        "output's from these settings: low latency by default (ultrafast, zerolatency, a "
+        "keyframe every 30 frames).",
+    )
 
 
     @property

@@ -30,8 +30,8 @@ from streamguard.errors import OutputError
 from streamguard.frames import Frame, Passthrough
 from streamguard.io.colour import Colour
 from streamguard.io.encode import (
-    IMAGE_ENCODERS, add_video_stream, container_format, container_options, encodable_size,
-    resolve_encoder, tag_stream, to_video_frame,
+    IMAGE_ENCODERS, add_video_stream, container_format, container_options, resolve_encoder,
+    to_video_frame,
 )
 from streamguard.io.source import Backoff, SourceInfo, classify, redact
 
@@ -330,23 +330,25 @@ class AudioTemplate:
 
 
 class LiveEncoder:
-    """An H.264 low-latency encoder writing into a PyAV container (an RTSP publish or a
+    """A live output's encoder writing into a PyAV container (an RTSP publish or a
     recording), plus the camera's audio copied packet for packet when the container takes it.
-    Frames come on the live 90 kHz clock."""
+    Built by `add_video_stream` from `EncodeConfig` (`live.encode`), exactly as a file
+    output's; frames come on the live 90 kHz clock, tagged with the first frame's colour."""
 
-    def __init__(self, target: str, fmt: str | None, width: int, height: int, options=None,
-                 audio: Any = None):
+    def __init__(self, target: str, fmt: str | None, first: Frame, cfg: EncodeConfig,
+                 options=None, audio: Any = None, path: Path | None = None):
         self.container = av.open(target, "w", format=fmt, options=options or {})
-        self.stream = self.container.add_stream("libx264", rate=30)
-        self.stream.width, self.stream.height = encodable_size("yuv420p", width, height)
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.codec_context.time_base = LIVE_TIME_BASE
-        self.stream.time_base = LIVE_TIME_BASE
-        self.stream.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency",
-                                             "crf": "23", "g": "30"}
+        h, w = first.image.shape[:2]
+        self._colour = first.colour or Colour()
+        info = SourceInfo(path=target, width=w, height=h, time_base=LIVE_TIME_BASE,
+                          average_rate=Fraction(30), frames=0, duration_s=None,
+                          colour=self._colour)
+        # `path`: the output's final name, whose extension picks per-container settings
+        self.stream, self.codec = add_video_stream(
+            self.container, path or Path(target), resolve_encoder(cfg.codec), info, cfg, w, h,
+            time_base=LIVE_TIME_BASE)
         self.audio = None
         self._audio_last = -1
-        self._colour: Colour | None = None  # the camera's, from its first frame
         if audio is not None:
             try:
                 self.audio = self.container.add_stream_from_template(audio)
@@ -356,11 +358,8 @@ class LiveEncoder:
                             audio.codec_context.name, exc)
 
     def write(self, frame: Frame) -> None:
-        if self._colour is None:  # tagged before the first frame opens the encoder
-            self._colour = frame.colour or Colour()
-            tag_stream(self.stream, "yuv420p", self._colour)
         vf = to_video_frame(frame.image, self.stream.width, self.stream.height, frame.pts,
-                            LIVE_TIME_BASE, "yuv420p", self._colour)
+                            LIVE_TIME_BASE, self.stream.pix_fmt, self._colour)
         self.container.mux(self.stream.encode(vf))
 
     def write_audio(self, packet: Any, pts: int) -> None:
@@ -385,8 +384,10 @@ class RtspPublisher:
     """Publishes to an RTSP server (ANNOUNCE/RECORD); reopens with backoff when it goes away.
     Frames written while it is away are not delivered there (counted in `failures`)."""
 
-    def __init__(self, url: str, backoff: Backoff, audio: Any = None):
+    def __init__(self, url: str, backoff: Backoff, audio: Any = None,
+                 encode: EncodeConfig | None = None):
         self.url = url
+        self._encode = encode or EncodeConfig()
         self.audio = audio  # the camera's audio stream (a template), or None
         self._enc: LiveEncoder | None = None
         self._backoff = backoff
@@ -397,9 +398,8 @@ class RtspPublisher:
             if not self._backoff.due():
                 return
             try:
-                h, w = frame.image.shape[:2]
-                self._enc = LiveEncoder(self.url, "rtsp", w, h, {"rtsp_transport": "tcp"},
-                                        audio=self.audio)
+                self._enc = LiveEncoder(self.url, "rtsp", frame, self._encode,
+                                        {"rtsp_transport": "tcp"}, audio=self.audio)
                 self._backoff.reset()
                 log.info("publishing to %s", redact(self.url))
             except (av.error.FFmpegError, OSError) as exc:
@@ -444,8 +444,9 @@ class SegmentRecorder:
     a segment being written has a hidden temporary name."""
 
     def __init__(self, folder: str, name: str, segment_s: float, audio: Any = None,
-                 fmt: str = "mp4"):
+                 fmt: str = "mp4", encode: EncodeConfig | None = None):
         self.audio = audio
+        self._encode = encode or EncodeConfig()
         self.ext, self._format = (".mkv", "matroska") if fmt == "mkv" else (".mp4", "mp4")
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -464,8 +465,8 @@ class SegmentRecorder:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             final = self.folder / f"{self.name}-{stamp}-{len(self.files):04d}{self.ext}"
             self._tmp = final.with_name(f".{final.name}.partial")
-            h, w = frame.image.shape[:2]
-            self._enc = LiveEncoder(str(self._tmp), self._format, w, h, audio=self.audio)
+            self._enc = LiveEncoder(str(self._tmp), self._format, frame, self._encode,
+                                    audio=self.audio, path=final)
             self._start_pts = frame.pts
             self._final = final
         self._enc.write(frame)

@@ -437,6 +437,16 @@ class CameraSource:
 
     def run(self, stop: threading.Event, on_connect: Callable[[Any], None],
             on_video: Callable[[Any], None], on_audio: Callable[[Any], None]) -> None:
+        """`frames()` with every decoded frame handed to `on_video`."""
+        for _ in self.frames(stop, on_connect, on_audio, on_video):
+            pass
+
+    def frames(self, stop: threading.Event, on_connect: Callable[[Any], None],
+               on_audio: Callable[[Any], None],
+               convert: Callable[[Any], Any]) -> Iterator[Any]:
+        """Read until stopped, reconnecting: yields `convert(frame)` for every decoded
+        `av.VideoFrame` (skipping None). `convert` runs inside the reader's guard: its
+        exception is an input failure (the input reconnects)."""
         while not stop.is_set():
             opening = True
             try:
@@ -445,7 +455,10 @@ class CameraSource:
                     self.connected = True
                     self._backoff.reset()
                     log.info("%s: connected to %s", self.name, redact(self.url))
-                    self._read(container, stop, on_connect, on_video, on_audio)
+                    for vf in self._read(container, stop, on_connect, on_audio):
+                        item = convert(vf)
+                        if item is not None:
+                            yield item
                 if self.paced and not self._loop:
                     break  # a file that ended
                 if not self.paced:
@@ -465,7 +478,7 @@ class CameraSource:
         self.connected = False
 
     def _read(self, container: Any, stop: threading.Event, on_connect: Callable[[Any], None],
-              on_video: Callable[[Any], None], on_audio: Callable[[Any], None]) -> None:
+              on_audio: Callable[[Any], None]) -> Iterator[Any]:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         audio = container.streams.audio[0] if container.streams.audio else None
@@ -484,4 +497,4 @@ class CameraSource:
                     wait = (vf.time - start_t) - (time.monotonic() - start_wall)
                     if wait > 0 and stop.wait(wait):
                         return
-                on_video(vf)
+                yield vf

@@ -90,3 +90,46 @@ def test_recordings_roll_into_playable_segments(tmp_path):
         with av.open(str(f)) as c:
             counts.append(len(list(c.decode(video=0))))
     assert sum(counts) == 45 and all(n == 15 for n in counts)
+
+
+def _bitstream(path) -> dict:
+    """What a player and an archive see of an encoded H.264 stream: its parameters, and the
+    encoder's own settings line (x264 writes every option it ran with into the first frame)."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        ctx = v.codec_context
+        first = bytes(next(c.demux(v)))
+        settings = first[first.index(b"options: "):].split(b"\x00")[0].split(b"\x80")[0]
+        return {"codec": ctx.name, "profile": ctx.profile, "size": (ctx.width, ctx.height),
+                "pix_fmt": ctx.pix_fmt, "range": ctx.color_range,
+                "colours": (ctx.colorspace, ctx.color_primaries, ctx.color_trc),
+                "x264": settings.decode("ascii", "replace")}
+
+
+@pytest.mark.parametrize("cfg", [EncodeConfig(), EncodeConfig(crf=30, preset="fast",
+                                                              options={"g": "12"})],
+                         ids=["file-defaults", "custom"])
+def test_a_live_recording_and_a_file_output_encode_alike(tmp_path, cfg):
+    """One encoder: a recording (`live.encode`) and a file output given the same settings and
+    the same frames give the same bitstream: profile, size, format, colour tags and every
+    x264 option. (The live encoder once hard-coded ultrafast, CRF 23, GOP 30.)"""
+    from streamguard.io.colour import Colour
+    from streamguard.io.source import SourceInfo
+
+    rng = np.random.default_rng(3)
+    images = [np.clip(rng.normal(120, 40, (96, 160, 3)) + i, 0, 255).astype(np.uint8)
+              for i in range(30)]
+    colour = Colour(1, 1, 1)  # BT.709 tags, as most HD cameras send
+    info = SourceInfo(path="cam", width=160, height=96, time_base=Fraction(1, 30),
+                      average_rate=Fraction(30), frames=0, duration_s=None, colour=colour)
+    with VideoSink(tmp_path / "file.mp4", info, cfg) as sink:
+        for i, image in enumerate(images):
+            sink.write(Frame(i, i, Fraction(1, 30), image))
+        sink.finish()
+    rec = SegmentRecorder(str(tmp_path / "rec"), "cam", segment_s=60, encode=cfg)
+    for i, image in enumerate(images):
+        rec.write(Frame(i, i * 3000, LIVE_TIME_BASE, image, colour=colour), placeholder=False)
+    rec.close()
+    file, live = _bitstream(tmp_path / "file.mp4"), _bitstream(rec.files[0])
+    assert file == live
+    assert f"crf={cfg.crf:.1f}" in live["x264"] and live["colours"] == (1, 1, 1)
