@@ -61,9 +61,6 @@ def anonymize_file(
                 processor.close()
     report.wall_s = time.perf_counter() - t0
     report.tracks = processor.tracker.tracks_started
-    report.failed_closed = processor.failed_closed
-    report.frames_damaged = processor.damaged
-    report.detect_errors = processor.detect_errors
     report.resolution = f"{info.width}x{info.height}"
     report.dropped_streams = list(sink.dropped_streams)
     report.packets_copied = sink.packets_copied
@@ -106,7 +103,7 @@ def _run_stages(source: VideoSource, sink: VideoSink, processor: FrameProcessor,
         if not isinstance(item, Frame):
             return (item,)
         out = processor.protect(item)
-        report.count_frame(item.faces, dropped=out is None)
+        report.count(item, out)
         return () if out is None else (out,)
 
     def encode(item: Frame | Passthrough) -> Iterable[Any]:

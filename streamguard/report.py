@@ -14,46 +14,66 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamguard.frames import Faces
+from streamguard.frames import Frame
 
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class RunReport:
-    """One file's run: frames read, written and dropped, frames failed closed, faces per
-    frame, tracks, copied packets and streams left out, busy seconds per pipeline stage."""
+@dataclass(kw_only=True)
+class FrameCounts:
+    """What every path counts of each frame at protection, one way: the file runner, the Ray
+    segments and the live streams call `count`; the run report, the live status page and the
+    Prometheus metrics all read these."""
+
+    frames: int = 0  # frames read and processed
+    frames_written: int = 0
+    frames_dropped: int = 0  # fail-closed frames dropped by policy
+    failed_closed: int = 0  # frames protected whole: detection failed or timed out, or damaged
+    frames_damaged: int = 0  # frames the decoder patched over lost data (protect.damaged)
+    detect_errors: int = 0  # frames whose detector raised (not timeouts)
+    faces: int = 0  # face boxes protected, summed over frames
+    faces_per_frame: dict[int, int] = field(default_factory=dict)  # n faces -> frames
+
+    def count(self, frame: Frame, protected: Frame | None) -> None:
+        """One frame through protection: `protected` None when policy dropped it."""
+        self.frames += 1
+        if protected is None:
+            self.frames_dropped += 1
+        else:
+            self.frames_written += 1
+        self.failed_closed += frame.failed_closed
+        self.frames_damaged += frame.damaged
+        self.detect_errors += frame.detect_error
+        n = len(frame.faces) if frame.faces is not None else 0
+        self.faces += n
+        self.faces_per_frame[n] = self.faces_per_frame.get(n, 0) + 1
+
+    def add(self, other: FrameCounts) -> None:
+        """Add another part's counts (a segment of the same file)."""
+        for name in ("frames", "frames_written", "frames_dropped", "failed_closed",
+                     "frames_damaged", "detect_errors", "faces"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for n, count in other.faces_per_frame.items():
+            self.faces_per_frame[n] = self.faces_per_frame.get(n, 0) + count
+
+
+@dataclass(kw_only=True)
+class RunReport(FrameCounts):
+    """One file's run: the frame counts, plus tracks, copied packets and streams left out,
+    busy seconds per pipeline stage."""
 
     input: str
     output: str
     mode: str
     resolution: str = ""
-    frames: int = 0  # frames read and processed
-    frames_written: int = 0
-    frames_dropped: int = 0  # fail-closed frames dropped by policy
-    failed_closed: int = 0  # frames protected whole: detection failed or timed out, or damaged
-    frames_damaged: int = 0  # frames the decoder patched over skipped data (protect.damaged)
     frames_rescaled: int = 0  # frames whose size changed mid-stream, rescaled to the first
     packets_skipped: int = 0  # damaged video packets skipped (pipeline.on_corrupt = "skip")
-    detect_errors: int = 0
-    faces: int = 0  # face boxes protected, summed over frames
-    faces_per_frame: dict[int, int] = field(default_factory=dict)  # n faces -> frames
     tracks: int = 0
     packets_copied: int = 0
     dropped_streams: list[str] = field(default_factory=list)
     stage_busy_s: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
-
-    def count_frame(self, faces: Faces | None, dropped: bool) -> None:
-        self.frames += 1
-        if dropped:
-            self.frames_dropped += 1
-        else:
-            self.frames_written += 1
-        n = len(faces) if faces is not None else 0
-        self.faces += n
-        self.faces_per_frame[n] = self.faces_per_frame.get(n, 0) + 1
 
     @property
     def fps(self) -> float:
@@ -82,24 +102,21 @@ def write_reports(path: str | Path, reports: list[RunReport], extra: dict | None
 LATENCY_BUCKETS_MS = (10, 25, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000)
 
 
-@dataclass
-class StreamStats:
-    """One live stream's counters; `snapshot()` is what metrics, the status page and `serve`'s
-    summary show."""
+@dataclass(kw_only=True)
+class StreamStats(FrameCounts):
+    """One live stream's counters: the frame counts at protection, plus the input's and the
+    outputs' own; `snapshot()` is what metrics, the status page and `serve`'s summary show."""
 
     audio_packets: int = 0
     worker_restarts: int = 0
     frames_in: int = 0
-    frames_out: int = 0
-    dropped: int = 0
+    frames_out: int = 0  # protected frames and placeholders delivered
+    dropped: int = 0  # frames dropped because processing fell behind
     placeholders: int = 0
     placeholder_s: float = 0.0
-    failed_closed: int = 0
-    faces: int = 0
     reconnects: int = 0
     frames_rescaled: int = 0
     frames_corrupt: int = 0
-    frames_damaged: int = 0
     connected: bool = False
     last_error: str = ""
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
@@ -131,7 +148,7 @@ class StreamStats:
                 "failed_closed": self.failed_closed, "faces": self.faces,
                 "reconnects": self.reconnects, "connected": int(self.connected),
                 "frames_rescaled": self.frames_rescaled, "frames_corrupt": self.frames_corrupt,
-                "frames_damaged": self.frames_damaged,
+                "frames_damaged": self.frames_damaged, "detect_errors": self.detect_errors,
                 "audio_packets": self.audio_packets, "worker_restarts": self.worker_restarts,
                 "fps_out": round(self.frames_out / elapsed, 2),
                 "latency_p50_ms": pick(0.5), "latency_p99_ms": pick(0.99),
@@ -156,6 +173,7 @@ COUNTERS = {
     "frames_corrupt": "Frames the decoder flagged as damaged (lost packets concealed).",
     "frames_damaged": "Frames flagged damaged and those after them until the next intact "
                       "keyframe (protect.damaged says how they are protected).",
+    "detect_errors": "Frames whose detector raised (protected whole).",
     "audio_packets": "Audio packets copied to the outputs.",
     "worker_restarts": "Detection worker processes restarted.",
 }

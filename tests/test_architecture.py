@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "streamguard"
 
 # Rooms from the bottom up: a room may import only rooms listed before it. `pixelize` (the
@@ -126,3 +128,70 @@ def test_no_module_is_over_500_lines():
     long = {module_name(p): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500}
     assert long == {}
+
+
+# -- the one spine's walls ------------------------------------------------------------------
+# Each names the one module allowed to do a thing every path needs, so a second copy of it
+# (a second encoder, decoder, queue system or per-frame bag) cannot creep back in.
+ONE_PLACE = {
+    "encoder": "streamguard.io.encode",  # video encoder streams are made here only
+    "decoder": "streamguard.io.decode",  # video is decoded here only
+    "stages": "streamguard.stages",  # queues between threads live here only
+}
+
+
+def wall_violations(sources: dict[str, str]) -> list[str]:
+    """Breaches of the spine's walls in {module: source}: a video encoder stream added, video
+    decoded, or a queue built outside its one module; an untyped `meta` bag on a frame."""
+    wrong = []
+    for module, text in sources.items():
+        tree = ast.parse(text)
+        uses_av = any(isinstance(n, (ast.Import, ast.ImportFrom)) and any(
+            (a.name if isinstance(n, ast.Import) else n.module or "").split(".")[0] == "av"
+            for a in n.names) for n in ast.walk(tree))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                name = node.func.attr
+                owner = ast.unparse(node.func.value)
+                if name == "add_stream" and module != ONE_PLACE["encoder"]:
+                    wrong.append(f"{module}: adds an encoder stream (one encoder: io/encode.py)")
+                # outside io/decode.py video is decoded only through a FrameDecoder (a
+                # `...decoder.decode(packet)` call), never on a stream or codec context
+                if uses_av and module != ONE_PLACE["decoder"] and (
+                        (name == "decode" and not owner.lower().endswith("decoder"))
+                        or (name == "create" and owner.endswith("CodecContext")
+                            and "'r'" in ast.unparse(node))):
+                    wrong.append(f"{module}: decodes video (one decoder: io/decode.py)")
+                if module != ONE_PLACE["stages"] and (
+                        (owner == "queue" and name in ("Queue", "SimpleQueue", "LifoQueue"))
+                        or (owner == "threading" and name == "Condition")):
+                    wrong.append(f"{module}: builds a queue (one stage system: stages.py)")
+            if isinstance(node, ast.Attribute) and node.attr == "meta":
+                wrong.append(f"{module}: reads a frame's `meta` (typed Frame fields instead)")
+            if isinstance(node, ast.keyword) and node.arg == "meta":
+                wrong.append(f"{module}: passes `meta=` (typed Frame fields instead)")
+    return wrong
+
+
+def test_the_spine_has_one_encoder_one_decoder_one_stage_system_and_a_typed_frame():
+    sources = {module_name(p): p.read_text(encoding="utf-8") for p in PACKAGE.rglob("*.py")}
+    assert wall_violations(sources) == []
+
+
+@pytest.mark.parametrize("planted, wall", [
+    ("import av\nout = av.open('x.mp4', 'w')\nout.add_stream('libx264')\n", "encoder"),
+    ("import av\nfor packet in c.demux():\n    stream.decode(packet)\n", "decodes"),
+    ("import av\nctx = av.CodecContext.create('h264', 'r')\n", "decodes"),
+    ("import queue\nq = queue.Queue(maxsize=3)\n", "queue"),
+    ("import threading\ncond = threading.Condition()\n", "queue"),
+    ("x = frame.meta.get('damaged')\n", "meta"),
+    ("f = Frame(0, 0, tb, image, meta={'t_in': 0})\n", "meta"),
+])
+def test_each_spine_wall_catches_a_planted_violation(planted, wall):
+    """A wall that cannot fail is no wall: plant one breach of each in a live module."""
+    found = wall_violations({"streamguard.live.planted": planted})
+    assert len(found) >= 1 and all(wall in v for v in found), found
+    # the same code in its one allowed module is no breach (meta never is)
+    allowed = {"encoder": "encoder", "decodes": "decoder", "queue": "stages"}.get(wall)
+    if allowed:
+        assert wall_violations({ONE_PLACE[allowed]: planted}) == []

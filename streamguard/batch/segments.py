@@ -40,7 +40,8 @@ from streamguard.config import Config
 from streamguard.errors import CorruptMediaError, OutputError, PipelineError
 from streamguard.frames import Frame, Passthrough
 from streamguard.io.sink import EncodedPacket, PacketEncoder, VideoSink
-from streamguard.io.source import Damage, PtsFallback, SourceInfo, VideoSource
+from streamguard.io.decode import FrameDecoder, PtsFallback
+from streamguard.io.source import SourceInfo, VideoSource
 from streamguard.process import FrameProcessor, Lookback
 from streamguard.report import RunReport
 
@@ -246,24 +247,22 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
                 tracks_before.update(ids)
             return  # context frame: analyzed for the tracker, owned by a neighbour
         tracks_owned.update(ids)
-        report.failed_closed += item.failed_closed
-        report.detect_errors += item.detect_error
-        report.frames_damaged += item.damaged
-        faces = item.faces
         protected = processor.protect(item)
-        report.count_frame(faces, dropped=protected is None)
+        report.count(item, protected)
         if protected is not None:
             out.extend(encoder.encode(protected))
 
+    # a segment starts at a keyframe; data the decoder patched is damage, as in a file
+    decoder = _decoder(job)
+
     def analyze(i: int, pts: int, vf: av.VideoFrame, damaged: bool) -> None:
-        frame = Frame(i, pts, params.time_base, vf.to_ndarray(format="rgb24"), damaged=damaged)
+        frame = decoder.frame(vf, i, pts, params.time_base, damaged=damaged)
         for ready in lookback.push(processor.analyze(frame)):
             emit(ready)
 
-    damage = Damage()  # a segment starts at a keyframe; data the decoder patched, as a file
-    for pts, vf in _decode(job):
+    for pts, vf in _decode(job, decoder):
         i, index = index, index + 1
-        damaged = damage(vf)
+        damaged = decoder.damage(vf)  # read in decode order; the picture converted later
         if seg.start is not None and pts < seg.start:
             pre.append((i, pts, vf, damaged))  # converted only if still among the last ones
             continue
@@ -292,20 +291,22 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
     return EncodedSegment(job.key, seg.index, out, extradata, owned, report)
 
 
-def _decode(job: SegmentJob) -> Iterator[tuple[int, av.VideoFrame]]:
+def _decoder(job: SegmentJob) -> FrameDecoder:
+    """The segment's decoder, made from the file's stream parameters (frames of another size
+    are rescaled to them, as in a file)."""
+    params = job.params
+    try:
+        return FrameDecoder.for_codec(params.codec, job.key, extradata=params.extradata,
+                                      width=params.width, height=params.height,
+                                      pix_fmt=params.pix_fmt)
+    except (av.error.FFmpegError, ValueError):
+        raise CorruptMediaError(f"{job.key}: no decoder for '{params.codec}'") from None
+
+
+def _decode(job: SegmentJob, decoder: FrameDecoder) -> Iterator[tuple[int, av.VideoFrame]]:
     """(pts, decoded frame) in display order; the RGB conversion is left to the caller, which
     skips it for the context frames it does not analyze."""
     params = job.params
-    try:
-        ctx = av.CodecContext.create(params.codec, "r")
-    except (av.error.FFmpegError, ValueError):
-        raise CorruptMediaError(f"{job.key}: no decoder for '{params.codec}'") from None
-    if params.extradata:
-        ctx.extradata = params.extradata
-    ctx.width, ctx.height = params.width, params.height
-    if params.pix_fmt:
-        ctx.pix_fmt = params.pix_fmt
-    ctx.thread_type = "AUTO"
     tb = params.time_base
     fallback = PtsFallback(params.info)
     # frames the demuxer marks for discarding (edit lists) are dropped, as a demuxing decoder
@@ -314,7 +315,7 @@ def _decode(job: SegmentJob) -> Iterator[tuple[int, av.VideoFrame]]:
 
     def frames(packet: av.Packet | None) -> Iterator[tuple[int, av.VideoFrame]]:
         try:
-            decoded = ctx.decode(packet)
+            decoded = decoder.decode(packet)
         except av.error.FFmpegError as exc:
             raise CorruptMediaError(f"{job.key}: decoding failed ({exc})") from None
         for vf in decoded:
@@ -415,11 +416,8 @@ class SegmentJoiner:
 
 
 def _merge_report(total: RunReport, part: RunReport) -> None:
-    for name in ("frames", "frames_written", "frames_dropped", "failed_closed", "detect_errors",
-                 "frames_damaged", "faces", "tracks"):
-        setattr(total, name, getattr(total, name) + getattr(part, name))
-    for n, count in part.faces_per_frame.items():
-        total.faces_per_frame[n] = total.faces_per_frame.get(n, 0) + count
+    total.add(part)
+    total.tracks += part.tracks
     for stage, busy in part.stage_busy_s.items():
         total.stage_busy_s[stage] = total.stage_busy_s.get(stage, 0.0) + busy
 

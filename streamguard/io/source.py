@@ -25,7 +25,6 @@ from typing import Any
 
 import av
 import av.error
-import numpy as np
 
 from streamguard.errors import (
     CorruptMediaError,
@@ -33,8 +32,9 @@ from streamguard.errors import (
     NotAVideoError,
     UnsupportedCodecError,
 )
-from streamguard.frames import Frame, Passthrough, PlanarImage
+from streamguard.frames import Frame, Passthrough
 from streamguard.io.colour import Colour
+from streamguard.io.decode import FrameDecoder, PtsFallback, SizeKeeper
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,8 @@ class VideoSource:
         self._planar = planar
         self._decode_threads = decode_threads
         self._skip_corrupt = skip_corrupt
-        self.packets_skipped = 0  # damaged video packets skipped (skip_corrupt)
         self._container: av.container.InputContainer | None = None
-        self.frames_rescaled = 0  # frames whose size differed from the stream's first
-        self.damage = Damage()  # which frames lost data damaged (`items()` starts it anew)
+        self.decoder: FrameDecoder | None = None  # `items()` makes one per pass
 
     def __enter__(self) -> VideoSource:
         self.open()
@@ -137,9 +135,6 @@ class VideoSource:
         if not video.codec_context.width or not video.codec_context.height:
             self.close()
             raise CorruptMediaError(f"{path}: video stream has no frame size (damaged header?)")
-        video.thread_type = "AUTO"
-        if self._decode_threads:
-            video.codec_context.thread_count = self._decode_threads
         self.video = video
         copy = tuple(
             s for s in container.streams
@@ -166,10 +161,6 @@ class VideoSource:
             self._container.close()
             self._container = None
 
-    def _image(self, vf: av.VideoFrame) -> np.ndarray | PlanarImage:
-        planar = PlanarImage.from_video_frame(vf) if self._planar else None
-        return planar if planar is not None else vf.to_ndarray(format="rgb24")
-
     def items(self) -> Iterator[Frame | Passthrough]:
         """Frames and pass-through packets in demux order; the decoder is flushed at the end."""
         if self._container is None:
@@ -178,20 +169,18 @@ class VideoSource:
         copy_index = {s.index for s in info.copy_streams}
         fallback = PtsFallback(info)
         index = packets = 0
-        keep_size = SizeKeeper(str(self.path), (info.width, info.height))
-        self.damage = Damage()
+        decoder = self.decoder = FrameDecoder.for_stream(
+            video, str(self.path), size=(info.width, info.height),
+            threads=self._decode_threads, planar=self._planar, skip_corrupt=self._skip_corrupt)
         try:
             for packet in self._container.demux(video, *info.copy_streams):
                 if packet.stream.index == video.index:
                     packets += packet.size > 0
                     # the final empty packet (dts None) flushes the decoder: never skip it
-                    for vf in self._decode(video, packet, index):
-                        vf = keep_size(vf)
-                        self.frames_rescaled = keep_size.rescaled
+                    for vf in decoder.decode(packet):
                         pts, tb = fallback(vf.pts, vf.time_base)
-                        yield Frame(index=index, pts=pts, time_base=tb,
-                                    image=self._image(vf), damaged=self.damage(vf),
-                                    rotation=int(vf.rotation or 0) if index == 0 else 0)
+                        yield decoder.frame(vf, index, pts, tb,
+                                            rotation=int(vf.rotation or 0) if index == 0 else 0)
                         index += 1
                 elif packet.stream.index in copy_index and packet.dts is not None:
                     yield Passthrough(packet, packet.stream.index)
@@ -210,19 +199,15 @@ class VideoSource:
                 "header lists"
             )
 
+    @property
+    def frames_rescaled(self) -> int:
+        """Frames whose size differed from the stream's first (rescaled to it)."""
+        return self.decoder.rescaled if self.decoder is not None else 0
 
-    def _decode(self, video: Any, packet: Any, index: int) -> list[Any]:
-        try:
-            return video.decode(packet)
-        except av.error.FFmpegError as exc:
-            if not self._skip_corrupt:
-                raise
-            if not self.packets_skipped:
-                log.warning("%s: a damaged video packet after frame %d (%s); skipping damaged "
-                            "packets", self.path, index, _reason(exc))
-            self.packets_skipped += 1
-            self.damage.lost()
-            return []
+    @property
+    def packets_skipped(self) -> int:
+        """Damaged video packets skipped (`skip_corrupt`)."""
+        return self.decoder.packets_skipped if self.decoder is not None else 0
 
     def passthrough(self) -> Iterator[Passthrough]:
         """Only the packets of the streams to copy (audio, subtitles, data), in demux order."""
@@ -236,83 +221,6 @@ class VideoSource:
                     yield Passthrough(packet, packet.stream.index)
         except av.error.FFmpegError as exc:
             raise CorruptMediaError(f"{self.path}: demuxing failed ({_reason(exc)})") from None
-
-
-class Damage:
-    """Which decoded frames show damage the decoder had to patch over.
-
-    A frame the decoder flagged (`is_corrupt`: lost or unreadable data concealed) is damaged,
-    and so is every frame after it until the next intact keyframe: they are predicted from the
-    patched picture and carry its smears, in which a face can be half there, half gone (the
-    detector misses it; its mouth or eyes show bare). A skipped packet (`lost()`) starts the
-    same run. `start_damaged`: frames before the first intact keyframe are damaged too (a live
-    decoder joined mid-stream). A run ends after `MAX_RUN` frames at most, so a stream without
-    keyframes (intra refresh) is not damaged for good.
-    """
-
-    MAX_RUN = 300  # frames: 10 s at 30 fps, longer than cameras' usual keyframe intervals
-
-    def __init__(self, start_damaged: bool = False):
-        self._left = self.MAX_RUN if start_damaged else 0
-
-    def lost(self) -> None:
-        """Data was dropped before the decoder saw it (a skipped packet)."""
-        self._left = self.MAX_RUN
-
-    def __call__(self, vf: Any) -> bool:
-        """Whether this frame, the next the decoder gives, is damaged."""
-        if getattr(vf, "is_corrupt", False):
-            self._left = self.MAX_RUN
-        elif getattr(vf, "key_frame", False):
-            self._left = 0
-        if self._left <= 0:
-            return False
-        self._left -= 1
-        return True
-
-
-class SizeKeeper:
-    """Keeps decoded frames at one size: a frame whose size changed mid-stream (an IP
-    camera's, a concatenated recording's) is rescaled (libswscale, timing kept) to the first
-    size, so one output holds them all. Warns once; `rescaled` counts such frames."""
-
-    def __init__(self, label: str, size: tuple[int, int] | None = None):
-        self.label = label
-        self.size = size  # (width, height); None: the first frame's
-        self.rescaled = 0
-
-    def __call__(self, vf: Any) -> Any:
-        if self.size is None:
-            self.size = (vf.width, vf.height)
-        if (vf.width, vf.height) == self.size:
-            return vf
-        if not self.rescaled:
-            log.warning("%s: the frame size changes (%dx%d -> %dx%d); such frames are "
-                        "rescaled to %dx%d", self.label, *self.size, vf.width, vf.height,
-                        *self.size)
-        self.rescaled += 1
-        out = vf.reformat(width=self.size[0], height=self.size[1])
-        out.pts, out.time_base = vf.pts, vf.time_base
-        return out
-
-
-class PtsFallback:
-    """Fills in pts for the rare frames decoded without one, continuing the last step."""
-
-    def __init__(self, info: SourceInfo):
-        self._tb = info.time_base or (
-            1 / info.average_rate if info.average_rate else Fraction(1, 30)
-        )
-        rate = info.average_rate or Fraction(30)
-        self._step = max(int(round(1 / (rate * self._tb))), 1)
-        self._last: int | None = None
-
-    def __call__(self, pts: int | None, tb: Fraction | None) -> tuple[int, Fraction]:
-        tb = tb or self._tb
-        if pts is None:
-            pts = 0 if self._last is None else self._last + self._step
-        self._last = pts
-        return pts, tb
 
 
 def _reason(exc: BaseException) -> str:
@@ -416,6 +324,8 @@ class CameraSource:
         self._transport = transport
         self._loop = loop
         self.paced = not (is_network_camera(url) or url.startswith("/dev/video"))
+        self.sizes = SizeKeeper(name)  # every connection's frames keep the first one's size
+        self.decoder: FrameDecoder | None = None  # this connection's
         self.connected = False
         self.reconnects = 0
         self.last_error = ""
@@ -480,7 +390,10 @@ class CameraSource:
     def _read(self, container: Any, stop: threading.Event, on_connect: Callable[[Any], None],
               on_audio: Callable[[Any], None]) -> Iterator[Any]:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        # a new decoder per connection: what it outputs before an intact keyframe lacks its
+        # references (damaged); the frame size stays the first connection's
+        self.decoder = FrameDecoder.for_stream(stream, self.name, keep_size=self.sizes,
+                                               start_damaged=True)
         audio = container.streams.audio[0] if container.streams.audio else None
         on_connect(audio)
         start_wall, start_t = time.monotonic(), None
@@ -491,7 +404,7 @@ class CameraSource:
                 if packet.pts is not None and packet.size:
                     on_audio(packet)
                 continue
-            for vf in stream.decode(packet):
+            for vf in self.decoder.decode(packet):
                 if self.paced and vf.time is not None:  # a file: keep real time
                     start_t = vf.time if start_t is None else start_t
                     wait = (vf.time - start_t) - (time.monotonic() - start_wall)

@@ -40,7 +40,7 @@ from streamguard.config import Config, StreamConfig
 from streamguard.frames import Frame, Timing
 from streamguard.io.colour import Colour
 from streamguard.io.sink import LIVE_TIME_BASE
-from streamguard.io.source import Backoff, CameraSource, Damage, SizeKeeper
+from streamguard.io.source import Backoff, CameraSource
 from streamguard.live.outputs import Outputs
 from streamguard.process import FrameProcessor, Lookback
 from streamguard.report import StreamStats
@@ -80,8 +80,6 @@ class LiveStream:
         self.outputs = Outputs(scfg, cfg, self.stats, self._t0)
         self._offset: float | None = None  # output clock - input clock, this connection
         self._last_pts = -1  # the source's last pts
-        self._keep_size = SizeKeeper(scfg.name)  # the outputs' frame size: the first's
-        self._damage = Damage(start_damaged=True)  # per connection (`_on_connect`)
         idle_s = 1.0 / live.placeholder_fps
         name = scfg.name
         read = Stage("read", self.run, lambda frame: (frame,),
@@ -154,8 +152,6 @@ class LiveStream:
     # -- read ------------------------------------------------------------------------------
     def _on_connect(self, audio: Any) -> None:
         self._offset = None
-        # a new decoder: what it outputs before an intact keyframe lacks its references
-        self._damage = Damage(start_damaged=True)
         self.outputs.use_audio(audio)
 
     def _ingest(self, vf: Any) -> Frame:
@@ -164,16 +160,13 @@ class LiveStream:
         # lost packets (UDP): the decoder conceals what it can and flags the frame; it and
         # the frames predicted from it are protected as protect.damaged says, and counted
         self.stats.frames_corrupt += bool(getattr(vf, "is_corrupt", False))
-        damaged = self._damage(vf)
-        self.stats.frames_damaged += damaged
-        # a camera that came back at another resolution: its outputs keep the first one
-        vf = self._keep_size(vf)
-        self.stats.frames_rescaled = self._keep_size.rescaled
         # camera time plus this connection's offset, on the live clock; strictly increasing
         pts = max(int(self._out_time(vf.time) / LIVE_TIME_BASE), self._last_pts + 1)
         self._last_pts = pts
-        frame = Frame(self.stats.frames_in, pts, LIVE_TIME_BASE, vf.to_ndarray(format="rgb24"),
-                      damaged=damaged, colour=Colour.of(vf), timing=Timing(received))
+        # a camera that came back at another resolution: its outputs keep the first size
+        frame = self.camera.decoder.frame(vf, self.stats.frames_in, pts, LIVE_TIME_BASE,
+                                          colour=Colour.of(vf), timing=Timing(received))
+        self.stats.frames_rescaled = self.camera.sizes.rescaled
         self.stats.frames_in += 1
         return frame
 
@@ -252,10 +245,9 @@ class LiveStream:
                 self.outputs.placeholder()
             return ()
         protected = self.processor.protect(item)
-        self.stats.failed_closed = self.processor.failed_closed
+        self.stats.count(item, protected)
         if protected is None:  # fail-closed "drop" policy: nothing goes out
             return ()
-        self.stats.faces += 0 if protected.faces is None else len(protected.faces)
         self.outputs.emit(protected)
         timing = item.timing
         self.stats.observe_latency((time.monotonic() - timing.received) * 1000,

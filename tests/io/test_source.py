@@ -12,8 +12,9 @@ import pytest
 
 from streamguard.errors import CorruptMediaError, InputNotFoundError, NotAVideoError
 from streamguard.frames import Frame, Passthrough
+from streamguard.io.decode import Damage
 from streamguard.io.source import (
-    Backoff, CameraSource, Damage, VideoSource, classify, find_videos, redact,
+    Backoff, CameraSource, VideoSource, classify, find_videos, redact,
 )
 from media import write_clip
 
