@@ -709,7 +709,7 @@ def test_live_frames_carry_increasing_pts_from_the_source_through_every_stage(li
     offset, 90 kHz), and every stage sees that time, strictly increasing: no stage invents or
     loses it. The recording's pts are those times."""
     from streamguard.frames import Frame
-    from streamguard.io.sink import LIVE_TIME_BASE
+    from streamguard.io.publish import LIVE_TIME_BASE
 
     stream = LiveStream(StreamConfig(name="cam", input=str(live_clip.path),
                                      record_dir=str(tmp_path / "rec"), segment_s=60),

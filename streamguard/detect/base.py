@@ -23,7 +23,7 @@ from streamguard.detect.geometry import (
 from streamguard.detect.views import (
     TurnMemory, brightened, held_rolled, one_turn_per_face, with_roll,
 )
-from streamguard.frames import Faces
+from streamguard.frames import Faces, PlanarImage
 from streamguard.registry import Registry
 
 # A box model: RGB image -> (xyxy (N, 4) float32 in image pixels, score (N,) float32), and
@@ -291,10 +291,9 @@ class TiledDetector:
         from its planes by OpenCV (the model squashes its input to under 200 px anyway). At
         640 px a fast face entering through an edge was boxed late in the recall tests: up to
         1280 px the model sees what the RGB path shows it."""
-        thumbnail = getattr(image, "thumbnail", None)
-        if thumbnail is None:
+        if not isinstance(image, PlanarImage):
             return with_roll(self._full_frame(image))
-        small, scale = thumbnail(self.THUMBNAIL_SIDE)
+        small, scale = image.thumbnail(self.THUMBNAIL_SIDE)
         xyxy, score, roll = with_roll(self._full_frame(small))
         return xyxy * np.float32(scale), score, roll
 
@@ -324,7 +323,7 @@ class TiledDetector:
         """The full-frame pass, or what it found when it last ran if the frame has not changed
         since (`still_tiles`: at most that many frames in a row). A frame kept in its planes
         always runs it (its picture would cost a conversion)."""
-        if not self.cfg.still_tiles or getattr(image, "thumbnail", None) is not None:
+        if not self.cfg.still_tiles or isinstance(image, PlanarImage):
             return self._full_frame_pass(image)
         now = block_means(image, self.STILL_FRAME_BLOCK)
         if self._unchanged(self._looked_whole, now):

@@ -22,7 +22,7 @@ import numpy as np
 from streamguard.config import Config, StreamConfig
 from streamguard.frames import Frame
 from streamguard.io.bus import ZmqPublisher
-from streamguard.io.sink import LIVE_TIME_BASE, AudioTemplate, RtspPublisher, SegmentRecorder
+from streamguard.io.publish import LIVE_TIME_BASE, AudioTemplate, RtspPublisher, SegmentRecorder
 from streamguard.io.source import Backoff
 from streamguard.report import StreamStats
 

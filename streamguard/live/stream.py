@@ -39,7 +39,7 @@ import numpy as np
 from streamguard.config import Config, StreamConfig
 from streamguard.frames import Frame, Timing
 from streamguard.io.colour import Colour
-from streamguard.io.sink import LIVE_TIME_BASE
+from streamguard.io.publish import LIVE_TIME_BASE
 from streamguard.io.source import Backoff, CameraSource
 from streamguard.live.outputs import Outputs
 from streamguard.process import FrameProcessor, Lookback

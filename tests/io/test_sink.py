@@ -13,7 +13,8 @@ from streamguard.config import EncodeConfig
 from streamguard.errors import OutputError
 from streamguard.frames import Frame
 from streamguard.io.encode import encodable_size, pad_to, to_video_frame
-from streamguard.io.sink import LIVE_TIME_BASE, SegmentRecorder, VideoSink
+from streamguard.io.publish import LIVE_TIME_BASE, SegmentRecorder
+from streamguard.io.sink import VideoSink
 from streamguard.io.source import VideoSource
 from media import audio_packets, write_clip
 
