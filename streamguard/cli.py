@@ -80,6 +80,9 @@ def _build_parser() -> argparse.ArgumentParser:
     anon.add_argument("--on-corrupt", choices=["fail", "skip"],
                       help="a damaged video packet fails the file (default) or is skipped, the "
                            "frames that still decode kept and protected (pipeline.on_corrupt)")
+    anon.add_argument("--realtime", action="store_true",
+                      help="keep up with the input's frame rate on this machine: detect on "
+                           "fewer frames when detection is slower (pipeline.realtime)")
     anon.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                       help="run on a Ray cluster: --ray (RAY_ADDRESS, else a new local one), "
                            "--ray=auto (RAY_ADDRESS or the cluster `ray start` runs here), "
@@ -419,6 +422,8 @@ def _anonymize(args: argparse.Namespace) -> int:
         overrides.append(f"protect.blocks={args.blocks}")
     if args.on_corrupt:
         overrides.append(f'pipeline.on_corrupt="{args.on_corrupt}"')
+    if args.realtime:
+        overrides.append("pipeline.realtime=true")
     cfg = load_config(args.config, overrides)
     pairs = plan_outputs(args.inputs, args.output)
     show = not args.no_progress

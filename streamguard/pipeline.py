@@ -24,7 +24,7 @@ from streamguard.errors import OutputError, PipelineError, StreamguardError
 from streamguard.frames import Frame, Passthrough
 from streamguard.io.sink import VideoSink
 from streamguard.io.source import VideoSource
-from streamguard.process import FrameProcessor, Lookback, OverlappedDetection
+from streamguard.process import NOT_LOOKED, FrameProcessor, Lookback, OverlappedDetection
 from streamguard.report import RunReport
 from streamguard.stages import Channel, Run, Stage
 
@@ -84,15 +84,24 @@ def _run_stages(source: VideoSource, sink: VideoSink, processor: FrameProcessor,
     size = queue_frames(pc, source.info.width, source.info.height)
     decoded, analyzed, protected = (Channel(run, size, pc.poll_s) for _ in range(3))
     lookback = Lookback(cfg.track.lookback)
+    # the frame budget against the input's frame rate (`--realtime`): one frame at a time
+    schedule = processor.budget() if pc.realtime else None
+    rate = source.info.average_rate
+    interval = 1 / float(rate) if rate else 1 / 30
     # a detector handed in (tests, the library API) cannot be cloned: one frame at a time
     overlapped = (OverlappedDetection(processor, cfg.detect.overlap)
-                  if cfg.detect.overlap > 1 and processor.owns_detector else None)
+                  if cfg.detect.overlap > 1 and processor.owns_detector and schedule is None
+                  else None)
 
     def detect(item: Frame | Passthrough) -> Iterable[Frame | Passthrough]:
         if overlapped is not None:
             return [out for done in overlapped.push(item) for out in lookback.push(done)]
         if isinstance(item, Frame):
-            item = processor.analyze(item)
+            start = time.perf_counter()
+            found, failure = processor.detect(item)
+            item = processor.apply(item, found, failure)
+            if schedule is not None:
+                schedule.done(found is not NOT_LOOKED, time.perf_counter() - start, interval)
         return list(lookback.push(item))
 
     def flush_detect() -> Iterable[Frame | Passthrough]:
@@ -133,6 +142,8 @@ def _run_stages(source: VideoSource, sink: VideoSink, processor: FrameProcessor,
             overlapped.close(wait=not stages[1].is_alive())
     for stage in stages:
         report.stage_busy_s[stage.stage] = round(stage.busy_s, 3)
+    if schedule is not None:
+        report.schedule_s = schedule.snapshot()["schedule_s"]
     if run.errors:
         exc = run.errors[0]
         if isinstance(exc, StreamguardError):

@@ -23,6 +23,7 @@ from streamguard.errors import PipelineError
 from streamguard.frames import Faces, Frame, Passthrough
 from streamguard.protect import build_video_protector, protect_whole_frame
 from streamguard.protect.pixelize import merge_nested
+from streamguard.schedule import DetectSchedule
 from streamguard.track import Tracker, box_union
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class FrameProcessor:
         self.damaged = 0  # frames the decoder patched (lost or skipped data), and their run
         self.timeout_s = cfg.detect.timeout_ms / 1000
         self.every = cfg.detect.every
+        # the frame budget (live, `pipeline.realtime`): set by the caller that measures
+        self.schedule: DetectSchedule | None = None
         self.takes_hints = self.detector is None or takes_hints(self.detector)
 
     def reset_tracking(self) -> None:
@@ -92,7 +95,20 @@ class FrameProcessor:
         if self.detector is None:
             raise PipelineError("this processor tracks and protects only: its frames are "
                                 "detected elsewhere")
-        return detect_timed(self.detector, frame, self.timeout_s, self.expected(), self.every)
+        if self.schedule is None:
+            return detect_timed(self.detector, frame, self.timeout_s, self.expected(),
+                                self.every)
+        if not self.schedule.look():
+            return NOT_LOOKED, None
+        return detect_timed(self.detector, frame, self.timeout_s, self.expected(),
+                            run=self.schedule.looks)
+
+    def budget(self) -> DetectSchedule:
+        """Put detection on the frame budget (`schedule`): from `detect.every` up to
+        `live.budget_max_every`."""
+        top = max(self.cfg.live.budget_max_every, self.every)
+        self.schedule = DetectSchedule(tuple(range(self.every, top + 1)))
+        return self.schedule
 
     def _whole_for_damage(self, frame: Frame) -> bool:
         """A frame lost video data damaged, protected whole by policy (`protect.damaged`)."""
@@ -222,16 +238,17 @@ def looked_at(index: int, every: int) -> bool:
 
 
 def detect_timed(detector: Detector, frame: Frame, timeout_s: float,
-                 around: np.ndarray | None = None, every: int = 1,
+                 around: np.ndarray | None = None, every: int = 1, run: int | None = None,
                  ) -> tuple[Faces | NotLooked | None, str | None]:
     """(faces, None), or (None, why) when the detector raised or overran `timeout_s` (late
     results are discarded: the frame fails closed), or (NOT_LOOKED, None) for a frame the
     schedule skips (`every`: the detector runs on every `every`-th frame; it is told the
     count of its runs, which paces its tiles). `around`: track hints, for detectors that
-    take them."""
-    if not looked_at(frame.index, every):
+    take them. `run`: the caller scheduled this look itself (the frame budget) and counts the
+    detector's runs."""
+    if run is None and not looked_at(frame.index, every):
         return NOT_LOOKED, None
-    index = frame.index // max(every, 1)
+    index = frame.index // max(every, 1) if run is None else run
     start = time.perf_counter()
     try:
         if around is None:

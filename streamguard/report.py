@@ -73,6 +73,7 @@ class RunReport(FrameCounts):
     packets_copied: int = 0
     dropped_streams: list[str] = field(default_factory=list)
     stage_busy_s: dict[str, float] = field(default_factory=dict)
+    schedule_s: dict[str, float] = field(default_factory=dict)  # `--realtime`: s per level
     wall_s: float = 0.0
 
     @property
@@ -117,6 +118,8 @@ class StreamStats(FrameCounts):
     reconnects: int = 0
     frames_rescaled: int = 0
     frames_corrupt: int = 0
+    # the frame budget's level and seconds per level (`DetectSchedule.snapshot`); {} when off
+    schedule: dict = field(default_factory=dict)
     connected: bool = False
     last_error: str = ""
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
@@ -155,6 +158,9 @@ class StreamStats(FrameCounts):
                 "processing_p50_ms": processing(0.5), "processing_p99_ms": processing(0.99),
                 "latency_counts": list(self.latency_counts),
                 "latency_sum_ms": round(self.latency_sum_ms, 3),
+                "schedule": self.schedule.get("schedule", "full"),
+                "schedule_every": self.schedule.get("schedule_every", 1),
+                "schedule_s": dict(self.schedule.get("schedule_s", {})),
                 "last_error": self.last_error}
 
 
@@ -179,6 +185,8 @@ COUNTERS = {
 }
 GAUGES = {
     "connected": "1 while the camera delivers frames.",
+    "detect_schedule": "The frame budget's level in force: detection on every N-th frame "
+                       "(1 = full).",
     "fps_out": "Frames out per second since the stream started.",
 }
 
@@ -204,8 +212,15 @@ class StreamCollector:
         for key, text in GAUGES.items():
             fam = GaugeMetricFamily(f"streamguard_{key}", text, labels=["stream"])
             for name, snap in snaps.items():
-                fam.add_metric([name], snap[key])
+                fam.add_metric([name], snap["schedule_every" if key == "detect_schedule"
+                                            else key])
             yield fam
+        fam = CounterMetricFamily("streamguard_detect_schedule_seconds", "Seconds spent at "
+                                  "each level of the frame budget.", labels=["stream", "level"])
+        for name, snap in snaps.items():
+            for level, seconds in snap["schedule_s"].items():
+                fam.add_metric([name, level], seconds)
+        yield fam
         hist = HistogramMetricFamily("streamguard_latency_ms", "Added latency per frame, "
                                      "camera to outputs, in milliseconds.", labels=["stream"])
         for name, snap in snaps.items():

@@ -24,6 +24,7 @@ _MAX_GROWTH = 0.25  # per side: a box kept through misses grows to at most 1.5x 
 _EDGE_PATIENCE = 3  # unconfirmed tracks cut by the frame's edge: this many times max_missed
 _CONFIRMED = 3  # detections after which an edge track is held for track.edge_hold frames
 
+_SPEED_SLACK = 0.5  # coasting: box room per frame not looked at, in per-frame speeds
 
 def _centre_motion(velocity: np.ndarray) -> np.ndarray:
     """A prediction moves the box's centre; its size changes only with detections (a size
@@ -180,17 +181,23 @@ class Tracker:
         return faces
 
     def coast(self, frame_shape: tuple[int, ...]) -> Faces:
-        """A frame the detector did not look at (`detect.every`): every track moves on along
-        its motion and is protected with its box grown as for a missed frame. Nothing is
-        counted as missed (no detection was asked for): tracks end only on frames looked at.
+        """A frame the detector did not look at (`detect.every`, the frame budget): every
+        track moves on along its motion and is protected with its box grown as for a missed
+        frame, and by its speed. Nothing is counted as missed (no detection was asked for):
+        tracks end only on frames looked at.
         """
         height, width = frame_shape[:2]
         growth = self.cfg.miss_growth
         boxes, scores, ids = [], [], []
         for tr in self._tracks:
-            tr.box = tr.box + _centre_motion(tr.velocity)
+            motion = _centre_motion(tr.velocity)
+            tr.box = tr.box + motion
             tr.coasted += 1
-            boxes.append(_grow(tr.box, min(growth * (tr.missed + tr.coasted), _MAX_GROWTH)))
+            box = _grow(tr.box, min(growth * (tr.missed + tr.coasted), _MAX_GROWTH))
+            # a fast face strays furthest from its predicted path: room for half its speed
+            # per frame not looked at, on each side
+            slack = np.abs(motion[:2]) * (_SPEED_SLACK * tr.coasted)
+            boxes.append(box + np.concatenate([-slack, slack]))
             scores.append(tr.last_score)
             ids.append(tr.id)
         self.detected_ids = frozenset()

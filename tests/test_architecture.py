@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "streamguard"
 # share it with the protection modes.
 LAYERS = [
     "errors", "registry", "config", "frames", "assets", "pixelize", "detect", "track",
-    "models", "backends", "protect", "process", "report", "progress", "stages", "io", "pipeline",
+    "models", "backends", "protect", "schedule", "process", "report", "progress", "stages", "io", "pipeline",
     "api",
     "live",
     "batch", "cli",

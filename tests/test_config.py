@@ -83,7 +83,16 @@ def test_skipped_frames_need_a_look_back_that_covers_them():
     bare on it; refused by name."""
     with pytest.raises(ConfigError, match="live.lookback"):
         load_config(None, ["detect.every=2", "live.lookback=0"])
-    assert load_config(None, ["detect.every=2", "live.lookback=1"]).detect.every == 2
+    assert load_config(None, ["detect.every=2", "live.lookback=1",
+                              "live.budget_max_every=2"]).detect.every == 2
+
+
+def test_the_frame_budget_needs_a_look_back_that_covers_what_it_skips():
+    with pytest.raises(ConfigError, match="live.budget_max_every"):
+        load_config(None, ["live.lookback=1"])  # the budget may skip 2 frames
+    assert not load_config(None, ["live.lookback=1", "live.frame_budget=false"]).live.frame_budget
+    with pytest.raises(ConfigError, match="pipeline.realtime"):
+        load_config(None, ["pipeline.realtime=true", "track.lookback=1"])
 
 
 def test_config_toml_parses_as_plain_toml():

@@ -693,9 +693,9 @@ def test_a_pause_in_the_camera_never_cuts_the_look_back_short(live_clip, tmp_pat
             released += stream._track(frame, Faces.empty(), None)
         assert len(released) == 3  # 5 held
         stream.camera.connected = True
-        assert stream._idle() == []
+        assert list(stream._idle()) == []
         stream.camera.connected = False
-        items = stream._idle()
+        items = list(stream._idle())
         assert items[-1] is PLACEHOLDER and len(items) == 5 + 1
         assert [f.index for f in released + items[:-1]] == list(range(8))
     finally:  # never started: nothing to stop but what it opened
@@ -742,3 +742,78 @@ def test_live_frames_carry_increasing_pts_from_the_source_through_every_stage(li
     # the recording keeps the source's spacing (its muxer may start the clock at 0)
     sent = [p for p, _ in seen["output"]][:40]
     assert np.diff(out[:40]).tolist() == pytest.approx(np.diff(sent).tolist(), abs=2)
+
+
+class _Slow:
+    """The real detector made slower than the camera's frame rate (a busy machine)."""
+
+    def __init__(self, delay_s: float, fast_after: int | None = None):
+        from streamguard.detect import create_detector
+
+        self.inner, self.delay_s, self.calls = create_detector(Config().detect), delay_s, 0
+        self.fast_after = fast_after  # calls after which the load goes away
+
+    def detect(self, image, index, around=None):
+        self.calls += 1
+        if self.fast_after is None or self.calls <= self.fast_after:
+            time.sleep(self.delay_s)
+        return self.inner.detect(image, index, around=around)
+
+    def close(self):
+        self.inner.close()
+
+
+@pytest.fixture(scope="module")
+def walking_clip(crops, tmp_path_factory):
+    """4 s of 320x240 with one face crossing the frame at 1.6 px a frame."""
+    return write_clip(tmp_path_factory.mktemp("walk") / "walk.mp4",
+                      [Sprite(crops[0], 90, (10, 60), (1.6, 0.2))], width=320, height=240,
+                      n_frames=120, gop=15)
+
+
+def _serve_recorded(clip, folder, budget: bool, delay_s: float,
+                    fast_after: int | None = None):
+    detector = _Slow(delay_s, fast_after)
+    cfg = _cfg(frame_budget=budget, max_queue=6, lookback=5)
+    stream = LiveStream(StreamConfig(name="cam", input=str(clip.path), record_dir=str(folder),
+                                     segment_s=60), cfg, detector=detector)
+    stream.start()
+    try:
+        wait_for(lambda: not stream.camera.connected and stream.stats.frames_in > 0, 30,
+                 "the clip to play through")
+        wait_for(lambda: stream.stats.frames_out >= stream.stats.frames_in
+                 - stream.stats.dropped, 10, "the last frames out")
+    finally:
+        stream.stop()
+    snap = stream.snapshot()
+    with av.open(str(next(Path(folder).glob("*.mp4")))) as rec:
+        frames = [f.to_ndarray(format="rgb24") for f in rec.decode(video=0)]
+    return snap, frames, detector.calls
+
+
+def test_a_detector_slower_than_the_camera_gets_a_cheaper_schedule_not_dropped_frames(
+        walking_clip, tmp_path):
+    """50-60 ms of detection a frame against a 33 ms frame interval: the stream detects on
+    every 2nd or 3rd frame instead, drops nothing, and the walking face is covered on every frame (the
+    tracks coast between looks). With the budget off the same stream drops frames."""
+    snap, frames, calls = _serve_recorded(walking_clip, tmp_path / "on", True, 0.045)
+    n = len(walking_clip.frames)
+    assert snap["dropped"] == 0 and snap["frames_in"] == n
+    cheaper_s = sum(s for level, s in snap["schedule_s"].items() if level != "full")
+    assert cheaper_s > 2.0 and calls < 0.7 * n
+    for k in range(n):
+        x0, y0, x1, y1 = walking_clip.boxes[k][0]
+        ref = walking_clip.frames[k][y0 + 15:y1 - 15, x0 + 15:x1 - 15]
+        got = frames[k][y0 + 15:y1 - 15, x0 + 15:x1 - 15]
+        assert detail_similarity(ref, got) < 0.45, f"frame {k}: the face is bare"
+    off, _, _ = _serve_recorded(walking_clip, tmp_path / "off", False, 0.045)
+    assert off["dropped"] > 0 and off["schedule"] == "full"
+
+
+def test_the_schedule_goes_back_to_full_detection_when_the_load_goes_away(walking_clip,
+                                                                          tmp_path):
+    snap, _, _ = _serve_recorded(walking_clip, tmp_path, True, 0.045, fast_after=8)
+    assert snap["dropped"] == 0
+    seconds = snap["schedule_s"]
+    assert sum(s for level, s in seconds.items() if level != "full") > 0.2  # it was behind
+    assert snap["schedule"] == "full" and seconds["full"] > 0.6  # and came back

@@ -63,6 +63,20 @@ class Config(_Section):
         return self
 
     @model_validator(mode="after")
+    def _budgeted_frames_are_looked_back(self) -> Config:
+        skipped = self.live.budget_max_every - 1
+        if self.live.frame_budget and self.live.lookback < skipped:
+            raise ValueError(
+                f"live.budget_max_every = {self.live.budget_max_every} may skip {skipped} "
+                f"frame(s) between detections: live.lookback ({self.live.lookback}) must be at "
+                f"least {skipped}")
+        if self.pipeline.realtime and self.track.lookback < skipped:
+            raise ValueError(
+                f"pipeline.realtime may skip {skipped} frame(s) between detections: "
+                f"track.lookback ({self.track.lookback}) must be at least {skipped}")
+        return self
+
+    @model_validator(mode="after")
     def _segments_see_the_lookback(self) -> Config:
         if self.ray.context_frames < self.track.lookback:
             raise ValueError(

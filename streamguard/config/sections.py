@@ -264,6 +264,11 @@ class PipelineConfig(_Section):
         "slightly different pixels, and on the recall benchmark one partly covered face-frame "
         "at 720p came out 90 % covered instead of 95 % (docs in benchmarks/README.md).",
     )
+    realtime: bool = Field(
+        False, description="Files: the live frame budget offline (`anonymize --realtime`): "
+        "detect on fewer frames (down to every live.budget_max_every-th) when detection is "
+        "slower than the input's frame rate on this machine, so a day of footage takes a day. "
+        "Runs detection one frame at a time (detect.overlap is not used).")
     on_corrupt: Literal["fail", "skip"] = Field(
         "fail",
         description="A video packet the decoder refuses: \"fail\" the file (exit 6), or "
@@ -345,6 +350,16 @@ class LiveConfig(_Section):
         "least 30 % visible left bare live: 15 face-frames with 3, 6 with 8, 2 with 12, 0 with "
         "15. 0 = lowest latency.",
     )
+    frame_budget: bool = Field(
+        True, description="When detection cannot keep up with the camera's frame rate, detect "
+        "on every 2nd, then every 3rd... frame (up to budget_max_every) instead of dropping "
+        "frames: tracks coast between looks with their boxes grown by the time and the face's "
+        "speed, the look-back covers what a look finds late; full detection again once it "
+        "fits. Frames are dropped (counted, never emitted bare) only when the cheapest level "
+        "cannot keep up. One worker only (live.workers = 1).")
+    budget_max_every: int = Field(
+        3, ge=1, le=8, description="The cheapest level of the frame budget: detection on every "
+        "N-th frame (at most live.lookback + 1).")
     encode: EncodeConfig = Field(
         default_factory=lambda: EncodeConfig(
             crf=23, preset="ultrafast", options={"tune": "zerolatency", "g": "30"}),

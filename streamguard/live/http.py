@@ -62,6 +62,7 @@ def stream_state(stream: Any) -> dict[str, Any]:
         "failed_closed": snap["failed_closed"], "damaged": snap["frames_damaged"],
         "faces": snap["faces"], "reconnects": snap["reconnects"],
         "worker_restarts": snap["worker_restarts"],
+        "schedule": snap["schedule"], "schedule_s": snap["schedule_s"],
     }
 
 

@@ -28,10 +28,12 @@ with backoff; frames meanwhile are not delivered there and never replaced by unp
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -42,7 +44,7 @@ from streamguard.io.colour import Colour
 from streamguard.io.publish import LIVE_TIME_BASE
 from streamguard.io.source import Backoff, CameraSource
 from streamguard.live.outputs import Outputs
-from streamguard.process import FrameProcessor, Lookback
+from streamguard.process import NOT_LOOKED, FrameProcessor, Lookback
 from streamguard.report import StreamStats
 from streamguard.stages import IDLE, Channel, Run, Stage
 
@@ -65,6 +67,10 @@ class LiveStream:
         # With worker processes, detection runs there; tracking and protection stay here, in
         # frame order, and so does the (short) live look-back.
         self.processor = FrameProcessor(cfg, detector, detects=not pooled)
+        # the frame budget: behind the camera, detect on fewer frames before dropping any
+        self.schedule = self.processor.budget() if live.frame_budget and not pooled else None
+        self._steps: deque[int] = deque(maxlen=31)  # recent source pts steps (frame interval)
+        self._prev_pts: int | None = None
         self.lookback = Lookback(live.lookback)
         self.stats = StreamStats()
         self.run = Run(on_error=self._failed)
@@ -183,8 +189,25 @@ class LiveStream:
         return t_src + self._offset
 
     # -- analyze ----------------------------------------------------------------------------
-    def _analyze(self, frame: Frame) -> list[Frame]:
-        return self._track(frame, *self.processor.detect(frame))
+    def _analyze(self, frame: Frame) -> Iterator[Frame]:
+        start = time.perf_counter()
+        found, failure = self.processor.detect(frame)
+        released = self._track(frame, found, failure)
+        if self.schedule is not None:
+            self.schedule.done(found is not NOT_LOOKED, time.perf_counter() - start,
+                               self._interval(frame), backlog=len(self.frames))
+            self.stats.schedule = self.schedule.snapshot()
+        return released
+
+    def _interval(self, frame: Frame) -> float | None:
+        """The camera's frame interval, seconds: the median of its recent pts steps (a frame
+        dropped on the way is one long step among many)."""
+        if self._prev_pts is not None:
+            self._steps.append(frame.pts - self._prev_pts)
+        self._prev_pts = frame.pts
+        if len(self._steps) < 5:
+            return None
+        return float(np.median(self._steps) * LIVE_TIME_BASE)
 
     def _submit(self, frame: Frame) -> tuple:
         # the tracks' hints are a frame or two old here: windows leave room for that
@@ -206,36 +229,37 @@ class LiveStream:
                 last = time.monotonic()
                 yield IDLE
 
-    def _collected(self, result: Any) -> list[Any]:
+    def _collected(self, result: Any) -> Iterable[Any]:
         if result is IDLE:
             return self._idle()
         if result.lost:  # no detection will come: never emitted
             self._dropped()
-            return []
+            return ()
         return self._track(result.frame, result.found, result.failure)
 
-    def _track(self, frame: Frame, found: Any, failure: str | None) -> list[Frame]:
+    def _track(self, frame: Frame, found: Any, failure: str | None) -> Iterator[Frame]:
         """Track one frame in input order; the frames the look-back releases go on."""
         analyzed = self.processor.apply(frame, found, failure)
         analyzed.timing.analyzed = time.monotonic()
-        return self._released(self.lookback.push(analyzed))
+        return self._released(list(self.lookback.push(analyzed)))
 
     @staticmethod
-    def _released(frames: Any) -> list[Frame]:
-        now = time.monotonic()
-        out = list(frames)
-        for frame in out:
-            frame.timing.released = now
-        return out
+    def _released(frames: Iterable[Frame]) -> Iterator[Frame]:
+        """The frames as they are handed on, each stamped then: a frame that waits for the
+        output stage behind others the look-back let go with it (at a flush) counts that
+        wait as held, not as processing."""
+        for frame in frames:
+            frame.timing.released = time.monotonic()
+            yield frame
 
-    def _idle(self) -> list[Any]:
+    def _idle(self) -> Iterable[Any]:
         """No frame came for a while. While the camera is still connected (a network hiccup,
         a decoder waiting for a keyframe) the look-back keeps what it holds: a face found on
         the next frames must still be covered on these. Once the camera is away, release them
         and then a placeholder (one channel keeps them in order)."""
         if self.camera.connected:
-            return []
-        return [*self._released(self.lookback.flush()), PLACEHOLDER]
+            return ()
+        return itertools.chain(self._released(self.lookback.flush()), (PLACEHOLDER,))
 
     # -- output -----------------------------------------------------------------------------
     def _output(self, item: Frame | object) -> tuple:
