@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import re
@@ -80,9 +81,8 @@ def _build_parser() -> argparse.ArgumentParser:
     anon.add_argument("--on-corrupt", choices=["fail", "skip"],
                       help="a damaged video packet fails the file (default) or is skipped, the "
                            "frames that still decode kept and protected (pipeline.on_corrupt)")
-    anon.add_argument("--realtime", action="store_true",
-                      help="keep up with the input's frame rate on this machine: detect on "
-                           "fewer frames when detection is slower (pipeline.realtime)")
+    anon.add_argument("--realtime", action="store_true", help="keep up with the input's frame "
+                      "rate: detect on fewer frames when detection is slower (pipeline.realtime)")
     anon.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                       help="run on a Ray cluster: --ray (RAY_ADDRESS, else a new local one), "
                            "--ray=auto (RAY_ADDRESS or the cluster `ray start` runs here), "
@@ -170,8 +170,6 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message (and the exception, if any)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        import json
-
         doc = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
                "level": record.levelname.lower(), "logger": record.name,
                "message": record.getMessage()}
@@ -186,8 +184,6 @@ _log_format = "text"
 def say(level: str, message: str) -> None:
     """The run's last word on stderr (an error, a stop): one line, text or JSON."""
     if _log_format == "json":
-        import json
-
         print(json.dumps({"level": level, "logger": "streamguard", "message": message},
                          ensure_ascii=False), file=sys.stderr)
     else:
@@ -303,7 +299,6 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import json
     import signal
     import threading
 
@@ -416,14 +411,11 @@ def _anonymize(args: argparse.Namespace) -> int:
     from streamguard.report import write_reports
 
     overrides = list(args.overrides)
-    if args.mode:
-        overrides.append(f"protect.mode={args.mode!r}".replace("'", '"'))
-    if args.blocks is not None:
-        overrides.append(f"protect.blocks={args.blocks}")
-    if args.on_corrupt:
-        overrides.append(f'pipeline.on_corrupt="{args.on_corrupt}"')
-    if args.realtime:
-        overrides.append("pipeline.realtime=true")
+    for key, value in (("protect.mode", args.mode), ("protect.blocks", args.blocks),
+                       ("pipeline.on_corrupt", args.on_corrupt),
+                       ("pipeline.realtime", args.realtime or None)):
+        if value is not None:  # the flags are config keys: given, they override the config
+            overrides.append(f"{key}={json.dumps(value)}")
     cfg = load_config(args.config, overrides)
     pairs = plan_outputs(args.inputs, args.output)
     show = not args.no_progress
