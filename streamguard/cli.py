@@ -120,6 +120,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     fetch = sub.add_parser("fetch", help="download and verify model files (setup only)")
     fetch.add_argument("names", nargs="*", help="asset names (default: all)")
+    for command, run in ((anon, _anonymize), (srv, _serve), (eng, _engine), (doc, _doctor),
+                         (fetch, _fetch)):
+        command.set_defaults(run=run)  # each command names its handler: no string dispatch
     return parser
 
 
@@ -213,17 +216,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        if args.command == "anonymize":
-            _stop_on_signals()
-            return _anonymize(args)
-        if args.command == "fetch":
-            return _fetch(args)
-        if args.command == "doctor":
-            return _doctor(args)
-        if args.command == "engine":
-            return _engine(args)
-        if args.command == "serve":
-            return _serve(args)
+        if args.run is _anonymize:
+            _stop_on_signals()  # serve stops on them by itself
+        return args.run(args)
     except KeyboardInterrupt as exc:
         if isinstance(exc, Stopped):
             import signal
