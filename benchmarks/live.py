@@ -77,14 +77,14 @@ def run_one(clip: Path, height: int, workers: int, use_file: bool) -> dict:
         last, still = -1, 0
         while time.monotonic() - t0 < 40:  # until the camera's 10 s are through
             time.sleep(0.5)
-            snap = stream.stats.snapshot()
+            snap = stream.snapshot()
             done = snap["frames_out"] + snap["dropped"]
             still = still + 1 if done == last and snap["frames_in"] > 0 else 0
             last = done
             if snap["frames_in"] >= SENT and done >= snap["frames_in"] or still >= 6:
                 break
         elapsed = time.monotonic() - t0
-        snap = stream.stats.snapshot()
+        snap = stream.snapshot()
     finally:
         stream.stop()
         if camera is not None:

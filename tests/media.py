@@ -235,3 +235,26 @@ def unprotected_faces(clip, out_frames, min_visible=0.5):
 
 def pts_seconds(times):
     return [Fraction(p) * tb for p, tb in times]
+
+
+class SlowDetector:
+    """The real detector made slower than a camera's frame rate (a busy machine): `delay_s`
+    more a call, until `fast_after` calls (None: always); `calls` counts them."""
+
+    def __init__(self, delay_s: float, fast_after: int | None = None):
+        from streamguard.config import Config
+        from streamguard.detect import create_detector
+
+        self.inner, self.delay_s, self.calls = create_detector(Config().detect), delay_s, 0
+        self.fast_after = fast_after
+
+    def detect(self, image, index, around=None):
+        import time
+
+        self.calls += 1
+        if self.fast_after is None or self.calls <= self.fast_after:
+            time.sleep(self.delay_s)
+        return self.inner.detect(image, index, around=around)
+
+    def close(self):
+        self.inner.close()

@@ -23,7 +23,7 @@ from streamguard.config import Config, StreamConfig
 from streamguard.io.source import redact
 from streamguard.live.stream import LiveStream
 from streamguard.report import metrics_text
-from media import Sprite, detail_similarity, write_clip
+from media import SlowDetector, Sprite, detail_similarity, write_clip
 
 HERE = Path(__file__).resolve().parent
 GST = Path("/usr/bin/python3")
@@ -744,25 +744,6 @@ def test_live_frames_carry_increasing_pts_from_the_source_through_every_stage(li
     assert np.diff(out[:40]).tolist() == pytest.approx(np.diff(sent).tolist(), abs=2)
 
 
-class _Slow:
-    """The real detector made slower than the camera's frame rate (a busy machine)."""
-
-    def __init__(self, delay_s: float, fast_after: int | None = None):
-        from streamguard.detect import create_detector
-
-        self.inner, self.delay_s, self.calls = create_detector(Config().detect), delay_s, 0
-        self.fast_after = fast_after  # calls after which the load goes away
-
-    def detect(self, image, index, around=None):
-        self.calls += 1
-        if self.fast_after is None or self.calls <= self.fast_after:
-            time.sleep(self.delay_s)
-        return self.inner.detect(image, index, around=around)
-
-    def close(self):
-        self.inner.close()
-
-
 @pytest.fixture(scope="module")
 def walking_clip(crops, tmp_path_factory):
     """4 s of 320x240 with one face crossing the frame at 1.6 px a frame."""
@@ -773,7 +754,7 @@ def walking_clip(crops, tmp_path_factory):
 
 def _serve_recorded(clip, folder, budget: bool, delay_s: float,
                     fast_after: int | None = None):
-    detector = _Slow(delay_s, fast_after)
+    detector = SlowDetector(delay_s, fast_after)
     cfg = _cfg(frame_budget=budget, max_queue=6, lookback=5)
     stream = LiveStream(StreamConfig(name="cam", input=str(clip.path), record_dir=str(folder),
                                      segment_s=60), cfg, detector=detector)

@@ -18,6 +18,7 @@ from streamguard.frames import Faces
 from streamguard.pipeline import anonymize_file
 from media import (
     PROTECTED,
+    SlowDetector,
     Sprite,
     audio_packets,
     decode_rgb,
@@ -301,30 +302,13 @@ def test_subtitles_are_copied_where_the_container_holds_them_and_dropped_by_name
     assert len(decode_rgb(tmp_path / "out.mp4")[0]) == 60
 
 
-class _Slow:
-    """The real detector, slower than the input's frame rate (50-60 ms a 33 ms frame)."""
-
-    def __init__(self):
-        self.inner, self.calls = create_detector(Config().detect), 0
-
-    def detect(self, image, index, around=None):
-        import time
-
-        self.calls += 1
-        time.sleep(0.045)
-        return self.inner.detect(image, index, around=around)
-
-    def close(self):
-        self.inner.close()
-
-
 def test_realtime_detects_on_fewer_frames_and_still_covers_a_walking_face(crops, tmp_path):
     """`anonymize --realtime` (pipeline.realtime): detection slower than the input's frame
     rate is run on every 2nd or 3rd frame, the tracks coasting between, and the walking face
     is covered on every frame; without it every frame is detected."""
     clip = write_clip(tmp_path / "walk.mp4", [Sprite(crops[0], 90, (10, 60), (1.6, 0.2))],
                       width=320, height=240, n_frames=90, gop=15)
-    slow = _Slow()
+    slow = SlowDetector(0.045)
     report = anonymize_file(clip.path, tmp_path / "rt.mp4",
                             load_config(None, ["pipeline.realtime=true"]), detector=slow)
     assert sum(s for level, s in report.schedule_s.items() if level != "full") > 0.5
@@ -334,6 +318,6 @@ def test_realtime_detects_on_fewer_frames_and_still_covers_a_walking_face(crops,
         x0, y0, x1, y1 = clip.boxes[k][0]
         ref = clip.frames[k][y0 + 15:y1 - 15, x0 + 15:x1 - 15]
         assert detail_similarity(ref, frame[y0 + 15:y1 - 15, x0 + 15:x1 - 15]) < 0.45, k
-    full = _Slow()
+    full = SlowDetector(0.045)
     plain = anonymize_file(clip.path, tmp_path / "full.mp4", Config(), detector=full)
     assert plain.schedule_s == {} and full.calls == len(clip.frames)

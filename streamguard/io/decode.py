@@ -81,7 +81,7 @@ class FrameDecoder:
                 raise
             if not self.packets_skipped:
                 log.warning("%s: a damaged video packet after frame %d (%s); skipping damaged "
-                            "packets", self.label, self.decoded, _reason(exc))
+                            "packets", self.label, self.decoded, ffmpeg_reason(exc))
             self.packets_skipped += 1
             self.damage.lost()
             return []
@@ -101,7 +101,8 @@ class FrameDecoder:
         return Frame(index, pts, time_base, image, damaged=damaged, **fields)
 
 
-def _reason(exc: BaseException) -> str:
+def ffmpeg_reason(exc: BaseException) -> str:
+    """FFmpeg's reason for an error, without the path it names."""
     text = getattr(exc, "strerror", None) or str(exc)
     return text.split(": '")[0].strip()
 

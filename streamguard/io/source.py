@@ -34,7 +34,7 @@ from streamguard.errors import (
 )
 from streamguard.frames import Frame, Passthrough
 from streamguard.io.colour import Colour
-from streamguard.io.decode import FrameDecoder, PtsFallback, SizeKeeper
+from streamguard.io.decode import FrameDecoder, PtsFallback, SizeKeeper, ffmpeg_reason
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,9 @@ class VideoSource:
         except av.error.FFmpegError as exc:
             if _looks_like_media(head):
                 raise CorruptMediaError(
-                    f"{path}: damaged or truncated media file ({_reason(exc)})"
+                    f"{path}: damaged or truncated media file ({ffmpeg_reason(exc)})"
                 ) from None
-            raise NotAVideoError(f"{path}: not a video file ({_reason(exc)})") from None
+            raise NotAVideoError(f"{path}: not a video file ({ffmpeg_reason(exc)})") from None
         container = self._container
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
@@ -186,7 +186,7 @@ class VideoSource:
                     yield Passthrough(packet, packet.stream.index)
         except av.error.FFmpegError as exc:
             raise CorruptMediaError(
-                f"{self.path}: decoding failed after {index} frames ({_reason(exc)})"
+                f"{self.path}: decoding failed after {index} frames ({ffmpeg_reason(exc)})"
             ) from None
         if index == 0:
             raise CorruptMediaError(f"{self.path}: no frame could be decoded")
@@ -220,12 +220,8 @@ class VideoSource:
                 if packet.dts is not None:
                     yield Passthrough(packet, packet.stream.index)
         except av.error.FFmpegError as exc:
-            raise CorruptMediaError(f"{self.path}: demuxing failed ({_reason(exc)})") from None
-
-
-def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return text.split(": '")[0].strip()
+            raise CorruptMediaError(
+                f"{self.path}: demuxing failed ({ffmpeg_reason(exc)})") from None
 
 
 def find_videos(folder: Path) -> list[Path]:

@@ -146,6 +146,8 @@ class LiveStream:
             stats.last_error = self.camera.last_error
         if self.pool is not None:
             stats.worker_restarts = self.pool.restarts
+        if self.schedule is not None:
+            stats.schedule = self.schedule.snapshot()
         return stats.snapshot()
 
     def _failed(self, exc: BaseException) -> None:
@@ -196,7 +198,6 @@ class LiveStream:
         if self.schedule is not None:
             self.schedule.done(found is not NOT_LOOKED, time.perf_counter() - start,
                                self._interval(frame), backlog=len(self.frames))
-            self.stats.schedule = self.schedule.snapshot()
         return released
 
     def _interval(self, frame: Frame) -> float | None:
