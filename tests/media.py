@@ -50,12 +50,38 @@ def background(width: int, height: int, seed: int = 0) -> np.ndarray:
     return np.clip(bg.astype(np.int16) + grain, 0, 255).astype(np.uint8)
 
 
+def busy_background(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A detailed background, as hard as a street or an office: the textured background with
+    hundreds of sharp-edged shapes, lines and text of every size over it (expensive to encode,
+    and full of edges a detector must not take for faces)."""
+    rng = np.random.default_rng(seed)
+    bg = background(width, height, seed)
+    for _ in range(width * height // 2500):
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        kind = rng.integers(0, 4)
+        if kind == 0:
+            w, h = (int(v) for v in rng.integers(4, 90, 2))
+            cv2.rectangle(bg, (x, y), (x + w, y + h), colour, int(rng.choice([-1, 1, 2])))
+        elif kind == 1:
+            cv2.circle(bg, (x, y), int(rng.integers(3, 40)), colour, int(rng.choice([-1, 2])))
+        elif kind == 2:
+            dx, dy = (int(v) for v in rng.integers(-120, 120, 2))
+            cv2.line(bg, (x, y), (x + dx, y + dy), colour, int(rng.integers(1, 4)))
+        else:
+            text = "".join(chr(int(c)) for c in rng.integers(48, 91, int(rng.integers(2, 9))))
+            cv2.putText(bg, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, float(rng.uniform(0.3, 1.5)),
+                        colour, int(rng.integers(1, 3)), cv2.LINE_AA)
+    return bg
+
+
 @dataclass
 class Sprite:
     crop: np.ndarray
     face_px: int  # face width in the frame; the pasted crop is CROP_CONTEXT times larger
     start: tuple[float, float]  # crop top-left at frame 0
     velocity: tuple[float, float]  # px per frame
+    appears: int = 0  # the first frame it is in view (a person stepping out from a door)
 
     @property
     def side(self) -> int:
@@ -129,7 +155,8 @@ def write_clip(path: Path, sprites: list[Sprite], *, width: int = 1280, height: 
         fb = []
         for sp in sprites:
             b = sp.box(i)
-            paste(frame, sp.crop, b)
+            if i >= sp.appears:
+                paste(frame, sp.crop, b)
             fb.append(b)
         frames.append(frame)
         boxes.append(fb)
@@ -144,19 +171,23 @@ def write_clip(path: Path, sprites: list[Sprite], *, width: int = 1280, height: 
             out.mux(cue)
     out.mux(vs.encode(None))
     if astream is not None:
-        duration = float((pts[-1] + (pts[1] - pts[0] if n_frames > 1 else 1)) * tb)
-        n = int(duration * 48000)
-        t = np.arange(n) / 48000
-        tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-        stereo = np.stack([tone, tone])
-        for s in range(0, n, 1024):
-            chunk = np.ascontiguousarray(stereo[:, s:s + 1024])
-            af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
-            af.sample_rate, af.pts, af.time_base = 48000, s, Fraction(1, 48000)
-            out.mux(astream.encode(af))
-        out.mux(astream.encode(None))
+        mux_tone(out, astream, float((pts[-1] + (pts[1] - pts[0] if n_frames > 1 else 1)) * tb))
     out.close()
     return Clip(path, frames, boxes, pts, tb, audio)
+
+
+def mux_tone(out, astream, duration: float) -> None:
+    """Encode and mux `duration` seconds of a 440 Hz tone into `astream` (AAC, 48 kHz stereo)."""
+    n = int(duration * 48000)
+    t = np.arange(n) / 48000
+    tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    stereo = np.stack([tone, tone])
+    for s in range(0, n, 1024):
+        chunk = np.ascontiguousarray(stereo[:, s:s + 1024])
+        af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+        af.sample_rate, af.pts, af.time_base = 48000, s, Fraction(1, 48000)
+        out.mux(astream.encode(af))
+    out.mux(astream.encode(None))
 
 
 def decode_rgb(path: Path) -> tuple[list[np.ndarray], list[tuple[int, Fraction]]]:

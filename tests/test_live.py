@@ -676,6 +676,34 @@ def test_an_rtsp_camera_loses_no_frame_when_it_connects(live_clip, tmp_path):
         server.stop()
 
 
+@needs_rtsp
+def test_an_rtsp_cameras_first_frames_keep_its_frame_spacing(live_clip, tmp_path):
+    """Regression: an RTSP camera's first frame has no time yet (no clock sync) and was timed
+    on arrival; the second anchored the connection's clock on its own arrival, 2 ms later, so
+    recordings showed the first frame for 2 ms and every frame after it one place early.
+    (A clip with B-frames: the decoder holds the first frame back, so the first two arrive
+    together.)"""
+    from streamguard.frames import Frame
+
+    clip = write_clip(tmp_path / "bframes.mp4", [Sprite(live_clip.frames[0][40:130, 40:130],
+                                                        60, (40, 40), (0.5, 0.2))],
+                      width=320, height=240, n_frames=90, gop=15, preset="veryfast")
+    port = free_port()
+    server = RtspServer(clip.path, port).start()
+    stream = LiveStream(StreamConfig(name="cam", input=f"rtsp://127.0.0.1:{port}/cam",
+                                     zmq=f"ipc://{tmp_path}/zmq"), _cfg())
+    read: list[int] = []
+    stream.stages[0].tap = lambda item: read.append(item.pts) if isinstance(item, Frame) else None
+    stream.start()
+    try:
+        wait_for(lambda: len(read) >= 10, 30, "10 frames from the camera")
+    finally:
+        stream.stop()
+        server.stop()
+    steps = np.diff(read[:10])  # 30 fps on the 90 kHz live clock: 3000 a frame
+    assert np.all(np.abs(steps - 3000) <= 300), steps.tolist()
+
+
 def test_a_pause_in_the_camera_never_cuts_the_look_back_short(live_clip, tmp_path):
     """Regression (the UDP packet-loss test failed 3 in 16): a 100 ms gap in the frames (a
     decoder waiting for a keyframe) released the look-back early, so a face found just after
@@ -753,9 +781,9 @@ def walking_clip(crops, tmp_path_factory):
 
 
 def _serve_recorded(clip, folder, budget: bool, delay_s: float,
-                    fast_after: int | None = None):
+                    fast_after: int | None = None, lookback: int = 5):
     detector = SlowDetector(delay_s, fast_after)
-    cfg = _cfg(frame_budget=budget, max_queue=6, lookback=5)
+    cfg = _cfg(frame_budget=budget, max_queue=6, lookback=lookback)
     stream = LiveStream(StreamConfig(name="cam", input=str(clip.path), record_dir=str(folder),
                                      segment_s=60), cfg, detector=detector)
     stream.start()
@@ -798,3 +826,43 @@ def test_the_schedule_goes_back_to_full_detection_when_the_load_goes_away(walkin
     seconds = snap["schedule_s"]
     assert sum(s for level, s in seconds.items() if level != "full") > 0.2  # it was behind
     assert snap["schedule"] == "full" and seconds["full"] > 0.6  # and came back
+
+
+@pytest.fixture(scope="module")
+def popping_clip(crops, tmp_path_factory):
+    """4 s of 320x240: one face walking throughout, and three more popping into view at frames
+    40, 61 and 83 (people stepping out from behind a door), at different phases of any
+    detection schedule."""
+    sprites = [Sprite(crops[0], 70, (10, 10), (1.2, 0.1)),
+               Sprite(crops[1], 70, (215, 15), (-0.3, 0.2), appears=40),
+               Sprite(crops[2], 70, (15, 135), (0.4, -0.1), appears=61),
+               Sprite(crops[3], 70, (215, 135), (-0.2, -0.2), appears=83)]
+    return write_clip(tmp_path_factory.mktemp("pop") / "pop.mp4", sprites, width=320,
+                      height=240, n_frames=120, gop=15)
+
+
+def _bare_from_first_frame(clip, frames) -> list[tuple[int, int]]:
+    """(face, frame) pairs from each face's first frame in view on whose fine detail survived."""
+    bare = []
+    for j, sprite in enumerate([0, 40, 61, 83]):
+        for k in range(sprite, len(clip.frames)):
+            x0, y0, x1, y1 = clip.boxes[k][j]
+            ref = clip.frames[k][y0 + 15:y1 - 15, x0 + 15:x1 - 15]
+            if detail_similarity(ref, frames[k][y0 + 15:y1 - 15, x0 + 15:x1 - 15]) >= 0.45:
+                bare.append((j, k))
+    return bare
+
+
+def test_a_face_entering_while_the_schedule_is_cheap_is_covered_from_its_first_frame(
+        popping_clip, tmp_path):
+    """Detection skips frames under the budget; a face that pops into view on a skipped frame
+    is found on the next look, and the look-back covers it on the frames before. Without the
+    look-back (what the config refuses: live.lookback below budget_max_every - 1) the same
+    faces go out bare on their first frames."""
+    snap, frames, calls = _serve_recorded(popping_clip, tmp_path / "on", True, 0.045)
+    n = len(popping_clip.frames)
+    assert snap["dropped"] == 0 and snap["frames_in"] == n and calls < 0.7 * n
+    assert sum(s for level, s in snap["schedule_s"].items() if level != "full") > 2.0
+    assert _bare_from_first_frame(popping_clip, frames) == []
+    _, frames, _ = _serve_recorded(popping_clip, tmp_path / "off", True, 0.045, lookback=0)
+    assert _bare_from_first_frame(popping_clip, frames), "the control leaves no face bare"

@@ -88,6 +88,7 @@ class Look:
     infrared: bool = False
     crf: int = 16
     pan: float = 0.0
+    busy: bool = False  # a detailed background (media.busy_background), not a smooth one
 
     @property
     def light(self) -> str:
@@ -243,6 +244,25 @@ def camera_scenarios(w: int, h: int, n: int, src) -> list[Scenario]:
     return out
 
 
+def busy_scenario(w: int, h: int, n: int, n_sources: int) -> Scenario:
+    """A busy camera: 8 faces of 33-220 px (at 720p; scaled with the frame) walking in view
+    from the first frame to the last, two cut by the frame's edge, over a detailed background
+    panning 3 px a frame, H.264 at CRF 18 (a high camera bitrate)."""
+    rng = np.random.default_rng(7)
+    src = [int(i) for i in rng.permutation(np.resize(np.arange(n_sources), 8))]
+    s, e = w / 1280, n - 1
+    walk = [  # (centre x, centre y, face px) at frame 0, then px a frame (vx, vy)
+        (0.18, 0.22, 220, 1.2, 0.3), (0.62, 0.2, 120, -1.5, 0.6), (0.42, 0.62, 90, 1.0, -0.4),
+        (0.82, 0.78, 33, -0.8, -0.5), (0.28, 0.8, 48, 0.6, 0.2), (0.72, 0.5, 160, -0.7, 0.1),
+        (0.0, 0.45, 100, 0.25, 0.15),  # cut by the left edge, about half inside
+        (0.55, 1.0, 90, -0.5, 0.0),  # cut by the bottom edge
+    ]
+    tracks = [Track(src[i], ((0, fx * w, fy * h, px * s),
+                             (e, fx * w + vx * s * e, fy * h + vy * s * e, px * s)))
+              for i, (fx, fy, px, vx, vy) in enumerate(walk)]
+    return Scenario("busy", w, h, n, tracks, Look(pan=3.0 * s, crf=18, busy=True))
+
+
 # -- rendering with ground truth --------------------------------------------------------------
 
 def face_box(track: Track, source: FaceSource, t: int) -> tuple[float, float, float, float]:
@@ -364,21 +384,24 @@ def _turned_truth(tr: Track, t: int, i: int, size: float, turned: tuple, owner,
             "light": look.light, "blur": look.blur > 1}
 
 
-def write_scenario(sc: Scenario, sources: list[FaceSource], path: Path) -> list[list[dict]]:
-    """Encode the clip (libx264, the look's CRF (16 unless set), GOP 30, 30 fps, no audio);
-    returns its ground truth."""
+def write_scenario(sc: Scenario, sources: list[FaceSource], path: Path,
+                   audio: bool = False) -> list[list[dict]]:
+    """Encode the clip (libx264, the look's CRF (16 unless set), GOP 30, 30 fps; with `audio`
+    a tone track, as an RTSP camera serving it needs); returns its ground truth."""
     import av
 
-    from media import background
+    from media import background, busy_background, mux_tone
 
     pan = int(math.ceil(sc.look.pan * sc.frames)) + 1 if sc.look.pan else 0
-    bg = background(sc.width + pan, sc.height, seed=sc.width + len(sc.name))
+    paint = busy_background if sc.look.busy else background
+    bg = paint(sc.width + pan, sc.height, seed=sc.width + len(sc.name))
     truths = []
     tmp = path.with_suffix(".tmp.mp4")
     with av.open(str(tmp), "w") as out:
         vs = out.add_stream("libx264", rate=30)
         vs.width, vs.height, vs.pix_fmt = sc.width, sc.height, "yuv420p"
         vs.codec_context.options = {"crf": str(sc.look.crf), "preset": "veryfast", "g": "30"}
+        astream = out.add_stream("aac", rate=48000, layout="stereo") if audio else None
         for t in range(sc.frames):
             frame, truth = render(sc, sources, t, bg)
             for f in truth:
@@ -386,6 +409,8 @@ def write_scenario(sc: Scenario, sources: list[FaceSource], path: Path) -> list[
             truths.append(truth)
             out.mux(vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         out.mux(vs.encode(None))
+        if astream is not None:
+            mux_tone(out, astream, sc.frames / 30)
     tmp.rename(path)
     return truths
 

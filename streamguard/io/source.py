@@ -294,6 +294,9 @@ def is_network_camera(url: str) -> bool:
     return url.startswith(("rtsp://", "rtsps://"))
 
 
+DEFAULT_INTERVAL = 1 / 30  # a camera that states no frame rate: the common 30 fps
+
+
 class CameraSource:
     """A live input, read until stopped: an RTSP camera (TCP by default), a webcam
     (/dev/videoN) or a file played in real time (`loop` replays it).
@@ -322,6 +325,7 @@ class CameraSource:
         self.paced = not (is_network_camera(url) or url.startswith("/dev/video"))
         self.sizes = SizeKeeper(name)  # every connection's frames keep the first one's size
         self.decoder: FrameDecoder | None = None  # this connection's
+        self.frame_interval = DEFAULT_INTERVAL  # seconds, from this connection's frame rate
         self.connected = False
         self.reconnects = 0
         self.last_error = ""
@@ -390,6 +394,8 @@ class CameraSource:
         # references (damaged); the frame size stays the first connection's
         self.decoder = FrameDecoder.for_stream(stream, self.name, keep_size=self.sizes,
                                                start_damaged=True)
+        rate = stream.average_rate or stream.guessed_rate
+        self.frame_interval = 1 / float(rate) if rate else DEFAULT_INTERVAL
         audio = container.streams.audio[0] if container.streams.audio else None
         on_connect(audio)
         start_wall, start_t = time.monotonic(), None

@@ -85,6 +85,7 @@ class LiveStream:
         self._t0 = time.monotonic()
         self.outputs = Outputs(scfg, cfg, self.stats, self._t0)
         self._offset: float | None = None  # output clock - input clock, this connection
+        self._untimed: float | None = None  # the output time of a frame timed on arrival
         self._last_pts = -1  # the source's last pts
         idle_s = 1.0 / live.placeholder_fps
         name = scfg.name
@@ -159,7 +160,7 @@ class LiveStream:
 
     # -- read ------------------------------------------------------------------------------
     def _on_connect(self, audio: Any) -> None:
-        self._offset = None
+        self._offset = self._untimed = None
         self.outputs.use_audio(audio)
 
     def _ingest(self, vf: Any) -> Frame:
@@ -169,7 +170,7 @@ class LiveStream:
         # the frames predicted from it are protected as protect.damaged says, and counted
         self.stats.frames_corrupt += bool(getattr(vf, "is_corrupt", False))
         # camera time plus this connection's offset, on the live clock; strictly increasing
-        pts = max(int(self._out_time(vf.time) / LIVE_TIME_BASE), self._last_pts + 1)
+        pts = max(int(self._frame_time(vf.time) / LIVE_TIME_BASE), self._last_pts + 1)
         self._last_pts = pts
         # a camera that came back at another resolution: its outputs keep the first size
         frame = self.camera.decoder.frame(vf, self.stats.frames_in, pts, LIVE_TIME_BASE,
@@ -180,6 +181,22 @@ class LiveStream:
 
     def _on_audio(self, packet: Any) -> None:
         self.outputs.queue_audio(packet, self._out_time(float(packet.pts * packet.time_base)))
+
+    def _frame_time(self, t_src: float | None) -> float:
+        """A video frame's output time. RTSP's first frame has no time yet (before the
+        stream's first clock sync) and is timed on arrival; the next one, decoded right after
+        it, is kept a frame interval later (the connection's clock moves with it, audio too):
+        it went out 2 ms after it, and recordings showed the first frame for 2 ms."""
+        t = self._out_time(t_src)
+        if t_src is None:
+            self._untimed = t
+        elif self._untimed is not None:
+            shift = self._untimed + self.camera.frame_interval - t
+            if shift > 0:
+                self._offset += shift
+                t += shift
+            self._untimed = None
+        return t
 
     def _out_time(self, t_src: float | None) -> float:
         """This connection's input time on the output clock (seconds since the stream began)."""
