@@ -3,7 +3,9 @@
     python benchmarks/fuzz.py [--runs 300] [--seed 0]
 
 Each mutant (byte flips, truncation, dropped/duplicated packets, a wrong header duration, a
-damaged audio stream; tests/fuzzing.py) must end with a documented exit code within the time
+damaged audio stream; MPEG-TS pieces joined as cameras write them, at another size, jumping
+ahead or switching codec; a TS with its PAT/PMT lost for a while, a broken moov, a fragmented
+MP4 cut mid-fragment, lost B-frames; tests/fuzzing.py) must end with a documented exit code within the time
 bound, without a traceback or a partial file, and every face found in its input frames must be
 protected in the output. Prints exit codes per mutation and writes
 benchmarks/results/fuzz.json (failures listed with the seed that reproduces them).
@@ -33,22 +35,23 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fuzz.json"))
     args = ap.parse_args()
 
-    from fuzzing import MUTATIONS, check_mutant, mutate
+    from fuzzing import MUTATIONS, SUFFIX, check_mutant, mutate
     from machine import describe
     from media import Sprite, face_crops, write_clip
 
     from streamguard.detect.mediapipe import BlazeFace
 
     work = Path(tempfile.mkdtemp(prefix="streamguard-fuzz-"))
+    # B-frames (veryfast) so that "bframes" has some to lose
     seed_clip = write_clip(work / "seed.mp4", [Sprite(face_crops()[0], 110, (120, 60), (2, 1))],
-                           width=640, height=360, n_frames=45).path
+                           width=640, height=360, n_frames=45, preset="veryfast").path
     finder = BlazeFace("full_range", 0.5)
     exits: dict[str, Counter] = defaultdict(Counter)
     failures, t0 = [], time.time()
     for run in range(args.runs):
         kind = MUTATIONS[run % len(MUTATIONS)]
         seed = args.seed + run
-        mutant = work / f"{kind}-{seed}.mp4"
+        mutant = work / f"{kind}-{seed}{SUFFIX.get(kind, '.mp4')}"
         out = work / f"out-{run}"
         out.mkdir()
         try:

@@ -8,16 +8,14 @@ unless STREAMGUARD_DEBUG=1).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
-import re
 import sys
-import threading
 from pathlib import Path
 
 from streamguard import __version__
+from streamguard.console import JsonFormatter, native_noise_filtered
 from streamguard.errors import InputNotFoundError, NoVideosError, OutputError, StreamguardError
 from streamguard.progress import Progress
 
@@ -126,61 +124,6 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# native libraries' chatter (MediaPipe/LiteRT via absl and glog), shown only with -v
-_NATIVE_NOISE = re.compile(rb"^(WARNING: Logging before InitGoogle\(\)|[IWE]\d{4} [\d:. ]+\d+ "
-                           rb"\S+\.cc:\d+\]|INFO: \[\S+\.cc:\d+\])")
-
-
-@contextlib.contextmanager
-def _native_noise_filtered(enabled: bool):
-    """Route file descriptor 2 through a thread that drops the native libraries' log lines
-    and passes everything else (our one-line errors, warnings, tracebacks) on unchanged. Such
-    lines come at unpredictable moments (LiteRT logs an alignment notice at the first input it
-    has to copy), so silencing around calls cannot catch them all."""
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    original = os.dup(2)
-    read_fd, write_fd = os.pipe()
-    os.dup2(write_fd, 2)
-    os.close(write_fd)
-
-    def forward() -> None:
-        # native loggers write whole lines; a piece without its newline (a progress bar's
-        # "\r" update) is passed on at once, not held back
-        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
-            while chunk := pipe.read(65536):
-                pieces = chunk.split(b"\n")
-                kept = [p + b"\n" for p in pieces[:-1] if not _NATIVE_NOISE.match(p)]
-                if pieces[-1] and not _NATIVE_NOISE.match(pieces[-1]):
-                    kept.append(pieces[-1])
-                if kept:
-                    os.write(original, b"".join(kept))
-
-    thread = threading.Thread(target=forward, name="streamguard-stderr", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(original, 2)  # the pipe's last writer is gone (unless a child holds it)
-        thread.join(2.0)
-        os.close(original)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message (and the exception, if any)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-               "level": record.levelname.lower(), "logger": record.name,
-               "message": record.getMessage()}
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False)
-
-
 _log_format = "text"
 
 
@@ -210,7 +153,7 @@ def configure_logging(verbose: int, fmt: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     configure_logging(args.verbose, args.log_format)
-    with _native_noise_filtered(args.verbose == 0):
+    with native_noise_filtered(args.verbose == 0):
         return _run(args)
 
 
@@ -297,8 +240,11 @@ def _serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from streamguard.config import StreamConfig, load_config
+    from pydantic import ValidationError
+
+    from streamguard.config import StreamConfig, format_validation_error, load_config
     from streamguard.errors import ConfigError
+    from streamguard.io.encode import check_options
     from streamguard.live.stream import serve
 
     overrides = list(args.overrides)
@@ -310,11 +256,15 @@ def _serve(args: argparse.Namespace) -> int:
         overrides.append(f"live.http_port={args.http_port}")
     cfg = load_config(args.config, overrides)
     if args.input:
-        one = StreamConfig(name=args.name, input=args.input, publish=args.publish, zmq=args.zmq,
-                           record_dir=args.record, loop=args.loop)
+        try:
+            one = StreamConfig(name=args.name, input=args.input, publish=args.publish,
+                               zmq=args.zmq, record_dir=args.record, loop=args.loop)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, "serve")) from None
         cfg = cfg.model_copy(update={"streams": [*cfg.streams, one]})
     if not cfg.streams:
         raise ConfigError("nothing to serve: give --input or [[streams]] in --config")
+    check_options(cfg.live.encode, "live.encode")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -403,7 +353,8 @@ def plan_outputs(inputs: list[str], output: str | None) -> list[tuple[Path, Path
 def _anonymize(args: argparse.Namespace) -> int:
     from streamguard.config import load_config
     from streamguard.pipeline import anonymize_file
-    from streamguard.report import write_reports
+    from streamguard.io.encode import check_options
+    from streamguard.report import check_report_path, write_reports
 
     overrides = list(args.overrides)
     for key, value in (("protect.mode", args.mode), ("protect.blocks", args.blocks),
@@ -413,6 +364,9 @@ def _anonymize(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={json.dumps(value)}")
     cfg = load_config(args.config, overrides)
     pairs = plan_outputs(args.inputs, args.output)
+    if args.report:
+        check_report_path(args.report)  # before any work: a run that cannot report fails
+    check_options(cfg.encode)
     show = not args.no_progress
     if args.ray is not None:
         return _anonymize_ray(args, cfg, pairs, show)
@@ -434,8 +388,9 @@ def _anonymize(args: argparse.Namespace) -> int:
         print(f"{src} -> {dst}: {report.frames} frames, {report.tracks} face tracks"
               f"{closed}, {report.fps:.1f} fps")
     if args.report:
-        write_reports(args.report, reports)
+        write_reports(args.report, reports, undo=[r.output for r in reports])
     return first_error.exit_code if first_error else 0
+
 
 
 def _closed(report) -> str:
@@ -481,7 +436,8 @@ def _anonymize_ray(args: argparse.Namespace, cfg, pairs: list[tuple[Path, Path]]
           f"segments on {summary.workers} workers / {summary.nodes} nodes, "
           f"{summary.retried} rerun; {summary.fps:.1f} fps")
     if args.report:
-        write_reports(args.report, [f.report for f in done], extra={"cluster": summary.to_dict()})
+        write_reports(args.report, [f.report for f in done], extra={"cluster": summary.to_dict()},
+                      undo=[str(f.dst) for f in done])
     errors = [f.error for f in summary.files if f.error is not None]
     return errors[0].exit_code if errors else 0
 

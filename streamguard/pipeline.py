@@ -66,6 +66,7 @@ def anonymize_file(
     report.packets_copied = sink.packets_copied
     report.frames_rescaled = source.frames_rescaled
     report.packets_skipped = source.packets_skipped
+    report.pts_discontinuities = source.timeline.discontinuities if source.timeline else 0
     return report
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamguard.errors import OutputError
 from streamguard.frames import Frame
 
 
@@ -69,6 +71,7 @@ class RunReport(FrameCounts):
     resolution: str = ""
     frames_rescaled: int = 0  # frames whose size changed mid-stream, rescaled to the first
     packets_skipped: int = 0  # damaged video packets skipped (pipeline.on_corrupt = "skip")
+    pts_discontinuities: int = 0  # timestamps that went back or jumped ahead (joined files)
     tracks: int = 0
     packets_copied: int = 0
     dropped_streams: list[str] = field(default_factory=list)
@@ -88,14 +91,45 @@ class RunReport(FrameCounts):
         return data
 
 
-def write_reports(path: str | Path, reports: list[RunReport], extra: dict | None = None) -> None:
-    """One JSON document: totals plus one record per file."""
+def check_report_path(path: str | Path) -> Path:
+    """Refuse a report path that cannot be written, before any work starts: its folder must
+    exist and take a file (a probe file is created there and removed)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: cannot write the report: it is a folder")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: cannot write the report: no such folder {path.parent}")
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write the report ({exc.strerror})") from None
+    os.close(fd)
+    probe.unlink(missing_ok=True)
+    return path
+
+
+def write_reports(path: str | Path, reports: list[RunReport], extra: dict | None = None,
+                  undo: list[str] | None = None) -> None:
+    """One JSON document: totals plus one record per file, written whole or not at all. If
+    it cannot be written after all (a full disk), the run failed: the outputs in `undo` (what
+    it wrote) are removed too."""
     totals = Counter()
     for r in reports:
         totals.update({"files": 1, "frames": r.frames, "faces": r.faces, "tracks": r.tracks,
                        "failed_closed": r.failed_closed, "frames_dropped": r.frames_dropped})
     doc = {"totals": dict(totals), "files": [r.to_dict() for r in reports], **(extra or {})}
-    Path(path).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        for out in undo or ():
+            Path(out).unlink(missing_ok=True)
+        raise OutputError(f"{path}: writing the report failed ({exc.strerror}); the outputs "
+                          "of this run were removed") from None
 
 
 # -- live metrics ---------------------------------------------------------------------------------
@@ -118,6 +152,9 @@ class StreamStats(FrameCounts):
     reconnects: int = 0
     frames_rescaled: int = 0
     frames_corrupt: int = 0
+    pts_discontinuities: int = 0  # the camera's clock jumped back or ahead within a connection
+    output_failures: int = 0  # failed tries to deliver to an output (an RTSP publish target)
+    output_error: str = ""  # why an output is failing now ("" when all deliver)
     # the frame budget's level and seconds per level (`DetectSchedule.snapshot`); {} when off
     schedule: dict = field(default_factory=dict)
     connected: bool = False
@@ -151,6 +188,8 @@ class StreamStats(FrameCounts):
                 "failed_closed": self.failed_closed, "faces": self.faces,
                 "reconnects": self.reconnects, "connected": int(self.connected),
                 "frames_rescaled": self.frames_rescaled, "frames_corrupt": self.frames_corrupt,
+                "pts_discontinuities": self.pts_discontinuities,
+                "output_failures": self.output_failures, "output_error": self.output_error,
                 "frames_damaged": self.frames_damaged, "detect_errors": self.detect_errors,
                 "audio_packets": self.audio_packets, "worker_restarts": self.worker_restarts,
                 "fps_out": round(self.frames_out / elapsed, 2),
@@ -177,6 +216,10 @@ COUNTERS = {
     "reconnects": "Camera reconnect attempts.",
     "frames_rescaled": "Frames rescaled to the stream's first size.",
     "frames_corrupt": "Frames the decoder flagged as damaged (lost packets concealed).",
+    "output_failures": "Failed tries to deliver to an output (an RTSP publish target that "
+                       "refuses or went away; retried with backoff).",
+    "pts_discontinuities": "Times the camera's clock jumped back or ahead by more than 10 s "
+                           "within a connection (re-anchored; output time never goes back).",
     "frames_damaged": "Frames flagged damaged and those after them until the next intact "
                       "keyframe (protect.damaged says how they are protected).",
     "detect_errors": "Frames whose detector raised (protected whole).",

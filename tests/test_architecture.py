@@ -18,7 +18,7 @@ LAYERS = [
     "models", "backends", "protect", "schedule", "process", "report", "progress", "stages", "io", "pipeline",
     "api",
     "live",
-    "batch", "cli",
+    "batch", "console", "cli",
 ]
 
 

@@ -866,3 +866,31 @@ def test_a_face_entering_while_the_schedule_is_cheap_is_covered_from_its_first_f
     assert _bare_from_first_frame(popping_clip, frames) == []
     _, frames, _ = _serve_recorded(popping_clip, tmp_path / "off", True, 0.045, lookback=0)
     assert _bare_from_first_frame(popping_clip, frames), "the control leaves no face bare"
+
+
+def test_a_refused_publish_target_backs_off_and_says_why_on_the_status(live_clip, tmp_path):
+    """Regression: a publish target that refuses was retried every 0.5 s for ever (the
+    backoff was reset as soon as the output opened, before the server was asked anything),
+    and nothing on the status page said so. Protected frames still reach the other outputs."""
+    from streamguard.live.http import stream_state
+
+    target = f"rtsp://127.0.0.1:{free_port()}/out"
+    stream = LiveStream(StreamConfig(name="cam", input=str(live_clip.path), publish=target,
+                                     zmq=f"ipc://{tmp_path}/zmq"),
+                        _cfg(reconnect_initial_s=0.5, reconnect_max_s=8.0)).start()
+    try:
+        time.sleep(4.5)
+        state = stream_state(stream)
+    finally:
+        stream.stop()
+    assert 2 <= state["output_failures"] <= 5  # tries at 0, 0.5, 1.5, 3.5 s: not every 0.5 s
+    assert "connection refused" in state["output_error"] and "publish" in state["output_error"]
+    assert state["frames_out"] > 60
+
+
+def test_a_malformed_publish_url_is_refused_at_start(live_clip):
+    from test_cli import assert_one_line_error, run
+
+    proc = run("serve", "--input", live_clip.path, "--publish", "notaurl://::bad",
+               "--duration", "5")
+    assert_one_line_error(proc, 2, "publish", "notaurl://::bad")

@@ -219,8 +219,8 @@ def test_frames_damaged_by_lost_data_are_protected_whole_across_cuts(long_clip, 
 
     hit = long_clip.pts[30]  # GOP 24: damaged from frame 30 to 47, keyframe at 48
     decode = segments._decode
-    monkeypatch.setattr(segments, "_decode", lambda job, decoder: (
-        (pts, Patched(vf) if pts == hit else vf) for pts, vf in decode(job, decoder)))
+    monkeypatch.setattr(segments, "_decode", lambda job, decoder, timeline: (
+        (pts, Patched(vf) if pts == hit else vf) for pts, vf in decode(job, decoder, timeline)))
     report = anonymize_segmented(long_clip.path, tmp_path / "s.mp4", CFG, 1.0,
                                  CFG.ray.context_frames)
     assert report.frames == 120

@@ -42,6 +42,7 @@ from streamguard.frames import Frame, Passthrough
 from streamguard.io.sink import EncodedPacket, PacketEncoder, VideoSink
 from streamguard.io.decode import FrameDecoder, PtsFallback
 from streamguard.io.source import SourceInfo, VideoSource
+from streamguard.io.timeline import JUMP_S, Timeline
 from streamguard.process import FrameProcessor, Lookback
 from streamguard.report import RunReport
 
@@ -145,15 +146,28 @@ def plan_segments(path: str | Path, segment_s: float) -> Plan:
     all_pts: list[int] = []
     shown_max: int | None = None
     splittable = True
+    last_dts: int | None = None
+    jump = JUMP_S / tb
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         try:
             for pkt in container.demux(stream):
                 if pkt.size == 0:
                     continue
+                if pkt.is_corrupt and container.format.name != "mpegts":
+                    # cut mid-packet or damaged (MPEG-TS flags every continuity jump, joins
+                    # too): the decoder's own error may be lost in its threads
+                    raise CorruptMediaError(f"{path}: damaged or truncated: a video packet is "
+                                            "cut or damaged")
                 if pkt.pts is None:
                     splittable = False
                     continue
+                if pkt.dts is not None:
+                    # timestamps that restart or jump (joined recordings): pts ranges cannot
+                    # name the segments, so the file is processed uncut, on one clock
+                    if last_dts is not None and not last_dts <= pkt.dts <= last_dts + jump:
+                        splittable = False
+                    last_dts = pkt.dts
                 if pkt.is_keyframe:
                     keys.append((pkt.pts, shown_max))
                 if not pkt.is_discard:
@@ -260,7 +274,9 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
         for ready in lookback.push(processor.analyze(frame)):
             emit(ready)
 
-    for pts, vf in _decode(job, decoder):
+    rate = params.info.average_rate
+    timeline = Timeline(1 / rate if rate else Fraction(1, 30))
+    for pts, vf in _decode(job, decoder, timeline):
         i, index = index, index + 1
         damaged = decoder.damage(vf)  # read in decode order; the picture converted later
         if seg.start is not None and pts < seg.start:
@@ -287,6 +303,7 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
     # a track crossing the cut was counted by the segment before (its frames before the cut
     # are that segment's), so the file's total counts it once
     report.tracks = len(tracks_owned - tracks_before)
+    report.pts_discontinuities = timeline.discontinuities
     report.wall_s = time.perf_counter() - t0
     return EncodedSegment(job.key, seg.index, out, extradata, owned, report)
 
@@ -303,9 +320,11 @@ def _decoder(job: SegmentJob) -> FrameDecoder:
         raise CorruptMediaError(f"{job.key}: no decoder for '{params.codec}'") from None
 
 
-def _decode(job: SegmentJob, decoder: FrameDecoder) -> Iterator[tuple[int, av.VideoFrame]]:
-    """(pts, decoded frame) in display order; the RGB conversion is left to the caller, which
-    skips it for the context frames it does not analyze."""
+def _decode(job: SegmentJob, decoder: FrameDecoder, timeline: Timeline,
+            ) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(pts, decoded frame) in display order, the pts on `timeline` (a joined file, planned
+    uncut, gets one clock); the RGB conversion is left to the caller, which skips it for the
+    context frames it does not analyze."""
     params = job.params
     tb = params.time_base
     fallback = PtsFallback(params.info)
@@ -320,7 +339,7 @@ def _decode(job: SegmentJob, decoder: FrameDecoder) -> Iterator[tuple[int, av.Vi
             raise CorruptMediaError(f"{job.key}: decoding failed ({exc})") from None
         for vf in decoded:
             if vf.pts is None or vf.pts not in discard:
-                yield fallback(vf.pts, tb)[0], vf
+                yield timeline.pts(0, fallback(vf.pts, tb)[0], tb), vf
 
     for p in job.packets:
         pkt = av.Packet(p.data)
@@ -418,6 +437,7 @@ class SegmentJoiner:
 def _merge_report(total: RunReport, part: RunReport) -> None:
     total.add(part)
     total.tracks += part.tracks
+    total.pts_discontinuities += part.pts_discontinuities
     for stage, busy in part.stage_busy_s.items():
         total.stage_busy_s[stage] = total.stage_busy_s.get(stage, 0.0) + busy
 

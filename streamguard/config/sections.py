@@ -4,8 +4,9 @@ config and its loading are in `streamguard.config`)."""
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -290,6 +291,21 @@ class StreamConfig(_Section):
     record_format: Literal["mp4", "mkv"] = Field(
         "mp4", description="Container of the recorded segments (each finalized when it ends).")
     loop: bool = Field(False, description="Files only: start again at the end (demos, tests).")
+
+    @field_validator("publish")
+    @classmethod
+    def _publish_is_an_rtsp_url(cls, url: str | None) -> str | None:
+        """A malformed publish URL is refused at start (before: retried forever)."""
+        if url is None:
+            return url
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as exc:
+            raise ValueError(f"publish {url!r} is not a URL ({exc})") from None
+        if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
+            raise ValueError(f"publish {url!r} must be an rtsp://host[:port]/path URL")
+        return url
 
 
 class LiveConfig(_Section):

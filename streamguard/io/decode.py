@@ -16,6 +16,8 @@ connection's offset on.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -79,14 +81,19 @@ class FrameDecoder:
         except av.error.FFmpegError as exc:
             if not self._skip_corrupt:
                 raise
-            if not self.packets_skipped:
-                log.warning("%s: a damaged video packet after frame %d (%s); skipping damaged "
-                            "packets", self.label, self.decoded, ffmpeg_reason(exc))
-            self.packets_skipped += 1
-            self.damage.lost()
+            self.skip(ffmpeg_reason(exc))
             return []
         self.decoded += len(frames)
         return frames
+
+    def skip(self, why: str) -> None:
+        """Leave a damaged packet out (`skip_corrupt`): counted, and the frames after it
+        flagged damaged."""
+        if not self.packets_skipped:
+            log.warning("%s: a damaged video packet after frame %d (%s); skipping damaged "
+                        "packets", self.label, self.decoded, why)
+        self.packets_skipped += 1
+        self.damage.lost()
 
     def frame(self, vf: Any, index: int, pts: int, time_base: Fraction,
               damaged: bool | None = None, **fields: Any) -> Frame:
@@ -99,6 +106,27 @@ class FrameDecoder:
         if image is None:
             image = vf.to_ndarray(format="rgb24")
         return Frame(index, pts, time_base, image, damaged=damaged, **fields)
+
+
+@contextmanager
+def decoder_errors(watch: bool = True) -> Iterator[list[str]]:
+    """The errors FFmpeg logs on this thread inside the block (`watch` False: none are
+    looked for, and FFmpeg's logging is left alone). FFmpeg's log level is raised to ERROR
+    for the block only; streamguard keeps it silent otherwise."""
+    errors: list[str] = []
+    if not watch:
+        yield errors
+        return
+    import av.logging
+
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture() as logs:
+            yield errors
+        errors += [msg.strip() for lvl, _, msg in logs if lvl <= av.logging.ERROR]
+    finally:
+        av.logging.set_level(level)
 
 
 def ffmpeg_reason(exc: BaseException) -> str:
@@ -161,7 +189,9 @@ class SizeKeeper:
                         *self.size)
         self.rescaled += 1
         out = vf.reformat(width=self.size[0], height=self.size[1])
-        out.pts, out.time_base = vf.pts, vf.time_base
+        out.pts = vf.pts
+        if vf.time_base is not None:  # a segment's decoder (no stream) gives frames none
+            out.time_base = vf.time_base
         return out
 
 

@@ -17,7 +17,7 @@ import av.error
 import numpy as np
 
 from streamguard.config import EncodeConfig
-from streamguard.errors import UnsupportedCodecError, OutputError
+from streamguard.errors import ConfigError, OutputError, UnsupportedCodecError
 from streamguard.frames import PlanarImage
 from streamguard.io.colour import RANGE_FULL, RANGE_LIMITED, Colour, rgb_to_yuv420
 from streamguard.io.source import SourceInfo
@@ -62,6 +62,27 @@ def resolve_encoder(name: str) -> str:
     return name
 
 
+def check_options(cfg: EncodeConfig, key: str = "encode") -> None:
+    """Refuse encoder options the encoder does not know, by name, before any work (FFmpeg
+    ignores them silently): a 16 x 16 encoder is opened with them and whatever it left
+    unused is named."""
+    if not cfg.options:
+        return
+    codec = resolve_encoder(cfg.codec)
+    ctx = av.CodecContext.create(codec, "w")
+    ctx.width, ctx.height, ctx.time_base = 16, 16, Fraction(1, 30)
+    ctx.pix_fmt = cfg.pix_fmt
+    ctx.options = dict(cfg.options)
+    try:
+        ctx.open()
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise ConfigError(f"{key}.options {dict(cfg.options)}: {codec} refuses them "
+                          f"({exc})") from None
+    unused = sorted(ctx.options)
+    if unused:
+        raise ConfigError(f"{key}.options.{unused[0]}: {codec} has no such option")
+
+
 def _nvenc_usable(name: str) -> bool:
     try:
         ctx = av.CodecContext.create(name, "w")
@@ -78,12 +99,13 @@ def encodable_size(pix_fmt: str, width: int, height: int) -> tuple[int, int]:
     """The smallest size >= (width, height) the pixel format can hold: chroma-subsampled
     formats (yuv420p: both sides, yuv422p: the width) need even sides."""
     try:
-        fmt = av.VideoFormat(pix_fmt, width, height)
+        fmt = av.VideoFormat(pix_fmt, 4, 4)  # 4 x 4 shows the subsampling (1 x 1 hides it)
     except (ValueError, av.error.FFmpegError):
         raise UnsupportedCodecError(f"unknown pixel format '{pix_fmt}'") from None
     chroma = [c for c in fmt.components if c.is_chroma]
-    step_w = 2 if chroma and width > 1 and chroma[0].width < width else 1
-    step_h = 2 if chroma and height > 1 and chroma[0].height < height else 1
+    step_w = 2 if chroma and chroma[0].width < 4 else 1
+    step_h = 2 if chroma and chroma[0].height < 4 else 1
+    # a 1 px side rounds up to 2 too (a 1x1 video failed to open the encoder: exit 8)
     return -(-width // step_w) * step_w, -(-height // step_h) * step_h
 
 

@@ -105,6 +105,7 @@ class RtspPublisher:
         self._enc: LiveEncoder | None = None
         self._backoff = backoff
         self.failures = 0
+        self.last_failure = ""  # why the last try failed; "" while it delivers
 
     def write(self, frame: Frame, placeholder: bool) -> None:
         if self._enc is None:
@@ -113,7 +114,6 @@ class RtspPublisher:
             try:
                 self._enc = LiveEncoder(self.url, "rtsp", frame, self._encode,
                                         {"rtsp_transport": "tcp"}, audio=self.audio)
-                self._backoff.reset()
                 log.info("publishing to %s", redact(self.url))
             except (av.error.FFmpegError, OSError) as exc:
                 self._fail(exc)
@@ -122,6 +122,11 @@ class RtspPublisher:
             self._enc.write(frame)
         except (av.error.FFmpegError, OSError) as exc:
             self._fail(exc)
+            return
+        # only a frame delivered proves the target works (opening succeeds before the server
+        # is asked anything: resetting there retried a refusing server every 0.5 s)
+        self._backoff.reset()
+        self.last_failure = ""
 
     def write_audio(self, packet: Any, pts: int) -> None:
         if self._enc is None:
@@ -134,6 +139,7 @@ class RtspPublisher:
     def _fail(self, exc: BaseException) -> None:
         self.failures += 1
         delay = self._backoff.failed()
+        self.last_failure = f"publish {redact(self.url)}: {classify(exc)}"
         log.warning("RTSP output %s: %s; retrying in %.1f s", redact(self.url), classify(exc),
                     delay)
         if self._enc is not None:

@@ -34,7 +34,10 @@ from streamguard.errors import (
 )
 from streamguard.frames import Frame, Passthrough
 from streamguard.io.colour import Colour
-from streamguard.io.decode import FrameDecoder, PtsFallback, SizeKeeper, ffmpeg_reason
+from streamguard.io.decode import (
+    FrameDecoder, PtsFallback, SizeKeeper, decoder_errors, ffmpeg_reason,
+)
+from streamguard.io.timeline import JUMP_S, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,7 @@ class VideoSource:
         self._skip_corrupt = skip_corrupt
         self._container: av.container.InputContainer | None = None
         self.decoder: FrameDecoder | None = None  # `items()` makes one per pass
+        self.timeline: Timeline | None = None  # and one output clock
 
     def __enter__(self) -> VideoSource:
         self.open()
@@ -126,6 +130,8 @@ class VideoSource:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             self.close()
+            if kinds == ["subtitle"]:  # FFmpeg reads any text file as subtitles
+                raise NotAVideoError(f"{path}: not a video file (it reads as text)")
             raise NotAVideoError(f"{path}: no video stream (streams: {', '.join(kinds)})")
         video = container.streams.video[0]
         codec_name = video.codec_context.name if video.codec_context else "unknown"
@@ -136,6 +142,7 @@ class VideoSource:
             self.close()
             raise CorruptMediaError(f"{path}: video stream has no frame size (damaged header?)")
         self.video = video
+        _warn_unkept(path, video.codec_context.format)
         copy = tuple(
             s for s in container.streams
             if s.index != video.index and s.type in ("audio", "subtitle", "data")
@@ -168,6 +175,11 @@ class VideoSource:
         video, info = self.video, self.info
         copy_index = {s.index for s in info.copy_streams}
         fallback = PtsFallback(info)
+        # joined recordings and camera restarts: timestamps that go back or jump ahead are
+        # put on one increasing clock, audio and subtitles with the video
+        timeline = self.timeline = self._timeline()
+        still = self.still
+        continuity_only = self._container.format.name == "mpegts"
         index = packets = 0
         decoder = self.decoder = FrameDecoder.for_stream(
             video, str(self.path), size=(info.width, info.height),
@@ -176,20 +188,47 @@ class VideoSource:
             for packet in self._container.demux(video, *info.copy_streams):
                 if packet.stream.index == video.index:
                     packets += packet.size > 0
+                    if packet.is_corrupt and packet.size and continuity_only:
+                        # MPEG-TS flags a packet after any continuity-counter jump: joined
+                        # recordings have one at each join, lost packets too; it decodes, and
+                        # what lost data damaged until the next keyframe is protected as such
+                        decoder.damage.lost()
+                    elif packet.is_corrupt and packet.size:
+                        # the demuxer says so (a file cut mid-packet, a damaged stream): the
+                        # decoder's own error can be lost in its frame threads
+                        if not self._skip_corrupt:
+                            raise CorruptMediaError(
+                                f"{self.path}: damaged or truncated: the video data after frame "
+                                f"{index} is cut or damaged (--on-corrupt skip keeps the frames "
+                                "that decode)")
+                        decoder.skip("the demuxer flagged it damaged")
+                        continue
                     # the final empty packet (dts None) flushes the decoder: never skip it
-                    for vf in decoder.decode(packet):
+                    with decoder_errors(still) as errors:
+                        decoded = decoder.decode(packet)
+                    if errors and not self._skip_corrupt:
+                        # a JPEG cut short decodes, grey or green below the cut: only the
+                        # decoder's log says so
+                        raise CorruptMediaError(
+                            f"{self.path}: damaged or truncated image ({errors[0]})")
+                    for vf in decoded:
                         pts, tb = fallback(vf.pts, vf.time_base)
+                        pts = timeline.pts(video.index, pts, tb)
                         yield decoder.frame(vf, index, pts, tb,
                                             rotation=int(vf.rotation or 0) if index == 0 else 0)
                         index += 1
                 elif packet.stream.index in copy_index and packet.dts is not None:
-                    yield Passthrough(packet, packet.stream.index)
+                    yield self._retimed(packet, timeline)
         except av.error.FFmpegError as exc:
             raise CorruptMediaError(
                 f"{self.path}: decoding failed after {index} frames ({ffmpeg_reason(exc)})"
             ) from None
         if index == 0:
             raise CorruptMediaError(f"{self.path}: no frame could be decoded")
+        if timeline.discontinuities:
+            log.warning("%s: the timestamps restart or jump %d time(s) (joined recordings, a "
+                        "camera restart); written on one increasing clock", self.path,
+                        timeline.discontinuities)
         # A complete file yields every packet its index lists (decoded frames may be fewer:
         # edit lists trim some); a truncated one runs out of data early.
         promised = info.frames
@@ -198,6 +237,28 @@ class VideoSource:
                 f"{self.path}: truncated: it holds {packets} of the {promised} video packets its "
                 "header lists"
             )
+
+    @property
+    def still(self) -> bool:
+        """Whether the input is a still image (JPEG, PNG...), not a video."""
+        name = self._container.format.name if self._container is not None else ""
+        return name == "image2" or name.endswith("_pipe")
+
+    def _timeline(self) -> Timeline:
+        rate = self.info.average_rate
+        return Timeline(1 / rate if rate else Fraction(1, 30))
+
+    @staticmethod
+    def _retimed(packet: Any, timeline: Timeline) -> Passthrough:
+        """A packet to copy, its dts (and pts, by as much) on the output clock. Audio is
+        dense (a jump ahead is a discontinuity); subtitles and data may pause for minutes."""
+        dts = timeline.pts(packet.stream.index, packet.dts, packet.time_base,
+                           dense=packet.stream.type == "audio")
+        if dts != packet.dts:
+            if packet.pts is not None:
+                packet.pts += dts - packet.dts
+            packet.dts = dts
+        return Passthrough(packet, packet.stream.index)
 
     @property
     def frames_rescaled(self) -> int:
@@ -215,13 +276,26 @@ class VideoSource:
             raise RuntimeError("VideoSource.passthrough() before open()")
         if not self.info.copy_streams:
             return
+        timeline = self._timeline()
         try:
             for packet in self._container.demux(*self.info.copy_streams):
                 if packet.dts is not None:
-                    yield Passthrough(packet, packet.stream.index)
+                    yield self._retimed(packet, timeline)
         except av.error.FFmpegError as exc:
             raise CorruptMediaError(
                 f"{self.path}: demuxing failed ({ffmpeg_reason(exc)})") from None
+
+
+def _warn_unkept(path: Path, fmt: Any) -> None:
+    """Say what the output will not keep: transparency, and depth beyond 8 bits (outputs are
+    opaque 8-bit)."""
+    if fmt is None:
+        return
+    if any(c.is_alpha for c in fmt.components):
+        log.warning("%s: its transparency (alpha) is not kept: the output is opaque", path)
+    bits = max((c.bits for c in fmt.components), default=8)
+    if bits > 8:
+        log.warning("%s: its %d-bit depth is not kept: the output is 8-bit", path, bits)
 
 
 def find_videos(folder: Path) -> list[Path]:
@@ -398,7 +472,7 @@ class CameraSource:
         self.frame_interval = 1 / float(rate) if rate else DEFAULT_INTERVAL
         audio = container.streams.audio[0] if container.streams.audio else None
         on_connect(audio)
-        start_wall, start_t = time.monotonic(), None
+        start_wall, start_t, last_t = time.monotonic(), None, None
         for packet in container.demux(*(s for s in (stream, audio) if s is not None)):
             if stop.is_set():
                 return
@@ -408,7 +482,11 @@ class CameraSource:
                 continue
             for vf in self.decoder.decode(packet):
                 if self.paced and vf.time is not None:  # a file: keep real time
-                    start_t = vf.time if start_t is None else start_t
+                    if start_t is None or not last_t <= vf.time <= last_t + JUMP_S:
+                        # the first frame, or the file's clock restarted or jumped (joined
+                        # recordings): real time goes on from here
+                        start_wall, start_t = time.monotonic(), vf.time
+                    last_t = vf.time
                     wait = (vf.time - start_t) - (time.monotonic() - start_wall)
                     if wait > 0 and stop.wait(wait):
                         return

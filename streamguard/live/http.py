@@ -63,6 +63,7 @@ def stream_state(stream: Any) -> dict[str, Any]:
         "faces": snap["faces"], "reconnects": snap["reconnects"],
         "worker_restarts": snap["worker_restarts"],
         "schedule": snap["schedule"], "schedule_s": snap["schedule_s"],
+        "output_failures": snap["output_failures"], "output_error": snap["output_error"],
     }
 
 

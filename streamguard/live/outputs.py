@@ -92,6 +92,9 @@ class Outputs:
         for sink in self.sinks:
             sink.write(frame, placeholder)
         self._flush_audio()
+        failing = [s for s in self.sinks if getattr(s, "last_failure", "")]
+        self.stats.output_failures = sum(getattr(s, "failures", 0) for s in self.sinks)
+        self.stats.output_error = failing[0].last_failure if failing else ""
         self.last_image = frame.image
         self.stats.frames_out += 1
 

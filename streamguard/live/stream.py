@@ -34,6 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from streamguard.frames import Frame, Timing
 from streamguard.io.colour import Colour
 from streamguard.io.publish import LIVE_TIME_BASE
 from streamguard.io.source import Backoff, CameraSource
+from streamguard.io.timeline import Timeline
 from streamguard.live.outputs import Outputs
 from streamguard.process import NOT_LOOKED, FrameProcessor, Lookback
 from streamguard.report import StreamStats
@@ -84,7 +86,7 @@ class LiveStream:
                                    live.probe_ms / 1000)
         self._t0 = time.monotonic()
         self.outputs = Outputs(scfg, cfg, self.stats, self._t0)
-        self._offset: float | None = None  # output clock - input clock, this connection
+        self._timeline: Timeline | None = None  # this connection's clock (`_on_connect`)
         self._untimed: float | None = None  # the output time of a frame timed on arrival
         self._last_pts = -1  # the source's last pts
         idle_s = 1.0 / live.placeholder_fps
@@ -160,7 +162,12 @@ class LiveStream:
 
     # -- read ------------------------------------------------------------------------------
     def _on_connect(self, audio: Any) -> None:
-        self._offset = self._untimed = None
+        # this connection's clock: the camera's time anchored on the live clock at its first
+        # item, one offset more per jump of the camera's clock (a restart, a reset)
+        self._timeline = Timeline(
+            Fraction(self.camera.frame_interval).limit_denominator(100_000),
+            clock=lambda: Fraction(time.monotonic() - self._t0))
+        self._untimed = None
         self.outputs.use_audio(audio)
 
     def _ingest(self, vf: Any) -> Frame:
@@ -170,7 +177,7 @@ class LiveStream:
         # the frames predicted from it are protected as protect.damaged says, and counted
         self.stats.frames_corrupt += bool(getattr(vf, "is_corrupt", False))
         # camera time plus this connection's offset, on the live clock; strictly increasing
-        pts = max(int(self._frame_time(vf.time) / LIVE_TIME_BASE), self._last_pts + 1)
+        pts = max(int(self._frame_time(vf) / LIVE_TIME_BASE), self._last_pts + 1)
         self._last_pts = pts
         # a camera that came back at another resolution: its outputs keep the first size
         frame = self.camera.decoder.frame(vf, self.stats.frames_in, pts, LIVE_TIME_BASE,
@@ -180,32 +187,35 @@ class LiveStream:
         return frame
 
     def _on_audio(self, packet: Any) -> None:
-        self.outputs.queue_audio(packet, self._out_time(float(packet.pts * packet.time_base)))
+        self.outputs.queue_audio(packet, self._out_time("audio", packet.pts * packet.time_base))
 
-    def _frame_time(self, t_src: float | None) -> float:
+    def _frame_time(self, vf: Any) -> float:
         """A video frame's output time. RTSP's first frame has no time yet (before the
         stream's first clock sync) and is timed on arrival; the next one, decoded right after
         it, is kept a frame interval later (the connection's clock moves with it, audio too):
         it went out 2 ms after it, and recordings showed the first frame for 2 ms."""
-        t = self._out_time(t_src)
-        if t_src is None:
-            self._untimed = t
-        elif self._untimed is not None:
+        if vf.pts is None:
+            self._untimed = time.monotonic() - self._t0
+            return self._untimed
+        t = self._out_time("video", vf.pts * vf.time_base)
+        if self._untimed is not None:
             shift = self._untimed + self.camera.frame_interval - t
             if shift > 0:
-                self._offset += shift
+                self._timeline.shift(Fraction(shift))
                 t += shift
             self._untimed = None
         return t
 
-    def _out_time(self, t_src: float | None) -> float:
-        """This connection's input time on the output clock (seconds since the stream began)."""
-        now = time.monotonic() - self._t0
-        if t_src is None:
-            return now
-        if self._offset is None:
-            self._offset = now - t_src
-        return t_src + self._offset
+    def _out_time(self, stream: str, t_src: Fraction) -> float:
+        """This connection's input time (seconds) on the output clock (seconds since the
+        stream began); a jump of the camera's clock is counted and never goes back."""
+        before = self._timeline.discontinuities
+        out = float(self._timeline.time(stream, Fraction(t_src)))
+        if self._timeline.discontinuities > before:
+            self.stats.pts_discontinuities += 1
+            log.warning("%s: the camera's clock jumped; its time goes on from here",
+                        self.scfg.name)
+        return out
 
     # -- analyze ----------------------------------------------------------------------------
     def _analyze(self, frame: Frame) -> Iterator[Frame]:
