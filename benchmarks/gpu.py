@@ -5,6 +5,9 @@ and NVENC encode throughput when PyAV is importable. CUDA timed with events afte
 
     python benchmarks/gpu.py [--runs 100] [--out benchmarks/results/gpu-NAME.json]
 
+Also the face detector's BlazeFace graph in torch (the `detect.runtime = "torch"` path) at a
+1080p frame's batch and eight streams' (carry `.cache/streamguard/torch` to the machine).
+
 Needs only torch (and optionally av) from the machine: run through benchmarks/gpu.sh.
 """
 
@@ -98,6 +101,45 @@ class _Fixed(torch.nn.Module):
         return self.model(image, 10) if self.blockwise else self.model(image, mask)
 
 
+def blazeface(runs: int, write, done: list[dict]) -> list[dict]:
+    """The face detector's model on the GPU (`detect.runtime = "torch"`): the full-range
+    BlazeFace graph at 192 x 192, batch 14 (a 1080p frame: the whole frame, 12 tiles, one
+    picture of track windows) and 8 x 14 (eight such streams in one call). Needs the graph
+    converted here (`.cache/streamguard/torch/`, carried to the machine) and safetensors."""
+    import os
+
+    try:
+        from streamguard.assets import ASSETS, DETECTOR_MODELS
+        from streamguard.detect.tflite_graph import build_module, load_graph
+    except ImportError as exc:
+        return [{"model": "blazeface", "skipped": f"not importable here: {exc}"}]
+    name = DETECTOR_MODELS["full_range"]
+    cache = Path(os.environ.get("STREAMGUARD_CACHE", ROOT / ".cache" / "streamguard"))
+    try:
+        graph = load_graph(cache / "torch" / (Path(name).stem + ".safetensors"),
+                           ASSETS[name].sha256)
+    except ImportError as exc:
+        graph, why = None, f"safetensors missing: {exc}"
+    else:
+        why = "no converted graph in the cache: run the torch detector once, carry the cache"
+    if graph is None:
+        return [{"model": "blazeface", "skipped": why}]
+    model = build_module(graph).cuda()
+    records = []
+    for batch in (14, 112):
+        x = torch.rand(batch, 192, 192, 3, device="cuda") * 2 - 1
+        for backend, fn in variants(model, [x], compile_it=batch == 14):
+            med, p99 = cuda_times(fn, runs)
+            rec = {"model": "blazeface_full_range", "input": f"{batch}x192x192x3",
+                   "backend": backend, "median_ms": round(med, 3), "p99_ms": round(p99, 3),
+                   "ms_per_image": round(med / batch, 4)}
+            records.append(rec)
+            print(f"blazeface  {rec['input']:<14} {backend:<16} {med:8.3f} ms  p99 {p99:8.3f}",
+                  flush=True)
+            write(done + records)
+    return records
+
+
 def nvenc(frames: int = 300) -> list[dict]:
     try:
         import av
@@ -169,6 +211,7 @@ def main() -> int:
             print(f"{name:<10} {rec['input']:<14} {backend:<16} {med:8.3f} ms  p99 {p99:8.3f}",
                   flush=True)
             write(records)  # after every case: a run cut short still leaves its figures
+    records += blazeface(args.runs, write, records)
     write(records, nvenc())
     print(f"wrote {out}")
     return 0

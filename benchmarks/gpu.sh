@@ -2,6 +2,9 @@
 # For a fresh NVIDIA machine with only its preinstalled Python packages (torch, maybe PyAV):
 # installs nothing, uses the project from this working tree, finishes in about 5 minutes and
 # writes benchmarks/results/gpu-*.json (copied to $OUT when set, for the device tool).
+# The detector's rows need the converted BlazeFace graph: run the torch detector once here
+# (`python benchmarks/detector_runtimes.py --frames 2 --sizes 720`) and carry
+# .cache/streamguard/torch to the machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}

@@ -44,6 +44,17 @@ def test_every_known_face_is_protected_in_every_frame(synthetic_clip, synthetic_
     assert report.failed_closed == 0
 
 
+def test_the_torch_detector_runtime_protects_every_known_face(synthetic_clip, tmp_path):
+    """`detect.runtime = "torch"` (the BlazeFace graphs in torch, as on a GPU server) through
+    the whole pipeline: every face covered on every frame."""
+    out = tmp_path / "torch.mp4"
+    report = anonymize_file(synthetic_clip.path, out,
+                            load_config(None, ['detect.runtime="torch"', 'detect.device="cpu"']))
+    frames, _ = decode_rgb(out)
+    assert len(frames) == len(synthetic_clip.frames) and report.failed_closed == 0
+    assert unprotected_faces(synthetic_clip, frames) == []
+
+
 def test_the_check_would_catch_an_unprotected_face(synthetic_clip):
     """The protection check itself must fail on a plain re-encode (no protection)."""
     frames, _ = decode_rgb(synthetic_clip.path)

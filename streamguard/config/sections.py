@@ -41,6 +41,15 @@ class DetectConfig(_Section):
         description="Threads of the blazeface detector's interpreter (the codec and the "
         "protection use the other cores).",
     )
+    runtime: Literal["litert", "torch"] = Field(
+        "litert",
+        description="What runs the blazeface models: litert (LiteRT's interpreter, XNNPACK; "
+        "the CPU default) or torch (the same .tflite graphs read into torch: every input of a "
+        "frame in one batched call, on detect.device).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="The torch runtime's device: auto (CUDA when torch sees a GPU), "
+        "cpu or cuda.")
     full_frame_model: Literal["short_range", "full_range"] = Field(
         "full_range",
         description="BlazeFace model for the every-frame full-frame pass. short_range is ~2x "

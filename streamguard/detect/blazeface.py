@@ -97,6 +97,59 @@ def weighted_nms(xyxy: np.ndarray, score: np.ndarray, iou: float,
     return boxes, scores, np.array(out_roll, np.float32).reshape(-1)
 
 
+def letterbox(image: np.ndarray, side: int, out: np.ndarray) -> tuple[float, float, float]:
+    """Fit `image` into the square `out` (float32, [-1, 1]) centred, aspect kept; returns
+    (scale, pad_x, pad_y): model pixel = image pixel * scale + pad."""
+    h, w = image.shape[:2]
+    k = max(h, w) // side
+    if k >= 3:
+        # a whole frame: area-average by a whole factor first (OpenCV's fast path: a 720p
+        # frame in 1 ms, not 2.2), dropping the last < k rows and columns, so boxes keep
+        # their coordinates. Not for tiles: at 2x it lost a 24 px face the one-step found
+        h, w = h - h % k, w - w % k
+        image = cv2.resize(image[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
+        h, w = image.shape[:2]
+    else:
+        k = 1
+    scale = side / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    # area-averaged: bilinear sampling drops small faces MediaPipe's own pipeline finds
+    # (a 24 px face in a 522 px tile: never found bilinear, every frame area-averaged)
+    small = image if (nw, nh) == (w, h) else cv2.resize(
+        image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    px, py = (side - nw) // 2, (side - nh) // 2
+    out.fill(-1.0)
+    np.multiply(small, np.float32(2 / 255), out=out[py:py + nh, px:px + nw],
+                dtype=np.float32)
+    out[py:py + nh, px:px + nw] -= 1
+    return scale / k, px, py
+
+
+def decode(logits: np.ndarray, reg: np.ndarray, anchors: np.ndarray, side: int,
+           min_logit: float, fit: tuple[float, float, float],
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's model outputs -> (xyxy in image pixels, score, roll): MediaPipe's
+    `TensorsToDetectionsCalculator` and weighted suppression. `logits` (N,), `reg` (N, 16)
+    around `anchors` (N, 2); `fit`: the letterbox's (scale, pad_x, pad_y)."""
+    hits = np.flatnonzero(np.clip(logits, -SCORE_CLIP, SCORE_CLIP) >= min_logit)
+    if not len(hits):
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32)
+    reg = reg[hits, :8] / side
+    centre = reg[:, :2] + anchors[hits]
+    half = reg[:, 2:4] / 2
+    xyxy = np.concatenate([centre - half, centre + half], axis=1)
+    # keypoints 0 and 1 are the eyes (the person's right, then left), each regressed
+    # around the anchor: the line between them gives the face's roll
+    eyes = reg[:, 6:8] - reg[:, 4:6]
+    roll = -np.degrees(np.arctan2(eyes[:, 1], eyes[:, 0])).astype(np.float32)
+    score = 1 / (1 + np.exp(-np.clip(logits[hits], -SCORE_CLIP, SCORE_CLIP)))
+    xyxy, score, roll = weighted_nms(xyxy, score.astype(np.float32), NMS_IOU, roll)
+    # model pixels -> image pixels (the letterbox removed)
+    scale, px, py = fit
+    xyxy = (xyxy * side - np.array([px, py, px, py], np.float32)) / np.float32(scale)
+    return xyxy.astype(np.float32), score, roll
+
+
 class LiteBlazeFace:
     """One BlazeFace model: RGB image(s) -> (xyxy in image pixels, score, roll in degrees,
     counter-clockwise as seen, from the line between the eyes: within about 10 degrees for
@@ -118,34 +171,6 @@ class LiteBlazeFace:
         self._scores, self._boxes = outputs[0]["index"], outputs[1]["index"]
         self._anchors = ssd_anchors(self.spec)
 
-    def _letterbox(self, image: np.ndarray, out: np.ndarray) -> tuple[float, float, float]:
-        """Fit `image` into the square `out` (float32, [-1, 1]) centred, aspect kept; returns
-        (scale, pad_x, pad_y): model pixel = image pixel * scale + pad."""
-        side = self.spec.input_side
-        h, w = image.shape[:2]
-        k = max(h, w) // side
-        if k >= 3:
-            # a whole frame: area-average by a whole factor first (OpenCV's fast path: a 720p
-            # frame in 1 ms, not 2.2), dropping the last < k rows and columns, so boxes keep
-            # their coordinates. Not for tiles: at 2x it lost a 24 px face the one-step found
-            h, w = h - h % k, w - w % k
-            image = cv2.resize(image[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
-            h, w = image.shape[:2]
-        else:
-            k = 1
-        scale = side / max(h, w)
-        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        # area-averaged: bilinear sampling drops small faces MediaPipe's own pipeline finds
-        # (a 24 px face in a 522 px tile: never found bilinear, every frame area-averaged)
-        small = image if (nw, nh) == (w, h) else cv2.resize(
-            image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        px, py = (side - nw) // 2, (side - nh) // 2
-        out.fill(-1.0)
-        np.multiply(small, np.float32(2 / 255), out=out[py:py + nh, px:px + nw],
-                    dtype=np.float32)
-        out[py:py + nh, px:px + nw] -= 1
-        return scale / k, px, py
-
     def batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
         """Boxes and scores of each image, one interpreter call each: on XNNPACK a batch of n
         costs more than n single calls (4 tiles: 16.6 ms batched, 13.9 one by one), and a
@@ -153,27 +178,12 @@ class LiteBlazeFace:
         return [self._one(np.asarray(img)) for img in images]
 
     def _one(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        side = self.spec.input_side
         # the interpreter's own input buffer: letterboxed in place, no copy
-        scale, px, py = self._letterbox(image, self._interpreter.tensor(self._input)()[0])
+        fit = letterbox(image, self.spec.input_side, self._interpreter.tensor(self._input)()[0])
         self._interpreter.invoke()
-        logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
-        hits = np.flatnonzero(np.clip(logits, -SCORE_CLIP, SCORE_CLIP) >= self._logit)
-        if not len(hits):
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32)
-        reg = self._interpreter.get_tensor(self._boxes)[0, hits, :8] / side
-        centre = reg[:, :2] + self._anchors[hits]
-        half = reg[:, 2:4] / 2
-        xyxy = np.concatenate([centre - half, centre + half], axis=1)
-        # keypoints 0 and 1 are the eyes (the person's right, then left), each regressed
-        # around the anchor: the line between them gives the face's roll
-        eyes = reg[:, 6:8] - reg[:, 4:6]
-        roll = -np.degrees(np.arctan2(eyes[:, 1], eyes[:, 0])).astype(np.float32)
-        score = 1 / (1 + np.exp(-np.clip(logits[hits], -SCORE_CLIP, SCORE_CLIP)))
-        xyxy, score, roll = weighted_nms(xyxy, score.astype(np.float32), NMS_IOU, roll)
-        # model pixels -> image pixels (the letterbox removed)
-        xyxy = (xyxy * side - np.array([px, py, px, py], np.float32)) / np.float32(scale)
-        return xyxy.astype(np.float32), score, roll
+        return decode(self._interpreter.get_tensor(self._scores)[0, :, 0],
+                      self._interpreter.get_tensor(self._boxes)[0], self._anchors,
+                      self.spec.input_side, self._logit, fit)
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self._one(np.asarray(image))
@@ -202,5 +212,9 @@ class LiteDetector(TiledDetector):
 
 
 @register_detector("blazeface")
-def _blazeface(cfg: DetectConfig) -> LiteDetector:
+def _blazeface(cfg: DetectConfig) -> TiledDetector:
+    if cfg.runtime == "torch":
+        from streamguard.detect.torch_blazeface import TorchDetector
+
+        return TorchDetector(cfg)
     return LiteDetector(cfg)

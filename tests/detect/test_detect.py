@@ -137,10 +137,11 @@ def test_registry_rejects_duplicates_and_unknown_names():
         create_detector(DetectConfig(detector="nope"))
 
 
-def test_every_registered_detector_finds_the_faces_in_a_photo():
+@pytest.mark.parametrize("runtime", ["litert", "torch"])
+def test_every_registered_detector_finds_the_faces_in_a_photo(runtime):
     img = load_rgb("multi_face.jpg")
     for name in available_detectors():
-        det = create_detector(DetectConfig(detector=name))
+        det = create_detector(DetectConfig(detector=name, runtime=runtime))
         try:
             faces = det.detect(img, 0)
         finally:
@@ -148,10 +149,11 @@ def test_every_registered_detector_finds_the_faces_in_a_photo():
         assert len(faces) >= 4, name  # the photo shows five people
 
 
+@pytest.mark.parametrize("runtime", ["litert", "torch"])
 @pytest.mark.parametrize("frame_size", [(1280, 720), (1920, 1080)])
-def test_tiles_find_40px_faces_the_full_frame_pass_misses(crops, frame_size):
+def test_tiles_find_40px_faces_the_full_frame_pass_misses(crops, frame_size, runtime):
     w, h = frame_size
-    det = create_detector(DetectConfig(tile_every=1))
+    det = create_detector(DetectConfig(tile_every=1, runtime=runtime))
     found_tiled = found_full = 0
     try:
         for i, crop in enumerate(crops):
