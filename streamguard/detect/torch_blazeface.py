@@ -1,5 +1,5 @@
 """BlazeFace on torch (`detect.runtime = "torch"`): the pinned .tflite graphs read into torch
-(`detect.tflite_graph`), with LiteRT's letterbox, anchors and decoding (`detect.blazeface`),
+(`detect.tflite_graph`), with LiteRT's letterbox, anchors and decoding (`detect.ssd`),
 every input of a call in one batch, on the CPU or a CUDA GPU.
 
 The graph is converted once per model file and kept as safetensors in the cache
@@ -18,7 +18,7 @@ import numpy as np
 from streamguard.assets import ASSETS, DETECTOR_MODELS, asset_path, cache_dir, sha256_file
 from streamguard.config import DetectConfig
 from streamguard.detect.base import TiledDetector
-from streamguard.detect.blazeface import SPECS, decode, letterbox, ssd_anchors
+from streamguard.detect.ssd import SPECS, decode, letterbox, ssd_anchors
 from streamguard.detect.tflite_graph import Graph, build_module, load_graph, read_graph, save_graph
 from streamguard.errors import ModelUnavailableError
 

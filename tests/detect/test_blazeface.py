@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from streamguard.detect.geometry import box_iou, padded_crop, tile_grid
-from streamguard.detect.blazeface import SPECS, LiteBlazeFace, ssd_anchors, weighted_nms
+from streamguard.detect.blazeface import LiteBlazeFace
+from streamguard.detect.ssd import SPECS, ssd_anchors, weighted_nms
 from streamguard.detect.mediapipe import BlazeFace
 from media import load_rgb
 

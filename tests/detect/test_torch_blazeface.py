@@ -14,7 +14,8 @@ import torch
 from streamguard.assets import ASSETS, DETECTOR_MODELS, asset_path
 from streamguard.config import DetectConfig
 from streamguard.detect import create_detector
-from streamguard.detect.blazeface import SPECS, LiteBlazeFace
+from streamguard.detect.blazeface import LiteBlazeFace
+from streamguard.detect.ssd import SPECS
 from streamguard.detect.geometry import box_iou, padded_crop, tile_grid
 from streamguard.detect.tflite_graph import build_module, read_graph
 from streamguard.detect.torch_blazeface import TorchBlazeFace, converted
