@@ -225,7 +225,12 @@ def _doctor(args: argparse.Namespace) -> int:
           f"PyAV {av.__version__}; engine backends registered: {engines}")
     rtsp = "rtsp" in av.formats_available
     print(f"RTSP input/publish (FFmpeg rtsp): {'yes' if rtsp else 'NO'}")
+    from streamguard.io.encode import gpu_codecs
+
+    print(f"GPU video codecs (NVDEC decode / NVENC encode, usable here): {gpu_codecs()}")
     cfg = load_config(args.config)
+    print(f"detector: {cfg.detect.detector} on {cfg.detect.runtime} (device "
+          f"{cfg.detect.device}); encoder {cfg.encode.codec}")
     print(f"config: mode {cfg.protect.mode}, {cfg.protect.blocks} blocks, tiles every "
           f"{cfg.detect.tile_every} frames, look-back {cfg.track.lookback} (live "
           f"{cfg.live.lookback}), fail closed: {cfg.protect.fail_closed}")

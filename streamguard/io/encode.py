@@ -83,6 +83,26 @@ def check_options(cfg: EncodeConfig, key: str = "encode") -> None:
         raise ConfigError(f"{key}.options.{unused[0]}: {codec} has no such option")
 
 
+def gpu_codecs() -> str:
+    """Which NVIDIA decoders and encoders this FFmpeg has, and which open here."""
+    found = []
+    for name in ("h264_cuvid", "hevc_cuvid", "h264_nvenc", "hevc_nvenc"):
+        if name not in av.codecs_available:
+            continue
+        usable = _nvenc_usable(name) if name.endswith("_nvenc") else _cuvid_usable(name)
+        found.append(f"{name} ({'usable' if usable else 'built in, no GPU/driver'})")
+    return ", ".join(found) or "none in this FFmpeg build"
+
+
+def _cuvid_usable(name: str) -> bool:
+    try:
+        av.CodecContext.create(name, "r").open()
+        return True
+    except Exception as exc:  # any failure to open the GPU decoder means "not usable"
+        log.debug("NVDEC probe failed: %s", exc)
+        return False
+
+
 def _nvenc_usable(name: str) -> bool:
     try:
         ctx = av.CodecContext.create(name, "w")
