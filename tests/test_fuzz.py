@@ -10,6 +10,9 @@ from fuzzing import MUTATIONS, SUFFIX, check_mutant, mutate
 from media import Sprite, write_clip
 
 BUDGET = [(kind, 1) for kind in MUTATIONS]  # one mutant of each kind; more in the benchmark
+# every failure the 300-run campaign found, kept: a broken moov that hides the audio's codec
+# (exit 8 'cannot copy audio stream', the output's fault, where the input is damaged: 6)
+BUDGET += [("moov", 45)]
 
 
 @pytest.fixture(scope="module")

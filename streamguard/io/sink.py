@@ -26,7 +26,7 @@ import av
 import av.error
 
 from streamguard.config import EncodeConfig
-from streamguard.errors import OutputError
+from streamguard.errors import CorruptMediaError, OutputError
 from streamguard.frames import Frame, Passthrough
 from streamguard.io.encode import (
     IMAGE_ENCODERS, add_video_stream, container_format, container_options, resolve_encoder,
@@ -232,6 +232,12 @@ class VideoSink:
     def _refuse_stream(self, stream: Any, why: str) -> None:
         desc = f"#{stream.index} {stream.type}/{stream.codec_context.name if stream.codec_context else '?'}"
         image = self.path.suffix.lower() in IMAGE_ENCODERS  # a GIF or image: no audio, asked for
+        if stream.type == "audio" and stream.codec_context is None and not (
+                self.cfg.drop_uncopyable_audio or image):
+            # the input's fault, not the output's: its header does not say what the audio is
+            raise CorruptMediaError(
+                f"{self.info.path}: audio stream #{stream.index} is damaged (FFmpeg cannot tell "
+                "its codec); set encode.drop_uncopyable_audio=true to write the video without it")
         if stream.type == "audio" and not self.cfg.drop_uncopyable_audio and not image:
             raise OutputError(
                 f"{self.path}: cannot copy audio stream {desc} into {self.path.suffix} ({why}); "
