@@ -90,7 +90,7 @@ class FrameProcessor:
 
     def detect(self, frame: Frame) -> tuple[Faces | None, str | None]:
         """(faces, None), or (None, why) when detection failed or overran `detect.timeout_ms`."""
-        if self._whole_for_damage(frame):
+        if self.whole_for_damage(frame):
             return NOT_LOOKED, None  # protected whole whatever is found (`apply`)
         if self.detector is None:
             raise PipelineError("this processor tracks and protects only: its frames are "
@@ -110,7 +110,7 @@ class FrameProcessor:
         self.schedule = DetectSchedule(tuple(range(self.every, top + 1)))
         return self.schedule
 
-    def _whole_for_damage(self, frame: Frame) -> bool:
+    def whole_for_damage(self, frame: Frame) -> bool:
         """A frame lost video data damaged, protected whole by policy (`protect.damaged`)."""
         return frame.damaged and self.cfg.protect.damaged == "frame"
 
@@ -129,7 +129,7 @@ class FrameProcessor:
         smeared picture hides faces that are there)."""
         damaged = frame.damaged
         self.damaged += damaged
-        if self._whole_for_damage(frame):
+        if self.whole_for_damage(frame):
             if self.damaged == 1:
                 log.warning("frame %d: damaged by lost video data; such frames are protected "
                             "whole until the next intact keyframe (counted)", frame.index)

@@ -894,3 +894,40 @@ def test_a_malformed_publish_url_is_refused_at_start(live_clip):
     proc = run("serve", "--input", live_clip.path, "--publish", "notaurl://::bad",
                "--duration", "5")
     assert_one_line_error(proc, 2, "publish", "notaurl://::bad")
+
+
+def test_with_worker_processes_damaged_frames_skip_the_workers_and_keep_their_place(
+        live_clip, tmp_path):
+    """Regression: with live.workers > 1, frames that lost video data (protected whole by
+    policy, whatever is found) were still sent to the workers for detection. They now take
+    their place in the results without a worker, in order, each protected whole."""
+    endpoint = f"ipc://{tmp_path}/zmq"
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(endpoint)
+    stream = LiveStream(StreamConfig(name="cam", input=str(live_clip.path), zmq=endpoint),
+                        _cfg(workers=2, max_queue=60, lookback=3))
+    ingest = stream._ingest
+
+    def damaged_30_to_59(vf):
+        frame = ingest(vf)
+        return frame.replace(damaged=True) if 30 <= frame.index < 60 else frame
+
+    stream.stages[0]._inbox = stream.camera.frames(stream.stop_event, stream._on_connect,
+                                                   stream._on_audio, damaged_30_to_59)
+    got = []
+    stream.start()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(got) < 90:
+            if sub.poll(200):
+                header, buf = sub.recv_multipart()
+                got.append(json.loads(header))
+    finally:
+        stream.stop()
+        sub.close(0)
+    assert stream.pool.passed_on == 30  # none of them went to a worker
+    snap = stream.snapshot()
+    assert snap["dropped"] == 0 and snap["frames_damaged"] >= 30
+    assert [h["index"] for h in got[:90]] == list(range(90))  # in order, none lost

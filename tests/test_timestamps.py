@@ -115,6 +115,22 @@ def test_joined_recordings_restarting_at_zero_keep_every_frame_in_order_protecte
     _faces_protected(pieces, frames)
 
 
+def test_ray_segments_cut_where_the_size_changes_keep_every_frame(pieces, tmp_path):
+    """Regression (the Ray path's own handling of a mid-file resolution change): pieces at two
+    sizes with continuous timestamps, cut into segments at the join. The segment decoder's
+    rescaled frames carried no time base and crashed the segment."""
+    from streamguard.batch.segments import plan_segments
+
+    joined = _joined(pieces, tmp_path, N / 30)  # the second piece right after the first
+    assert len(plan_segments(joined, 0.4).segments) >= 2
+    out = tmp_path / "out.mp4"
+    report = _anonymize(joined, out, "segments")
+    frames, _ = decode_rgb(out)
+    assert len(frames) == 2 * N and report["pts_discontinuities"] == 0
+    assert {f.shape for f in frames} == {(360, 640, 3)}
+    _faces_protected(pieces, frames)
+
+
 def test_a_jump_of_an_hour_ahead_keeps_the_frames_and_the_audio_in_sync(pieces, tmp_path):
     joined = _joined(pieces, tmp_path, 3600.0)
     out = tmp_path / "out.mp4"

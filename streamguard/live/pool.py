@@ -86,6 +86,7 @@ class WorkerPool:
                                             daemon=True)
         self.ready: set[int] = set()
         self.restarts = 0
+        self.passed_on = 0  # frames that needed no detection (`pass_on`)
         self.error: BaseException | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -153,6 +154,17 @@ class WorkerPool:
         self._sent[index] = time.monotonic()
         self._next_send += 1
         return True
+
+    def pass_on(self, frame: Frame) -> None:
+        """A frame that needs no detection (protected whole: lost video data damaged it): it
+        takes its place in the results, not looked at, without going to a worker. (Its
+        result is in place before its index counts as sent: the collect thread never sees it
+        missing.)"""
+        index = self._next_send
+        self._frames[index] = frame
+        self._waiting[index] = {"index": index, "not_looked": True}
+        self._next_send += 1
+        self.passed_on += 1
 
     def results(self, wait_ms: int = 20) -> list[Result]:
         """Whatever is ready, in submission order (waits up to `wait_ms` for a message)."""

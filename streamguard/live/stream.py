@@ -238,6 +238,9 @@ class LiveStream:
         return float(np.median(self._steps) * LIVE_TIME_BASE)
 
     def _submit(self, frame: Frame) -> tuple:
+        if self.processor.whole_for_damage(frame):
+            self.pool.pass_on(frame)  # protected whole anyway: no worker's time spent on it
+            return ()
         # the tracks' hints are a frame or two old here: windows leave room for that
         if not self.pool.submit(frame, self.processor.expected()):
             self._dropped()  # every worker busy: drop, never wait
