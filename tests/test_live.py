@@ -128,6 +128,16 @@ def _face_protected(image: np.ndarray, clip) -> bool:
     return detail_similarity(ref, image[y0 + 20:y1 - 20, x0 + 20:x1 - 20]) < 0.45
 
 
+def _subscriber(endpoint: str | None = None) -> zmq.Socket:
+    """A ZeroMQ SUB socket taking every message (connected to `endpoint` when given)."""
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    if endpoint is not None:
+        sub.connect(endpoint)
+    return sub
+
+
 def _cfg(**live) -> Config:
     return Config().model_copy(update={"live": Config().live.model_copy(update=live)})
 
@@ -178,10 +188,7 @@ def test_zmq_consumer_receives_every_frame_in_order_with_pts(live_clip, tmp_path
 
 def test_a_killed_worker_process_is_restarted_and_order_holds(live_clip):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.connect(endpoint)
+    sub = _subscriber(endpoint)
     stream = LiveStream(StreamConfig(name="door", input=str(live_clip.path), zmq=endpoint),
                         _cfg(workers=2, reorder_timeout_ms=300)).start()
     got = []
@@ -483,9 +490,7 @@ class _LateDetector:
 def test_the_live_look_back_covers_a_face_found_late(live_clip, tmp_path):
     """Regression: live had no look-back, so a face found late was bare until found."""
     endpoint = f"ipc://{tmp_path}/zmq"
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.LINGER, 0)
+    sub = _subscriber()
     cfg = _cfg(max_queue=60, lookback=3)
     cfg = cfg.model_copy(update={"protect": cfg.protect.model_copy(
         update={"mode": "solid", "solid_color": (255, 0, 255)})})
@@ -531,9 +536,7 @@ def test_a_camera_back_at_another_resolution_keeps_the_outputs_size(live_clip, c
                        width=640, height=360, n_frames=90, gop=15)
     port, endpoint = free_port(), f"ipc://{tmp_path}/zmq"
     server = RtspServer(live_clip.path, port).start()
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.LINGER, 0)
+    sub = _subscriber()
     cfg = _cfg(stall_timeout_s=2.0, reconnect_initial_s=0.2, reconnect_max_s=1.0)
     stream = LiveStream(StreamConfig(name="cam", input=f"rtsp://127.0.0.1:{port}/cam",
                                      zmq=endpoint), cfg)
@@ -572,9 +575,7 @@ def test_a_camera_back_with_another_video_codec_keeps_going_protected(live_clip,
                       width=320, height=240, n_frames=300, gop=15, codec="libx265")
     port, endpoint = free_port(), f"ipc://{tmp_path}/zmq"
     server = RtspServer(live_clip.path, port).start()
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.LINGER, 0)
+    sub = _subscriber()
     cfg = _cfg(stall_timeout_s=2.0, reconnect_initial_s=0.2, reconnect_max_s=1.0)
     stream = LiveStream(StreamConfig(name="cam", input=f"rtsp://127.0.0.1:{port}/cam",
                                      zmq=endpoint), cfg)
@@ -623,9 +624,7 @@ def test_rtsp_over_udp_with_5_percent_packet_loss_stays_protected(crops, tmp_pat
                       width=320, height=240, n_frames=300, gop=30)
     port, endpoint = free_port(), f"ipc://{tmp_path}/zmq"
     server = RtspServer(clip.path, port, loss=0.05).start()
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.LINGER, 0)
+    sub = _subscriber()
     cfg = _cfg(stall_timeout_s=3.0, reconnect_initial_s=0.2, reconnect_max_s=1.0,
                rtsp_transport="udp")
     stream = LiveStream(StreamConfig(name="cam", input=f"rtsp://127.0.0.1:{port}/cam",
@@ -902,10 +901,7 @@ def test_with_worker_processes_damaged_frames_skip_the_workers_and_keep_their_pl
     policy, whatever is found) were still sent to the workers for detection. They now take
     their place in the results without a worker, in order, each protected whole."""
     endpoint = f"ipc://{tmp_path}/zmq"
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.connect(endpoint)
+    sub = _subscriber(endpoint)
     stream = LiveStream(StreamConfig(name="cam", input=str(live_clip.path), zmq=endpoint),
                         _cfg(workers=2, max_queue=60, lookback=3))
     ingest = stream._ingest
