@@ -153,6 +153,7 @@ class StreamStats(FrameCounts):
     frames_rescaled: int = 0
     frames_corrupt: int = 0
     pts_discontinuities: int = 0  # the camera's clock jumped back or ahead within a connection
+    frames_lost: int = 0  # whole frames missing from the camera's time (lost on the way)
     output_failures: int = 0  # failed tries to deliver to an output (an RTSP publish target)
     output_error: str = ""  # why an output is failing now ("" when all deliver)
     # the frame budget's level and seconds per level (`DetectSchedule.snapshot`); {} when off
@@ -189,6 +190,7 @@ class StreamStats(FrameCounts):
                 "reconnects": self.reconnects, "connected": int(self.connected),
                 "frames_rescaled": self.frames_rescaled, "frames_corrupt": self.frames_corrupt,
                 "pts_discontinuities": self.pts_discontinuities,
+                "frames_lost": self.frames_lost,
                 "output_failures": self.output_failures, "output_error": self.output_error,
                 "frames_damaged": self.frames_damaged, "detect_errors": self.detect_errors,
                 "audio_packets": self.audio_packets, "worker_restarts": self.worker_restarts,
@@ -216,6 +218,8 @@ COUNTERS = {
     "reconnects": "Camera reconnect attempts.",
     "frames_rescaled": "Frames rescaled to the stream's first size.",
     "frames_corrupt": "Frames the decoder flagged as damaged (lost packets concealed).",
+    "frames_lost": "Whole frames missing from the camera's time (lost on the way, e.g. over "
+                   "UDP); the frames after them are damaged up to the next keyframe.",
     "output_failures": "Failed tries to deliver to an output (an RTSP publish target that "
                        "refuses or went away; retried with backoff).",
     "pts_discontinuities": "Times the camera's clock jumped back or ahead by more than 10 s "

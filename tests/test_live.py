@@ -927,3 +927,32 @@ def test_with_worker_processes_damaged_frames_skip_the_workers_and_keep_their_pl
     snap = stream.snapshot()
     assert snap["dropped"] == 0 and snap["frames_damaged"] >= 30
     assert [h["index"] for h in got[:90]] == list(range(90))  # in order, none lost
+
+
+def test_whole_frames_lost_on_the_way_damage_the_frames_after_them(live_clip, tmp_path):
+    """Regression: a whole frame lost (every RTP packet of it, over UDP) left no sign in the
+    decoder, yet the frames after it predict from it up to the next keyframe. The gap in
+    the camera's time now marks them damaged (protected whole) and counts the lost frame."""
+    lossy = tmp_path / "lossy.mp4"
+    with av.open(str(live_clip.path)) as inp, av.open(str(lossy), "w") as out:
+        vs = out.add_stream_from_template(inp.streams.video[0])
+        for k, packet in enumerate(inp.demux(video=0)):
+            if packet.dts is None or k == 20:  # frame 20 (a P-frame, GOP 15) lost
+                continue
+            packet.stream = vs
+            out.mux(packet)
+
+    def run(path):
+        stream = LiveStream(StreamConfig(name="cam", input=str(path), zmq=f"ipc://{tmp_path}/z"),
+                            _cfg(max_queue=60, lookback=3)).start()
+        try:
+            wait_for(lambda: stream.stats.frames_out >= 60, 30, "60 frames out")
+        finally:
+            stream.stop()
+        return stream.snapshot()
+
+    snap = run(lossy)
+    assert snap["frames_lost"] == 1
+    assert snap["frames_damaged"] >= 9  # frames 21-29: up to the keyframe at 30
+    clean = run(live_clip.path)
+    assert clean["frames_lost"] == 0 and clean["frames_damaged"] == 0

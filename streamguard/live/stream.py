@@ -44,7 +44,7 @@ from streamguard.frames import Frame, Timing
 from streamguard.io.colour import Colour
 from streamguard.io.publish import LIVE_TIME_BASE
 from streamguard.io.source import Backoff, CameraSource
-from streamguard.io.timeline import Timeline
+from streamguard.io.timeline import JUMP_S, Timeline
 from streamguard.live.outputs import Outputs
 from streamguard.process import NOT_LOOKED, FrameProcessor, Lookback
 from streamguard.report import StreamStats
@@ -88,6 +88,7 @@ class LiveStream:
         self.outputs = Outputs(scfg, cfg, self.stats, self._t0)
         self._timeline: Timeline | None = None  # this connection's clock (`_on_connect`)
         self._untimed: float | None = None  # the output time of a frame timed on arrival
+        self._last_t: float | None = None  # the camera's time of its last frame, this connection
         self._last_pts = -1  # the source's last pts
         idle_s = 1.0 / live.placeholder_fps
         name = scfg.name
@@ -167,7 +168,7 @@ class LiveStream:
         self._timeline = Timeline(
             Fraction(self.camera.frame_interval).limit_denominator(100_000),
             clock=lambda: Fraction(time.monotonic() - self._t0))
-        self._untimed = None
+        self._untimed = self._last_t = None
         self.outputs.use_audio(audio)
 
     def _ingest(self, vf: Any) -> Frame:
@@ -176,6 +177,7 @@ class LiveStream:
         # lost packets (UDP): the decoder conceals what it can and flags the frame; it and
         # the frames predicted from it are protected as protect.damaged says, and counted
         self.stats.frames_corrupt += bool(getattr(vf, "is_corrupt", False))
+        self._note_lost_frames(vf)
         # camera time plus this connection's offset, on the live clock; strictly increasing
         pts = max(int(self._frame_time(vf) / LIVE_TIME_BASE), self._last_pts + 1)
         self._last_pts = pts
@@ -185,6 +187,22 @@ class LiveStream:
         self.stats.frames_rescaled = self.camera.sizes.rescaled
         self.stats.frames_in += 1
         return frame
+
+    def _note_lost_frames(self, vf: Any) -> None:
+        """Whole frames lost on the way (every RTP packet of a frame, over UDP): the decoder
+        shows no sign of it, yet the frames after it predict from what is missing, up to the
+        next keyframe. A step in the camera's time of more than 1.5 frame intervals is such
+        a loss: those frames are damaged (protected as protect.damaged says), and the frames
+        missing are counted (`frames_lost`). A camera that skips frames itself is taken for
+        one that lost them: its frames are protected whole up to the next keyframe."""
+        t = vf.time
+        last, self._last_t = self._last_t, t
+        if t is None or last is None or t <= last:  # untimed, or a jump back (a timeline's)
+            return
+        missing = round((t - last) / self.camera.frame_interval) - 1
+        if missing >= 1 and t - last <= JUMP_S:
+            self.camera.decoder.damage.lost()
+            self.stats.frames_lost += missing
 
     def _on_audio(self, packet: Any) -> None:
         self.outputs.queue_audio(packet, self._out_time("audio", packet.pts * packet.time_base))
