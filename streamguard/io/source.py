@@ -246,7 +246,8 @@ class VideoSource:
 
     def _timeline(self) -> Timeline:
         rate = self.info.average_rate
-        return Timeline(1 / rate if rate else Fraction(1, 30))
+        # the gap a new piece starts after: a frame, where the header's rate is believable
+        return Timeline(1 / rate if rate and 1 <= rate <= 240 else Fraction(1, 30))
 
     @staticmethod
     def _retimed(packet: Any, timeline: Timeline) -> Passthrough:

@@ -54,6 +54,7 @@ class Timeline:
         self._offsets: list[Fraction] = [] if clock is not None else [Fraction(0)]
         self._clocks: dict[Hashable, _Clock] = {}
         self._end: Fraction | None = None  # the latest output time of any stream
+        self._last_pts: dict[Hashable, int] = {}  # each stream's last output pts (`pts`)
 
     @property
     def discontinuities(self) -> int:
@@ -65,8 +66,14 @@ class Timeline:
         (for a packet, give its dts: the output dts; its pts moves by as much)."""
         time_base = Fraction(time_base)
         t = pts * time_base
+        pieces = len(self._offsets)
         out = self.time(stream, t, dense=dense)
-        return pts if out == t else pts + round((out - t) / time_base)
+        result = pts if out == t else pts + round((out - t) / time_base)
+        last = self._last_pts.get(stream)
+        if len(self._offsets) > pieces and last is not None and result <= last:
+            result = last + 1  # a new piece a step too small for this time base: one tick on
+        self._last_pts[stream] = result
+        return result
 
     def time(self, stream: Hashable, t: Fraction, *, dense: bool = True) -> Fraction:
         """Input time `t` (seconds) of `stream` on the output clock (seconds)."""

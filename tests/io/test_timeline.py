@@ -68,3 +68,13 @@ def test_a_step_back_of_one_packet_is_a_discontinuity_the_output_never_goes_back
     timeline = Timeline(step=Fraction(1, 30))
     out = [timeline.pts("a", p, A) for p in (4800, 4700, 5000)]
     assert all(b > a for a, b in zip(out, out[1:])) and timeline.discontinuities == 1
+
+
+def test_a_new_piece_never_lands_on_the_last_tick_of_a_coarse_time_base():
+    """Regression: with a step below one tick of the stream's time base (a header stating
+    15,360 fps, milliseconds in Matroska), the first frame of a new piece got the last
+    frame's pts and the muxer refused the file."""
+    ms = Fraction(1, 1000)
+    timeline = Timeline(step=Fraction(1, 15360))
+    out = [timeline.pts("v", p, ms) for p in (900, 933, 967, 500, 533)]
+    assert all(b > a for a, b in zip(out, out[1:])), out
