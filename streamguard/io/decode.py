@@ -108,6 +108,16 @@ class FrameDecoder:
         return Frame(index, pts, time_base, image, damaged=damaged, **fields)
 
 
+def nvdec_usable(name: str) -> bool:
+    """Whether an NVIDIA decoder (h264_cuvid...) opens here (a GPU and its driver)."""
+    try:
+        av.CodecContext.create(name, "r").open()
+        return True
+    except Exception as exc:  # any failure to open the GPU decoder means "not usable"
+        log.debug("NVDEC probe failed: %s", exc)
+        return False
+
+
 @contextmanager
 def decoder_errors(watch: bool = True) -> Iterator[list[str]]:
     """The errors FFmpeg logs on this thread inside the block (`watch` False: none are

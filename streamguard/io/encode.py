@@ -20,6 +20,7 @@ from streamguard.config import EncodeConfig
 from streamguard.errors import ConfigError, OutputError, UnsupportedCodecError
 from streamguard.frames import PlanarImage
 from streamguard.io.colour import RANGE_FULL, RANGE_LIMITED, Colour, rgb_to_yuv420
+from streamguard.io.decode import nvdec_usable
 from streamguard.io.source import SourceInfo
 
 log = logging.getLogger(__name__)
@@ -89,18 +90,9 @@ def gpu_codecs() -> str:
     for name in ("h264_cuvid", "hevc_cuvid", "h264_nvenc", "hevc_nvenc"):
         if name not in av.codecs_available:
             continue
-        usable = _nvenc_usable(name) if name.endswith("_nvenc") else _cuvid_usable(name)
+        usable = _nvenc_usable(name) if name.endswith("_nvenc") else nvdec_usable(name)
         found.append(f"{name} ({'usable' if usable else 'built in, no GPU/driver'})")
     return ", ".join(found) or "none in this FFmpeg build"
-
-
-def _cuvid_usable(name: str) -> bool:
-    try:
-        av.CodecContext.create(name, "r").open()
-        return True
-    except Exception as exc:  # any failure to open the GPU decoder means "not usable"
-        log.debug("NVDEC probe failed: %s", exc)
-        return False
 
 
 def _nvenc_usable(name: str) -> bool:
