@@ -20,7 +20,7 @@ import pytest
 import zmq
 
 from streamguard.config import Config, StreamConfig
-from streamguard.io.source import redact
+from streamguard.io.camera import redact
 from streamguard.live.stream import LiveStream
 from streamguard.report import metrics_text
 from media import SlowDetector, Sprite, detail_similarity, write_clip

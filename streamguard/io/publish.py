@@ -19,7 +19,8 @@ from streamguard.config import EncodeConfig
 from streamguard.frames import Frame
 from streamguard.io.colour import Colour
 from streamguard.io.encode import add_video_stream, resolve_encoder, to_video_frame
-from streamguard.io.source import Backoff, SourceInfo, classify, redact
+from streamguard.io.camera import Backoff, classify, redact
+from streamguard.io.source import SourceInfo
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from streamguard.errors import ConfigError
-from streamguard.io.source import redact
+from streamguard.io.camera import redact
 from streamguard.report import metrics_text
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from streamguard.config import Config, StreamConfig
 from streamguard.frames import Frame
 from streamguard.io.bus import ZmqPublisher
 from streamguard.io.publish import LIVE_TIME_BASE, AudioTemplate, RtspPublisher, SegmentRecorder
-from streamguard.io.source import Backoff
+from streamguard.io.camera import Backoff
 from streamguard.report import StreamStats
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ from streamguard.config import Config, StreamConfig
 from streamguard.frames import Frame, Timing
 from streamguard.io.colour import Colour
 from streamguard.io.publish import LIVE_TIME_BASE
-from streamguard.io.source import Backoff, CameraSource
+from streamguard.io.camera import Backoff, CameraSource
 from streamguard.io.timeline import JUMP_S, Timeline
 from streamguard.live.outputs import Outputs
 from streamguard.process import NOT_LOOKED, FrameProcessor, Lookback

@@ -13,9 +13,8 @@ import pytest
 from streamguard.errors import CorruptMediaError, InputNotFoundError, NotAVideoError
 from streamguard.frames import Frame, Passthrough
 from streamguard.io.decode import Damage
-from streamguard.io.source import (
-    Backoff, CameraSource, VideoSource, classify, find_videos, redact,
-)
+from streamguard.io.camera import Backoff, CameraSource, classify, redact
+from streamguard.io.source import VideoSource, find_videos
 from media import write_clip
 
 
