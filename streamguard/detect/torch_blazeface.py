@@ -6,11 +6,16 @@ The graph is converted once per model file and kept as safetensors in the cache
 (`torch/<model>.safetensors`, tied to the .tflite's SHA-256): later starts need neither the
 `tflite` parser nor the flatbuffer. A .tflite whose checksum differs from the pinned one is
 refused (exit 9), as every model file is.
+
+Every torch detector of a process shares one instance of each model (`detect.batcher`): the
+calls of several streams that come together run as one batch (on a GPU, eight streams' tiles
+in one call).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +23,7 @@ import numpy as np
 from streamguard.assets import ASSETS, DETECTOR_MODELS, asset_path, cache_dir, sha256_file
 from streamguard.config import DetectConfig
 from streamguard.detect.base import TiledDetector
+from streamguard.detect.batcher import SharedBatcher
 from streamguard.detect.ssd import SPECS, decode, letterbox, ssd_anchors
 from streamguard.detect.tflite_graph import Graph, build_module, load_graph, read_graph, save_graph
 from streamguard.errors import ModelUnavailableError
@@ -97,19 +103,51 @@ class TorchBlazeFace:
         self._module = None
 
 
+_SHARED: dict[tuple[str, float, str], SharedBatcher] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_model(model: str, min_score: float, device: str) -> SharedBatcher:
+    """The one instance of a model on a device, shared by every torch detector of this
+    process (each stream's, each file's run side by side): their calls are batched."""
+    key = (model, min_score, pick_device(device))
+    with _SHARED_LOCK:
+        batcher = _SHARED.get(key)
+        if batcher is None:
+            batcher = _SHARED[key] = SharedBatcher(TorchBlazeFace(model, min_score, key[2]),
+                                                   model)
+        batcher.users += 1
+        return batcher
+
+
+def release(batcher: SharedBatcher) -> None:
+    """A detector is done with a shared model: the last one closes it."""
+    with _SHARED_LOCK:
+        batcher.users -= 1
+        if batcher.users > 0:
+            return
+        for key, value in list(_SHARED.items()):
+            if value is batcher:
+                del _SHARED[key]
+    batcher.close()
+    batcher.model.close()
+
+
 class TorchDetector(TiledDetector):
     """The tiled detector on torch: the full-frame pass, then the tiles and track windows,
-    each group in one batched call; torch spreads each call over the cores (or runs it on
-    the GPU), so no helper thread."""
+    each group in one batched call, on a model every torch detector of the process shares
+    (`shared_model`): the calls of several streams that come together run as one batch.
+    torch spreads each call over the cores (or runs it on the GPU), so no helper thread."""
 
     def __init__(self, cfg: DetectConfig):
-        full = TorchBlazeFace(cfg.full_frame_model, cfg.min_score, cfg.device)
-        tiles = full if cfg.full_frame_model == "full_range" else TorchBlazeFace(
+        full = shared_model(cfg.full_frame_model, cfg.min_score, cfg.device)
+        tiles = full if cfg.full_frame_model == "full_range" else shared_model(
             "full_range", cfg.min_score, cfg.device)
-        self._models = {id(m): m for m in (full, tiles)}.values()
+        self._models = list({id(m): m for m in (full, tiles)}.values())
         super().__init__(full, tiles, cfg)
 
     def close(self) -> None:
         super().close()
         for model in self._models:
-            model.close()
+            release(model)
+        self._models = []
