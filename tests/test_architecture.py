@@ -14,8 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "streamguard"
 # one mosaic operator, protect/pixelize.py) is its own room because training and the models
 # share it with the protection modes.
 LAYERS = [
-    "errors", "registry", "config", "frames", "assets", "pixelize", "detect", "track",
-    "models", "backends", "protect", "schedule", "process", "report", "progress", "stages", "io", "pipeline",
+    "errors", "registry", "stages", "config", "frames", "assets", "pixelize", "detect", "track",
+    "models", "backends", "protect", "schedule", "process", "report", "progress", "io", "pipeline",
     "api",
     "live",
     "batch", "console", "cli",

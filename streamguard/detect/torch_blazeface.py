@@ -7,7 +7,7 @@ The graph is converted once per model file and kept as safetensors in the cache
 `tflite` parser nor the flatbuffer. A .tflite whose checksum differs from the pinned one is
 refused (exit 9), as every model file is.
 
-Every torch detector of a process shares one instance of each model (`detect.batcher`): the
+Every torch detector of a process shares one instance of each model (`stages.SharedBatcher`): the
 calls of several streams that come together run as one batch (on a GPU, eight streams' tiles
 in one call).
 """
@@ -23,7 +23,7 @@ import numpy as np
 from streamguard.assets import ASSETS, DETECTOR_MODELS, asset_path, cache_dir, sha256_file
 from streamguard.config import DetectConfig
 from streamguard.detect.base import TiledDetector
-from streamguard.detect.batcher import SharedBatcher
+from streamguard.stages import SharedBatcher
 from streamguard.detect.ssd import SPECS, decode, letterbox, ssd_anchors
 from streamguard.detect.tflite_graph import Graph, build_module, load_graph, read_graph, save_graph
 from streamguard.errors import ModelUnavailableError

@@ -1,4 +1,4 @@
-"""One model shared by several detectors (`detect.batcher.SharedBatcher`): calls that come
+"""One model shared by several detectors (`stages.SharedBatcher`): calls that come
 together run as one batch, each caller gets its own results, a lone call is not held back."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from streamguard.detect.batcher import SharedBatcher
+from streamguard.stages import SharedBatcher
 
 
 class SlowModel:
