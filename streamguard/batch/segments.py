@@ -121,6 +121,10 @@ class EncodedSegment:
     frames: int  # owned frames decoded
     report: RunReport
     worker: str = ""
+    offsets: tuple[Fraction, ...] = ()  # the video's piece offsets (a file with discontinuities)
+
+
+AUDIO_LEAD_S = Fraction(1, 2)  # how far a piece's audio may run ahead of its video at a join
 
 
 # -- planning --------------------------------------------------------------------------------
@@ -275,7 +279,9 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
             emit(ready)
 
     rate = params.info.average_rate
-    timeline = Timeline(1 / rate if rate else Fraction(1, 30))
+    # the audio the driver copies follows this video's piece offsets (`EncodedSegment.offsets`):
+    # a new piece leaves it room to run ahead of the video by up to AUDIO_LEAD_S
+    timeline = Timeline(1 / rate if rate else Fraction(1, 30), margin=AUDIO_LEAD_S)
     for pts, vf in _decode(job, decoder, timeline):
         i, index = index, index + 1
         damaged = decoder.damage(vf)  # read in decode order; the picture converted later
@@ -305,7 +311,8 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
     report.tracks = len(tracks_owned - tracks_before)
     report.pts_discontinuities = timeline.discontinuities
     report.wall_s = time.perf_counter() - t0
-    return EncodedSegment(job.key, seg.index, out, extradata, owned, report)
+    return EncodedSegment(job.key, seg.index, out, extradata, owned, report,
+                          offsets=tuple(timeline.offsets))
 
 
 def _decoder(job: SegmentJob) -> FrameDecoder:
@@ -374,8 +381,10 @@ class SegmentJoiner:
         except BaseException:
             self.abort()
             raise
-        self._other = self._source.passthrough()
-        self._next_other: Passthrough | None = next(self._other, None)
+        # the other streams are read once the first segment is here: a file with timestamp
+        # discontinuities (planned uncut) has its audio follow the video's piece offsets
+        self._other: Iterator[Passthrough] | None = None
+        self._next_other: Passthrough | None = None
         self._waiting: dict[int, EncodedSegment] = {}
         self._next = 0
         self._last_dts: int | None = None
@@ -391,6 +400,9 @@ class SegmentJoiner:
             self._finish()
 
     def _write(self, part: EncodedSegment) -> None:
+        if self._other is None:
+            self._other = self._source.passthrough(list(part.offsets))
+            self._next_other = next(self._other, None)
         if part.extradata != self._sink.extradata:
             raise OutputError(
                 f"{self.dst}: segment {part.index} was encoded with other codec headers than "
@@ -412,6 +424,9 @@ class SegmentJoiner:
 
     def _copy_until(self, t: Fraction | None) -> None:
         """Mux the other streams' packets up to time `t` (seconds; None: all that are left)."""
+        if self._other is None:  # no segment came (nothing to follow): read them as they are
+            self._other = self._source.passthrough()
+            self._next_other = next(self._other, None)
         while self._next_other is not None:
             other = self._next_other.packet
             if t is not None and other.dts * other.time_base > t:

@@ -238,10 +238,11 @@ class VideoSource:
         name = self._container.format.name if self._container is not None else ""
         return name == "image2" or name.endswith("_pipe")
 
-    def _timeline(self) -> Timeline:
+    def _timeline(self, follow: list[Fraction] | None = None) -> Timeline:
         rate = self.info.average_rate
         # the gap a new piece starts after: a frame, where the header's rate is believable
-        return Timeline(1 / rate if rate and 1 <= rate <= 240 else Fraction(1, 30))
+        return Timeline(1 / rate if rate and 1 <= rate <= 240 else Fraction(1, 30),
+                        follow=follow)
 
     @staticmethod
     def _retimed(packet: Any, timeline: Timeline) -> Passthrough:
@@ -265,13 +266,15 @@ class VideoSource:
         """Damaged video packets skipped (`skip_corrupt`)."""
         return self.decoder.packets_skipped if self.decoder is not None else 0
 
-    def passthrough(self) -> Iterator[Passthrough]:
-        """Only the packets of the streams to copy (audio, subtitles, data), in demux order."""
+    def passthrough(self, follow: list[Fraction] | None = None) -> Iterator[Passthrough]:
+        """Only the packets of the streams to copy (audio, subtitles, data), in demux order,
+        retimed across discontinuities with the video's piece offsets when given (`follow`:
+        the video was retimed elsewhere)."""
         if self._container is None:
             raise RuntimeError("VideoSource.passthrough() before open()")
         if not self.info.copy_streams:
             return
-        timeline = self._timeline()
+        timeline = self._timeline(follow)
         try:
             for packet in self._container.demux(*self.info.copy_streams):
                 if packet.dts is not None:

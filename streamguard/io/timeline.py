@@ -46,10 +46,16 @@ class Timeline:
     near the wall clock the outputs' placeholders follow."""
 
     def __init__(self, step: Fraction = Fraction(1, 30), jump_s: float = JUMP_S,
-                 clock: Callable[[], Fraction] | None = None):
-        self.step = Fraction(step)  # the gap a new piece starts after: one video frame
+                 clock: Callable[[], Fraction] | None = None,
+                 follow: list[Fraction] | None = None, margin: Fraction = Fraction(0)):
+        # the gap a new piece starts after: one video frame, plus `margin` where streams this
+        # timeline does not see (audio a Ray worker never reads) may run ahead of its own
+        self.step = Fraction(step) + Fraction(margin)
         self.jump = Fraction(jump_s).limit_denominator(1000)
         self._clock = clock
+        # another timeline's piece offsets to use (the audio of a Ray job, copied by the
+        # driver, follows the video the worker retimed): piece k takes follow[k]
+        self._follow = list(follow or [])
         # seconds added to input times, one per piece; a live one is anchored by its first item
         self._offsets: list[Fraction] = [] if clock is not None else [Fraction(0)]
         self._clocks: dict[Hashable, _Clock] = {}
@@ -59,6 +65,11 @@ class Timeline:
     @property
     def discontinuities(self) -> int:
         return max(len(self._offsets) - 1, 0)
+
+    @property
+    def offsets(self) -> list[Fraction]:
+        """Each piece's offset, seconds (for another timeline to `follow`)."""
+        return list(self._offsets)
 
     def pts(self, stream: Hashable, pts: int, time_base: Fraction, *, dense: bool = True
             ) -> int:
@@ -86,6 +97,9 @@ class Timeline:
         elif t < clock.last_in or (dense and t > clock.last_in + self.jump):
             if clock.piece < latest:
                 clock.piece += 1  # another stream began this piece: join it
+            elif len(self._offsets) < len(self._follow):
+                self._offsets.append(self._follow[len(self._offsets)])
+                clock.piece = len(self._offsets) - 1
             else:
                 start = (self._end if self._end is not None else clock.last_out) + self.step
                 if self._clock is not None:
