@@ -43,7 +43,7 @@ from streamguard.config import Config, StreamConfig
 from streamguard.frames import Frame, Timing
 from streamguard.io.colour import Colour
 from streamguard.io.publish import LIVE_TIME_BASE
-from streamguard.io.camera import Backoff, CameraSource
+from streamguard.io.camera import Backoff, CameraSource, is_network_camera
 from streamguard.io.timeline import JUMP_S, Timeline
 from streamguard.live.outputs import Outputs
 from streamguard.process import NOT_LOOKED, FrameProcessor, Lookback
@@ -89,6 +89,7 @@ class LiveStream:
         self._timeline: Timeline | None = None  # this connection's clock (`_on_connect`)
         self._untimed: float | None = None  # the output time of a frame timed on arrival
         self._last_t: float | None = None  # the camera's time of its last frame, this connection
+        self._networked = is_network_camera(scfg.input)  # frames can be lost on the way
         self._last_pts = -1  # the source's last pts
         idle_s = 1.0 / live.placeholder_fps
         name = scfg.name
@@ -194,7 +195,11 @@ class LiveStream:
         next keyframe. A step in the camera's time of more than 1.5 frame intervals is such
         a loss: those frames are damaged (protected as protect.damaged says), and the frames
         missing are counted (`frames_lost`). A camera that skips frames itself is taken for
-        one that lost them: its frames are protected whole up to the next keyframe."""
+        one that lost them: its frames are protected whole up to the next keyframe. Only
+        network cameras lose frames on the way: webcams and files (often VFR: a webcam in
+        low light slows down) are left alone."""
+        if not self._networked:
+            return
         t = vf.time
         last, self._last_t = self._last_t, t
         if t is None or last is None or t <= last:  # untimed, or a jump back (a timeline's)
