@@ -137,6 +137,7 @@ def scenarios(width: int, height: int, n: int, n_sources: int) -> list[Scenario]
         vx = rng.uniform(-3, 3)
         tracks.append(Track(next(src), ((0, x0, y0, px), (e, x0 + vx * e, y0, px))))
     out.append(Scenario("moving", w, h, n, tracks))
+    moving = tracks
     # scaling: growing and shrinking faces
     out.append(Scenario("scaling", w, h, n, [
         Track(next(src), ((0, 0.25 * w, 0.5 * h, 40), (e, 0.3 * w, 0.45 * h, 200))),
@@ -194,6 +195,10 @@ def scenarios(width: int, height: int, n: int, n_sources: int) -> list[Scenario]
         Track(next(src), ((0, 0.55 * w, 0.35 * h, 70), (e, 0.62 * w, 0.33 * h, 70))),
         Track(next(src), ((0, 0.2 * w, 0.55 * h, 100), (e, 0.75 * w, 0.48 * h, 100)),
               front=True)]))
+    # the moving faces at night, upright: an infrared camera's picture (last, so the clips
+    # above keep their faces)
+    out.append(Scenario("infrared-upright", w, h, n, moving,
+                        Look(infrared=True, noise=5.0, crf=23, pan=1.0)))
     return out
 
 
