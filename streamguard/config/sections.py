@@ -114,10 +114,10 @@ class DetectConfig(_Section):
     )
     low_light: bool = Field(
         True,
-        description="A dark or flat frame (night, infrared: its levels span under 110 of "
-        "256) is shown to the face models with its levels stretched; the frame itself and "
-        "the output keep their pixels. Frames kept in their planes (pipeline.planar) are "
-        "shown as they are.",
+        description="A dark or flat colour frame (night: its levels span under 110 of 256) "
+        "is shown to the face models with its levels stretched; the frame itself and the "
+        "output keep their pixels. Infrared (grey) frames, whose faces the stretch hid, and "
+        "frames kept in their planes (pipeline.planar) are shown as they are.",
     )
     timeout_ms: float = Field(
         1000.0, gt=0,
