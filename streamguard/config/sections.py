@@ -44,8 +44,9 @@ class DetectConfig(_Section):
     runtime: Literal["litert", "torch"] = Field(
         "litert",
         description="What runs the blazeface models: litert (LiteRT's interpreter, XNNPACK; "
-        "the CPU default) or torch (the same .tflite graphs read into torch: every input of a "
-        "frame in one batched call, on detect.device).",
+        "the CPU default) or torch (the same .tflite graphs read into torch, on "
+        "detect.device: the tiles of a frame in one batched call, one model shared by every "
+        "stream's detector).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="The torch runtime's device: auto (CUDA when torch sees a GPU), "

@@ -50,10 +50,10 @@ def brightened(image: np.ndarray) -> np.ndarray:
     sample = pixels[..., 1]
     if sample.size < 16:
         return image
-    if pixels.ndim == 3 and pixels.shape[2] == 3 and _grey(pixels):
-        return image
     lo, hi = np.percentile(sample, (1, 99))
     if hi - lo >= FLAT_RANGE:
+        return image
+    if pixels.ndim == 3 and pixels.shape[2] == 3 and _grey(pixels):  # only dark frames pay
         return image
     black = 4 * int(lo // 4)
     gain = min(MAX_GAIN, np.floor(4 * STRETCH_TO / max(hi - black, 1)) / 4)

@@ -119,14 +119,10 @@ def nvdec_usable(name: str) -> bool:
 
 
 @contextmanager
-def decoder_errors(watch: bool = True) -> Iterator[list[str]]:
-    """The errors FFmpeg logs on this thread inside the block (`watch` False: none are
-    looked for, and FFmpeg's logging is left alone). FFmpeg's log level is raised to ERROR
-    for the block only; streamguard keeps it silent otherwise."""
+def decoder_errors() -> Iterator[list[str]]:
+    """The errors FFmpeg logs on this thread inside the block. FFmpeg's log level is raised
+    to ERROR for the block only; streamguard keeps it silent otherwise."""
     errors: list[str] = []
-    if not watch:
-        yield errors
-        return
     import av.logging
 
     level = av.logging.get_level()

@@ -198,13 +198,14 @@ class VideoSource:
                         decoder.skip("the demuxer flagged it damaged")
                         continue
                     # the final empty packet (dts None) flushes the decoder: never skip it
-                    with decoder_errors(still) as errors:
+                    if still:  # a JPEG cut short decodes: only the decoder's log says so
+                        with decoder_errors() as errors:
+                            decoded = decoder.decode(packet)
+                        if errors and not self._skip_corrupt:
+                            raise CorruptMediaError(
+                                f"{self.path}: damaged or truncated image ({errors[0]})")
+                    else:
                         decoded = decoder.decode(packet)
-                    if errors and not self._skip_corrupt:
-                        # a JPEG cut short decodes, grey or green below the cut: only the
-                        # decoder's log says so
-                        raise CorruptMediaError(
-                            f"{self.path}: damaged or truncated image ({errors[0]})")
                     for vf in decoded:
                         pts, tb = fallback(vf.pts, vf.time_base)
                         pts = timeline.pts(video.index, pts, tb)

@@ -92,11 +92,16 @@ class Outputs:
         for sink in self.sinks:
             sink.write(frame, placeholder)
         self._flush_audio()
-        failing = [s for s in self.sinks if getattr(s, "last_failure", "")]
-        self.stats.output_failures = sum(getattr(s, "failures", 0) for s in self.sinks)
-        self.stats.output_error = failing[0].last_failure if failing else ""
         self.last_image = frame.image
         self.stats.frames_out += 1
+
+    def failures(self) -> tuple[int, str]:
+        """Failed tries to deliver, over the outputs that retry (RTSP publish), and why one
+        is failing now ("" when all deliver)."""
+        count = sum(getattr(sink, "failures", 0) for sink in self.sinks)
+        why = next((sink.last_failure for sink in self.sinks
+                    if getattr(sink, "last_failure", "")), "")
+        return count, why
 
     def placeholder(self) -> None:
         """One placeholder frame on the wall clock (black, or the last frame out); nothing

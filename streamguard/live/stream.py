@@ -153,6 +153,7 @@ class LiveStream:
             stats.worker_restarts = self.pool.restarts
         if self.schedule is not None:
             stats.schedule = self.schedule.snapshot()
+        stats.output_failures, stats.output_error = self.outputs.failures()
         return stats.snapshot()
 
     def _failed(self, exc: BaseException) -> None:
