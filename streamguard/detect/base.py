@@ -17,11 +17,12 @@ import numpy as np
 
 from streamguard.config import DetectConfig
 from streamguard.detect.geometry import (
-    block_means, box_iou, drop_parts, edge_boxes, nms, padded_crop, scaled_about_centre,
-    tile_pyramid, turn_image, unturn_boxes,
+    block_means, bordered_tiles, box_iou, drop_parts, edge_boxes, nms, padded_crop,
+    scaled_about_centre, tile_pyramid, turn_image, unturn_boxes,
 )
 from streamguard.detect.views import (
-    TurnMemory, brightened, held_rolled, one_turn_per_face, with_roll,
+    DIM_UNTIL, Light, TurnMemory, brightened, held_rolled, light_of, one_turn_per_face,
+    with_roll,
 )
 from streamguard.frames import Faces, PlanarImage
 from streamguard.registry import Registry
@@ -73,7 +74,9 @@ class TiledDetector:
     - Turned views (`turned_every`): the whole frame and every tile turned by one, two and
       three quarter turns, spread over frames like the tiles, find faces turned in the image
       plane; a face found turned has its track window cut turned the same way every frame.
-    - A dark or flat frame (`low_light`) is shown to the models with its levels stretched.
+    - A dark or flat frame (`low_light`) is shown to the models with its levels stretched,
+      and its tiles are smaller (`dim_tile_side`): a small face in low contrast and sensor
+      noise is found only when the model sees it larger.
     """
 
     # px, the picture track windows are packed in (1 or 2 x 2): the full-range model's input
@@ -112,27 +115,40 @@ class TiledDetector:
             from concurrent.futures import ThreadPoolExecutor
 
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="streamguard-full-frame")
-        self._grid_for: tuple[int, int] | None = None
-        self._grid: list[tuple[int, int, int, int]] = []
+        self._size: tuple[int, int] | None = None  # the frame size the grids are cut for
+        self._grids: dict[int, list[tuple[int, int, int, int]]] = {}  # per tile side
+        self._dim = False  # this round of tiles is cut for a dim frame (`dim_tile_side`)
         self._window_turn = 0  # where the next frame's windows start, when they take turns
         self._looked: dict[tuple[int, int, int, int], _Looked] = {}  # per tile (still_tiles)
         self._looked_whole: _Looked | None = None  # the full-frame pass's (still_tiles)
         self._turns = TurnMemory(forget_after=max(30, 2 * cfg.turned_every))
         self._index = 0  # the frame count detect() was last called with
 
-    def _grid_of(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
-        if self._grid_for != (width, height):
-            grid = tile_pyramid(width, height, self.cfg.tile_max_side, self.cfg.tile_overlap,
-                                self.FULL_FRAME_MIN_FACE)
-            pad = self.cfg.edge_padding
-            self._grid = [(x0 - int(pad * (x1 - x0)) * (x0 == 0),
-                           y0 - int(pad * (y1 - y0)) * (y0 == 0),
-                           x1 + int(pad * (x1 - x0)) * (x1 == width),
-                           y1 + int(pad * (y1 - y0)) * (y1 == height))
-                          for x0, y0, x1, y1 in grid]
-            self._grid_for = (width, height)
+    def _grid_of(self, width: int, height: int, dim: bool | None = None,
+                 ) -> list[tuple[int, int, int, int]]:
+        """The tiles of a frame of this size: of the round's grid (`dim`: None), or of the
+        dim frames' or the others' grid."""
+        side = self.cfg.tile_max_side
+        if (self._dim if dim is None else dim) and self.cfg.dim_tile_side:
+            side = min(side, self.cfg.dim_tile_side)
+        if self._size != (width, height):
+            self._size = (width, height)
+            self._grids.clear()
             self._looked.clear()
-        return self._grid
+        if side not in self._grids:
+            self._grids[side] = bordered_tiles(
+                tile_pyramid(width, height, side, self.cfg.tile_overlap,
+                             self.FULL_FRAME_MIN_FACE), width, height, self.cfg.edge_padding)
+        return self._grids[side]
+
+    def _set_round(self, light: Light | None, index: int) -> None:
+        """At the start of each round of tiles, whether it is cut for a dim frame: a round
+        keeps one grid, so every tile of it is looked at. Dim until the levels span DIM_UNTIL,
+        so a scene at the edge does not switch grids every round."""
+        every = self.cfg.tile_every
+        if light is None or (every and index % every and self._size is not None):
+            return
+        self._dim = light.dim or (self._dim and light.span < DIM_UNTIL)
 
     def tiles_for(self, width: int, height: int, index: int) -> list[tuple[int, int, int, int]]:
         """The tiles frame `index` runs (border tiles reach past the frame)."""
@@ -158,7 +174,8 @@ class TiledDetector:
         every = self.cfg.turned_every
         if not every:
             return []
-        views = [(q, region) for region in [None, *self._grid_of(width, height)]
+        # the daylight grid, whatever the light: the turned views' cost stays bounded at night
+        views = [(q, region) for region in [None, *self._grid_of(width, height, dim=False)]
                  for q in (1, 2, 3)]
         # spread evenly: view i on the frames where i * every // len(views) comes round
         turn = index % every
@@ -362,12 +379,12 @@ class TiledDetector:
     TURNED_HANDICAP = 0.1
     TURNED_GROWTH = 1.15  # a turned face's box, about its centre
 
-    def _picture(self, image: np.ndarray) -> np.ndarray:
+    def _picture(self, image: np.ndarray, light: Light | None) -> np.ndarray:
         """What the models see of the frame: brightened when it is dark or flat
         (`low_light`; a frame kept in its planes as it is)."""
         if not self.cfg.low_light or not isinstance(image, np.ndarray):
             return image
-        return brightened(image)
+        return brightened(image, light)
 
     def _whole_shrink(self, width: int, height: int) -> int:
         return max(1, max(width, height) // self.TURNED_WHOLE_SIDE)
@@ -396,7 +413,9 @@ class TiledDetector:
     def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None) -> Faces:
         height, width = image.shape[:2]
         self._index = index
-        picture = self._picture(image)
+        light = light_of(image) if self.cfg.low_light or self.cfg.dim_tile_side else None
+        self._set_round(light, index)
+        picture = self._picture(image, light)
         views = [(0, tile) for tile in self.tiles_for(width, height, index)]
         views += self.turned_for(width, height, index)
         crops = [self._view(picture, q, region) for q, region in views]

@@ -89,6 +89,15 @@ def nms(xyxy: np.ndarray, score: np.ndarray, iou: float) -> np.ndarray:
     return np.asarray(keep, np.int64)
 
 
+def bordered_tiles(grid: list[tuple[int, int, int, int]], width: int, height: int,
+                   pad: float) -> list[tuple[int, int, int, int]]:
+    """Tiles on the frame's border reaching `pad` of their side past it (`padded_crop`
+    mirrors the frame there), so a face cut by the edge looks whole enough to be found."""
+    return [(x0 - int(pad * (x1 - x0)) * (x0 == 0), y0 - int(pad * (y1 - y0)) * (y0 == 0),
+             x1 + int(pad * (x1 - x0)) * (x1 == width), y1 + int(pad * (y1 - y0)) * (y1 == height))
+            for x0, y0, x1, y1 in grid]
+
+
 def padded_crop(image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     """image[y0:y1, x0:x1] where the window may reach past the frame: the missing part is the
     frame mirrored at its edge (a face cut by the edge gets its mirror half). A window inside

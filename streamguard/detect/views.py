@@ -4,7 +4,9 @@ BlazeFace was trained on upright faces in good light. Turned a quarter or more i
 plane (a person lying down, a camera on its side or on the ceiling) a face is found on only
 some looks, and in a dark or low-contrast picture (night, infrared) on fewer:
 
-- `brightened`: the picture the models see when the frame is dark or flat, its levels
+- `Light` / `light_of`: how a frame's levels spread; a dim one (dark or flat: night,
+  infrared) is looked at in smaller tiles, where a small low-contrast face shows larger;
+- `brightened`: the picture the models see when a colour frame is dim, its levels
   stretched by a lookup table; the frame itself, and what comes out, are untouched;
 - `TurnMemory`: which faces were last found turned, and by how many quarter turns, so a
   track's window is cut turned the same way and the face stays found on every look;
@@ -25,6 +27,7 @@ from streamguard.detect.geometry import box_iou, scaled_about_centre
 # span less than this is dark or flat: the models see it stretched. Daylight frames span
 # 150-230 levels; the night clips of the recall benchmark (gain 0.3, infrared) 45-80.
 FLAT_RANGE = 110
+DIM_UNTIL = 120  # a dim scene counts as lit again only once its levels span this much
 STRETCH_TO = 200  # levels the stretched span covers (from STRETCH_FLOOR)
 STRETCH_FLOOR = 24
 MAX_GAIN = 4.0  # beyond it the sensor noise is all the model would see
@@ -34,29 +37,58 @@ ROLLED = 20  # degrees off a quarter turn: read as rolled, not as an upright fac
 ROLL_SLACK = 10  # degrees a rolled face's roll is read short by, at most
 
 
-def brightened(image: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class Light:
+    """A frame's levels: the 1st and 99th percentiles of a sparse sample of its green channel
+    (of its luma, for a frame kept in its planes)."""
+
+    lo: float
+    hi: float
+
+    @property
+    def span(self) -> float:
+        return self.hi - self.lo
+
+    @property
+    def dim(self) -> bool:
+        """Dark or flat (night, infrared, fog): the models need a face larger to find it."""
+        return self.span < FLAT_RANGE
+
+
+def light_of(image) -> Light | None:
+    """The frame's `Light`, or None for a picture too small to read it from."""
+    planes = getattr(image, "y", None)  # frames.PlanarImage: its luma plane
+    if planes is not None:
+        sample = planes[::SAMPLE_STEP, ::SAMPLE_STEP]
+    else:
+        pixels = np.asarray(image)[::SAMPLE_STEP, ::SAMPLE_STEP]
+        sample = pixels[..., 1] if pixels.ndim == 3 else pixels
+    if sample.size < 16:
+        return None
+    lo, hi = np.percentile(sample, (1, 99))
+    return Light(float(lo), float(hi))
+
+
+def brightened(image: np.ndarray, light: Light | None = None) -> np.ndarray:
     """`image` itself when its levels span FLAT_RANGE or more, or when it has no colour (an
     infrared night picture); otherwise a copy whose span is stretched to STRETCH_TO levels
     (gain at most MAX_GAIN). The stretch is quantized (black point in steps of 4 levels, gain
     in steps of 1/4) so it stays the same from frame to frame of a steady scene and the
-    still-picture checks still hold.
+    still-picture checks still hold. `light`: the image's `light_of`, when already read.
 
     Infrared is left alone because stretching it hides faces from the models: on grey,
     low-contrast, noisy night pictures (the recall benchmark's infrared look) the detector
     found 29 -> 40, 25 -> 33, 20 -> 24 and 10 -> 22 face-frames without the stretch (1080p and
     720p, upright and turned faces), where on dark colour pictures it finds more with it
     (117 -> 124)."""
+    light = light or light_of(image)
+    if light is None or not light.dim:
+        return image
     pixels = np.asarray(image)[::SAMPLE_STEP, ::SAMPLE_STEP]
-    sample = pixels[..., 1]
-    if sample.size < 16:
-        return image
-    lo, hi = np.percentile(sample, (1, 99))
-    if hi - lo >= FLAT_RANGE:
-        return image
     if pixels.ndim == 3 and pixels.shape[2] == 3 and _grey(pixels):  # only dark frames pay
         return image
-    black = 4 * int(lo // 4)
-    gain = min(MAX_GAIN, np.floor(4 * STRETCH_TO / max(hi - black, 1)) / 4)
+    black = 4 * int(light.lo // 4)
+    gain = min(MAX_GAIN, np.floor(4 * STRETCH_TO / max(light.hi - black, 1)) / 4)
     if gain <= 1.0:
         return image
     lut = np.clip((np.arange(256, dtype=np.float32) - black) * gain + STRETCH_FLOOR, 0, 255)

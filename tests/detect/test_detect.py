@@ -438,3 +438,42 @@ def test_a_face_found_turned_has_its_window_turned_the_same_way():
     # found upright again: forgotten, no window
     det._turns.learn(face, np.array([0]), frame=1)
     assert det.windows_for(1280, 720, face) == []
+
+
+def test_a_dim_frame_is_looked_at_in_smaller_tiles_a_whole_round_at_a_time():
+    """Night (levels spanning under 110 of 256) is cut into tiles of at most dim_tile_side
+    px, from the start of a round of tiles to its end, so every tile of one grid is looked
+    at; light again (past the hysteresis) the next round goes back to the daylight tiles."""
+    rng = np.random.default_rng(1)
+    day = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    night = (40 + day * 0.25).astype(np.uint8)
+    seen: list[tuple[int, int]] = []
+
+    def tiles(image):
+        seen.append(image.shape[:2])
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+
+    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+    cfg = DetectConfig(tile_every=5, turned_every=0, still_tiles=0, edge_padding=0,
+                       dim_tile_side=384)
+    det = TiledDetector(lambda im: empty, tiles, cfg)
+
+    def round_of(pictures, start):
+        seen.clear()
+        for i, picture in enumerate(pictures):
+            det.detect(picture, start + i)
+        return list(seen)
+
+    daylight = round_of([day] * 5, 0)
+    assert len(daylight) == 8 and max(max(s) for s in daylight) <= 480
+    # night falls mid-round: that round keeps its daylight tiles, the next is cut smaller
+    mixed = round_of([day, day, night, night, night], 5)
+    assert len(mixed) == 8
+    dim = round_of([night] * 5, 10)
+    assert len(dim) > 8 and max(max(s) for s in dim) <= 384
+    assert round_of([day] * 5, 15) == daylight
+    off = TiledDetector(lambda im: empty, tiles, cfg.model_copy(update={"dim_tile_side": 0}))
+    seen.clear()
+    for i in range(5):
+        off.detect(night, i)
+    assert len(seen) == 8
