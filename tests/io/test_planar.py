@@ -133,10 +133,14 @@ def test_other_formats_still_come_out_protected(crops, tmp_path, pix_fmt, codec,
 
 def test_planar_and_rgb_files_match_outside_the_faces(clip, tmp_path):
     """The whole file, both ways: the background of the planar output is at least as close
-    to the input as the RGB round trip's (it skips a conversion), faces protected in both."""
+    to the input as the RGB round trip's (it skips a conversion), faces protected in both.
+    The turned views and the dim frames' smaller tiles are off: this synthetic clip's
+    smooth background reads as dim, and a false find on it in one path (the two paths show
+    the models slightly different pictures) would be counted as conversion loss."""
     outs = {}
     for planar in (True, False):
-        cfg = Config.model_validate({"pipeline": {"planar": planar}})
+        cfg = Config.model_validate({"pipeline": {"planar": planar},
+                                     "detect": {"turned_every": 0, "dim_tile_side": 0}})
         out = tmp_path / f"out_{planar}.mp4"
         anonymize_file(clip.path, out, cfg)
         outs[planar], _ = decode_rgb(out)
