@@ -82,8 +82,9 @@ class DetectConfig(_Section):
         384, ge=0, le=4096,
         description="Longest tile side on dim frames (night, infrared, fog: levels spanning "
         "under 110 of 256): small faces in low contrast and sensor noise are found only when "
-        "the model sees them larger (infrared faces of 40-48 px: none found in 480 px tiles, "
-        "all in 384 px ones). Costs ~2x the tiles on such frames. 0 = tile_max_side.",
+        "the model sees them larger (the recall benchmark's infrared faces of 40-48 px: none "
+        "found in 480 px tiles, all in 384 px ones; some other faces still missed). Costs "
+        "~2x the tiles on such frames. 0 = tile_max_side.",
     )
     tile_overlap: float = Field(
         0.25, ge=0.0, le=0.5,
