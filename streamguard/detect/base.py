@@ -24,6 +24,7 @@ from streamguard.detect.views import (
     DIM_UNTIL, Light, TurnMemory, brightened, held_rolled, light_of, one_turn_per_face,
     with_roll,
 )
+from streamguard.detect.windows import packed, window_boxes
 from streamguard.frames import Faces, PlanarImage
 from streamguard.registry import Registry
 
@@ -231,65 +232,9 @@ class TiledDetector:
         return turned + (others[start:] + others[:start])[:left]
 
     def _window_canvases(self, image: np.ndarray, windows) -> list[tuple[np.ndarray, list]]:
-        """Windows packed into pictures of WINDOW_CANVAS px, one detector input each: a
-        window alone fills it, up to 4 share it 2 x 2 (the model sees each at 96 px, a face
-        at ~32 px; packed 3 x 3 a 24 px face, at ~21 px, was lost). Returns (canvas, windows)
-        pairs."""
-        out = []
-        start = 0
-        while start < len(windows):
-            left = len(windows) - start
-            grid = 1 if left == 1 else 2
-            group = windows[start:start + grid * grid]
-            start += len(group)
-            cell = self.WINDOW_CANVAS // grid
-            canvas = np.zeros((grid * cell, grid * cell, 3), np.uint8)
-            for k, ((x0, y0, x1, y1), _, quarter) in enumerate(group):
-                r, c = divmod(k, grid)
-                crop = turn_image(padded_crop(image, x0, y0, x1, y1), max(quarter, 0))
-                canvas[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = cv2.resize(
-                    crop, (cell, cell), interpolation=cv2.INTER_AREA
-                    if crop.shape[0] > cell else cv2.INTER_LINEAR)
-            out.append((canvas, group))
-        return out
-
-    def _window_boxes(self, found_per_canvas, canvases,
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Boxes the packed windows found, mapped back to the frame: (xyxy, score, roll, the
-        windows' quarter turns).
-
-        A window only confirms its own track: of what it finds, it keeps the one box that
-        overlaps the expected box best and is of a similar size (half to twice). A window never
-        starts tracks of its own or lets a track's box grow away: textures seen up close
-        cannot breed false faces.
-        """
-        boxes, scores, rolls, quarters = [], [], [], []
-        for (xyxy, score, roll), (canvas, group) in zip(found_per_canvas, canvases):
-            grid = 1 if len(group) == 1 else 2
-            cell = canvas.shape[0] // grid
-            best: dict[int, tuple[float, np.ndarray, float, float]] = {}
-            for b, sc, rl in zip(xyxy, score, roll):
-                cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-                r, c = int(cy // cell), int(cx // cell)
-                k = grid * r + c
-                if not (0 <= r < grid and 0 <= c < grid) or k >= len(group):
-                    continue
-                (x0, y0, x1, y1), expected, quarter = group[k]
-                f = (x1 - x0) / cell
-                local = unturn_boxes(np.clip(b - np.array([c, r, c, r]) * cell, 0, cell),
-                                     max(quarter, 0), cell, cell)[0]
-                found = (local * f + np.array([x0, y0, x0, y0])).astype(np.float32)
-                ratio = (found[2] - found[0]) / max(expected[2] - expected[0], 1e-6)
-                overlap = float(box_iou(found[None], expected[None].astype(np.float32))[0, 0])
-                if 0.5 <= ratio <= 2 and overlap > 0.1 and overlap > best.get(k, (0.0,))[0]:
-                    best[k] = (overlap, found, float(sc), float(rl))
-            for k, (_, found, sc, rl) in best.items():
-                boxes.append(found)
-                scores.append(sc)
-                rolls.append(rl)
-                quarters.append(max(group[k][2], 0))
-        return (np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
-                np.array(rolls, np.float32), np.array(quarters, np.int64))
+        """The windows packed into the model's inputs (`windows.packed`); on a dim frame a
+        face found turned has its window alone."""
+        return packed(image, windows, self.WINDOW_CANVAS, turned_alone=self._dim)
 
     def _run_tiles_model(self, images: list[np.ndarray], model: BoxModel | None = None,
                          ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -435,7 +380,7 @@ class TiledDetector:
             rolls.append(v_roll)  # the roll off the nearest quarter turn: the same turned
             quarters.append(np.full(len(v_xyxy), q, np.int64))
         if canvases:
-            for found_in_windows, into in zip(self._window_boxes(in_windows, canvases),
+            for found_in_windows, into in zip(window_boxes(in_windows, canvases),
                                               (boxes, scores, rolls, quarters)):
                 into.append(found_in_windows)
         xyxy = np.concatenate(boxes).astype(np.float32)

@@ -4,6 +4,7 @@ import pytest
 from streamguard.config import DetectConfig
 from streamguard.detect import available_detectors, create_detector, register_detector
 from streamguard.detect.base import TiledDetector
+from streamguard.detect.windows import window_boxes
 from streamguard.detect.geometry import (
     box_iou, drop_parts, nms, padded_crop, tile_grid, tile_pyramid,
 )
@@ -215,6 +216,38 @@ def test_packed_windows_map_each_face_back_to_its_own_track():
     assert len(calls) == 2
     assert len(found) == 7  # the second picture's fourth cell is empty: nothing from it
     assert box_iou(expected, found.xyxy).max(axis=1).min() > 0.85
+
+
+def test_on_a_dim_frame_a_face_found_turned_is_looked_at_alone_and_twice_as_large():
+    """Night and infrared: a turned face seen at a quarter of a shared picture was lost (a
+    110 px infrared face turned 135 degrees, found on 1 of 40 frames). On a dim frame its
+    window fills a picture of its own; on a lit one it shares as before."""
+    expected = np.array([[100 + 200 * k, 300, 140 + 200 * k, 340] for k in range(4)],
+                        np.float32)
+    seen = []
+
+    def tiles(canvas):
+        seen.append(canvas.copy())
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+
+    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+    for level, (lo, hi) in (("dim", (60, 100)), ("lit", (0, 250))):
+        frame = np.random.default_rng(0).integers(lo, hi, (720, 1280, 3), dtype=np.uint8)
+        frame[300:340, 100:140] = 255  # the face found turned: the first track
+        det = TiledDetector(lambda im: empty, tiles,
+                            DetectConfig(turned_every=0, tile_every=0, max_windows=0))
+        det._turns.learn(expected[:1], np.array([1]), frame=0, score=np.array([0.9]))
+        seen.clear()
+        det.detect(frame, 0, around=expected)
+        side = TiledDetector.WINDOW_CANVAS
+        # the bright face's width in the picture it was shown in
+        shown = max(int((c[..., 0] == 255).any(axis=0).sum()) for c in seen)
+        if level == "dim":
+            assert len(seen) == 2  # the turned face alone, the other three 2 x 2
+            assert abs(shown - side / 3) <= 2  # a third of the whole picture
+        else:
+            assert len(seen) == 1  # all four share one picture
+            assert abs(shown - side / 6) <= 2
 
 
 def test_more_windows_than_one_picture_holds_take_turns():
@@ -431,7 +464,7 @@ def test_a_face_found_turned_has_its_window_turned_the_same_way():
     canvases = det._window_canvases(np.zeros((720, 1280, 3), np.uint8), [(window, face[0], 1)])
     side = det.WINDOW_CANVAS
     centre = np.array([[side / 3, side / 3, 2 * side / 3, 2 * side / 3]], np.float32)
-    boxes, _, _, quarters = det._window_boxes(
+    boxes, _, _, quarters = window_boxes(
         [(centre, np.ones(1, np.float32), np.zeros(1, np.float32))], canvases)
     assert quarters.tolist() == [1]
     assert np.allclose(boxes, face, atol=3)
