@@ -117,9 +117,11 @@ def _dark_clip(tmp_path, sources, frames: int):
 
 def test_faces_in_a_dark_frame_are_covered_and_the_rest_is_untouched(tmp_path, sources):
     """Regression: at night (gain 0.3 and sensor noise) faces the detector finds in daylight
-    went bare: the models see the frame with its levels stretched. Protection is the only
-    change: outside the faces the output is bit-identical to the path without it, and to
-    the decoded input."""
+    went bare. The models see the frame with its levels stretched; protection is the only
+    change: outside the faces the output is bit-identical to the path without the stretch,
+    and to the decoded input. (The path without it once left faces bare here; since dim
+    frames get smaller tiles and the first frame is looked at in every tile, it covers them
+    too, so this no longer shows what the stretch adds: see benchmarks/README.)"""
     import av
     import numpy as np
 
@@ -145,7 +147,6 @@ def test_faces_in_a_dark_frame_are_covered_and_the_rest_is_untouched(tmp_path, s
         runs[low_light] = (tally, outputs, inputs)
     lit, plain = runs[True], runs[False]
     assert [r for r in lit[0].records if not r["protected"]] == []
-    assert sum(not r["protected"] for r in plain[0].records) > 0
     for with_light, without, decoded in zip(lit[1], plain[1], lit[2]):
         # away from what either path protected, both are the decoded frame, bit for bit
         outside = ~_protected(with_light) & ~_protected(without)

@@ -342,7 +342,29 @@ def test_a_still_tile_is_looked_at_again_only_after_a_bounded_number_of_turns():
                         DetectConfig(turned_every=0, tile_every=1, still_tiles=0))
     for index in range(3):
         det.detect(scene, index)
-    assert len(calls) == 3 * tiles
+    # the first frame is looked at in every view (border tiles also as they are)
+    assert len(calls) == len(det.first_views(1280, 720)) + 2 * tiles
+
+
+def test_the_first_frame_is_looked_at_in_every_view_at_once():
+    """A face there from the first frame has no look-back before it: frame 0 is looked at in
+    every tile (border tiles also as they are) and the whole frame turned, so a small face
+    in the corner the tiles' round reaches last is found on frame 0, not five frames later.
+    The frames after it take their turns as before."""
+    nothing = lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))  # noqa: E731
+    calls: list = []
+    det = TiledDetector(nothing, _bright_blobs(calls),
+                        DetectConfig(turned_every=15, tile_every=5, still_tiles=0))
+    scene = _still_scene()
+    scene[680:716, 1240:1276] = 255  # a 36 px face in the bottom-right corner
+    found = det.detect(scene, 0)
+    assert len(found) == 1 and box_iou(found.xyxy, np.array([[1240, 680, 1276, 716]],
+                                                            np.float32))[0, 0] > 0.5
+    grid = det._grid_of(1280, 720)
+    assert len(calls) >= len(grid) + 3  # every tile, the whole frame turned
+    calls.clear()
+    det.detect(scene, 1)
+    assert len(calls) == len(det.tiles_for(1280, 720, 1)) + len(det.turned_for(1280, 720, 1))
 
 
 def test_a_face_appearing_in_a_still_tile_is_found_on_that_tile_s_next_turn():
@@ -497,16 +519,18 @@ def test_a_dim_frame_is_looked_at_in_smaller_tiles_a_whole_round_at_a_time():
             det.detect(picture, start + i)
         return list(seen)
 
-    daylight = round_of([day] * 5, 0)
+    det.detect(day, 0)  # the first frame, looked at in every view at once
+    daylight = round_of([day] * 5, 5)
     assert len(daylight) == 8 and max(max(s) for s in daylight) <= 480
     # night falls mid-round: that round keeps its daylight tiles, the next is cut smaller
-    mixed = round_of([day, day, night, night, night], 5)
+    mixed = round_of([day, day, night, night, night], 10)
     assert len(mixed) == 8
-    dim = round_of([night] * 5, 10)
+    dim = round_of([night] * 5, 15)
     assert len(dim) > 8 and max(max(s) for s in dim) <= 384
-    assert round_of([day] * 5, 15) == daylight
+    assert round_of([day] * 5, 20) == daylight
     off = TiledDetector(lambda im: empty, tiles, cfg.model_copy(update={"dim_tile_side": 0}))
+    off.detect(night, 0)
     seen.clear()
-    for i in range(5):
+    for i in range(5, 10):
         off.detect(night, i)
     assert len(seen) == 8
