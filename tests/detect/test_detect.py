@@ -367,6 +367,32 @@ def test_the_first_frame_is_looked_at_in_every_view_at_once():
     assert len(calls) == len(det.tiles_for(1280, 720, 1)) + len(det.turned_for(1280, 720, 1))
 
 
+def test_a_new_segment_starts_over_with_a_first_look_and_no_turned_faces():
+    """A worker that protects one Ray segment after another keeps its detector: each segment
+    starts with frame 0 again, so the faces found turned in the last one (remembered by
+    frame number) would turn the new segment's windows, and its first frame would get only
+    its share of tiles. `FrameProcessor.reset_tracking` starts the detector over."""
+    from streamguard.config import load_config
+    from streamguard.process import FrameProcessor
+
+    nothing = lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))  # noqa: E731
+    calls: list = []
+    det = TiledDetector(nothing, _bright_blobs(calls),
+                        DetectConfig(turned_every=15, tile_every=5, still_tiles=0))
+    scene = _still_scene()
+    for index in range(40):
+        det.detect(scene, index)
+    face = np.array([[500, 200, 540, 240]], np.float32)
+    det._turns.learn(face, np.array([2]), frame=39, score=np.array([0.9]))
+    assert det.windows_for(1280, 720, face)[0][2] == 2
+    processor = FrameProcessor(load_config(None, []), detector=det)
+    processor.reset_tracking()
+    assert [w[2] for w in det.windows_for(1280, 720, face)] == [0]  # forgotten: not turned
+    calls.clear()
+    det.detect(scene, 0)
+    assert len(calls) == len(det.first_views(1280, 720))
+
+
 def test_a_face_appearing_in_a_still_tile_is_found_on_that_tile_s_next_turn():
     """Tiles take turns (tile_every 5) over a still scene; a small face steps into view between
     two turns of its tile: that turn looks (the picture changed) and finds it."""
