@@ -13,7 +13,7 @@ it (`record_dir`) and publishes on ZeroMQ. Reported per (size, workers, frame bu
 whole run, start-up included: frames the camera sent against frames streamguard received,
 frames dropped (oldest-first, when behind), frames missing from the recording, seconds at each
 detection schedule (`live.frame_budget`), added latency (frame decoded -> handed to the
-outputs) p50 / p99, with the live look-back's hold (`live.lookback` frames, 500 ms at 15, held
+outputs) p50 / p99, with the live look-back's hold (`live.lookback` frames, 667 ms at 20, held
 on purpose so a face found late is covered where it was) and without it (queueing,
 detection, protection), also without the first and last second ("steady": start-up, and the
 test camera's end of file, whose last five frames arrive within 18 ms); and recall on the
