@@ -115,11 +115,12 @@ class DetectConfig(_Section):
         description="A track window's side, in face sizes (room for the face to move).",
     )
     turned_every: int = Field(
-        15, ge=0, le=300,
+        20, ge=0, le=300,
         description="Faces turned in the image plane (lying down, a camera on its side or "
         "on the ceiling): the whole frame and every tile are also looked at turned by one, "
-        "two and three quarter turns, spread over N frames (each view every N frames); a "
-        "face found turned has its track window turned the same way every frame. 0 = off.",
+        "two and three quarter turns, spread over N frames (each view every N frames; 20: "
+        "the look-back's 20 frames cover a face found on its view's first look); a face "
+        "found turned has its track window turned the same way every frame. 0 = off.",
     )
     low_light: bool = Field(
         True,
