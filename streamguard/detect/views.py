@@ -95,6 +95,18 @@ def brightened(image: np.ndarray, light: Light | None = None) -> np.ndarray:
     return cv2.LUT(np.asarray(image), lut.astype(np.uint8))
 
 
+def grey_of(image) -> bool:
+    """Whether a frame carries no colour: an infrared night picture, or a monochrome
+    camera's (its chroma planes flat at 128, for a frame kept in its planes)."""
+    u = getattr(image, "u", None)
+    if u is not None:
+        chroma = np.abs(u[::SAMPLE_STEP // 2, ::SAMPLE_STEP // 2].astype(np.int16) - 128)
+        chroma += np.abs(image.v[::SAMPLE_STEP // 2, ::SAMPLE_STEP // 2].astype(np.int16) - 128)
+        return float(chroma.mean()) < GREY_SPREAD
+    pixels = np.asarray(image)[::SAMPLE_STEP, ::SAMPLE_STEP]
+    return pixels.ndim == 3 and pixels.shape[2] == 3 and _grey(pixels)
+
+
 def _grey(pixels: np.ndarray) -> bool:
     """Whether sampled RGB pixels carry no colour (within codec rounding): an infrared night
     picture, or a monochrome camera's."""
