@@ -84,7 +84,9 @@ class TiledDetector:
       plane; a face found turned has its track window cut turned the same way every frame.
     - A dark or flat frame (`low_light`) is shown to the models with its levels stretched,
       and its tiles are smaller (`dim_tile_side`): a small face in low contrast and sensor
-      noise is found only when the model sees it larger.
+      noise is found only when the model sees it larger. An infrared frame's turned views go
+      to the night model (`night_model`: CenterFace), which finds the small turned night
+      faces BlazeFace does not.
     """
 
     # px, the picture track windows are packed in (1 or 2 x 2): the full-range model's input
