@@ -131,21 +131,17 @@ class TiledDetector:
         self._grids: dict[int, list[tuple[int, int, int, int]]] = {}  # per tile side
         self._dim = False  # this round of tiles is cut for a dim frame (`dim_tile_side`)
         self._infrared = False  # ... and is grey: the night model takes its turned views
-        self._window_turn = 0  # where the next frame's windows start, when they take turns
-        self._looked: dict[tuple[int, int, int, int], _Looked] = {}  # per tile (still_tiles)
-        self._looked_whole: _Looked | None = None  # the full-frame pass's (still_tiles)
-        self._turns = TurnMemory(forget_after=max(30, 2 * cfg.turned_every))
         self._index = 0  # the frame count detect() was last called with
-        self._first = True  # the next frame is the first: looked at in every view
+        self.start_over()
 
     def start_over(self) -> None:
         """A new file or segment: what was seen before is forgotten (turned faces, still
         tiles) and its first frame is looked at in every view. The models stay loaded."""
-        self._first = True
-        self._turns = TurnMemory(forget_after=self._turns.forget_after)
-        self._looked.clear()
-        self._looked_whole = None
-        self._window_turn = 0
+        self._first = True  # the next frame is the first: looked at in every view
+        self._turns = TurnMemory(forget_after=max(30, 2 * self.cfg.turned_every))
+        self._looked: dict[tuple[int, int, int, int], _Looked] = {}  # per tile (still_tiles)
+        self._looked_whole: _Looked | None = None  # the full-frame pass's (still_tiles)
+        self._window_turn = 0  # where the next frame's windows start, when they take turns
 
     def _grid_of(self, width: int, height: int, dim: bool | None = None,
                  ) -> list[tuple[int, int, int, int]]:
@@ -415,7 +411,7 @@ class TiledDetector:
         look = [i for i, again in enumerate(found_again) if again is None]
         # the night model takes the turned views of an infrared frame (detect.centerface)
         night = [i for i in look if self._infrared and views[i][0]]
-        look = [i for i in look if i not in night]
+        look = [i for i in look if not (self._infrared and views[i][0])]
         (xyxy, score, roll), (canvases, in_windows), looked = self._look_at_tiles(
             picture, [crops[i] for i in look], around, width, height,
             [crops[i] for i in night])

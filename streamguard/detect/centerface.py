@@ -101,8 +101,5 @@ class CenterFace:
                                    heat[0, 0, ys, xs].astype(np.float32), NMS_IOU)
         return (xyxy / np.float32(scale)).astype(np.float32), score
 
-    def batch(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [self(image) for image in images]
-
     def close(self) -> None:
         self._session = None

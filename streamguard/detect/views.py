@@ -82,10 +82,7 @@ def brightened(image: np.ndarray, light: Light | None = None) -> np.ndarray:
     720p, upright and turned faces), where on dark colour pictures it finds more with it
     (117 -> 124)."""
     light = light or light_of(image)
-    if light is None or not light.dim:
-        return image
-    pixels = np.asarray(image)[::SAMPLE_STEP, ::SAMPLE_STEP]
-    if pixels.ndim == 3 and pixels.shape[2] == 3 and _grey(pixels):  # only dark frames pay
+    if light is None or not light.dim or grey_of(image):  # only dim frames pay the grey check
         return image
     black = 4 * int(light.lo // 4)
     gain = min(MAX_GAIN, np.floor(4 * STRETCH_TO / max(light.hi - black, 1)) / 4)
@@ -104,13 +101,9 @@ def grey_of(image) -> bool:
         chroma += np.abs(image.v[::SAMPLE_STEP // 2, ::SAMPLE_STEP // 2].astype(np.int16) - 128)
         return float(chroma.mean()) < GREY_SPREAD
     pixels = np.asarray(image)[::SAMPLE_STEP, ::SAMPLE_STEP]
-    return pixels.ndim == 3 and pixels.shape[2] == 3 and _grey(pixels)
-
-
-def _grey(pixels: np.ndarray) -> bool:
-    """Whether sampled RGB pixels carry no colour (within codec rounding): an infrared night
-    picture, or a monochrome camera's."""
-    spread = pixels.max(axis=2).astype(np.int16) - pixels.min(axis=2)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        return False
+    spread = pixels.max(axis=2).astype(np.int16) - pixels.min(axis=2)  # codec rounding: ~1
     return float(spread.mean()) < GREY_SPREAD
 
 
