@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -261,6 +262,30 @@ def test_doctor_lists_what_a_run_needs_and_fails_when_models_are_missing(tmp_pat
                          text=True, env=env, timeout=300)
     assert_one_line_error(bad, 9, "missing or corrupt", "streamguard fetch")
     assert "missing  face_detection_full_range_sparse.tflite" in bad.stdout
+
+
+def test_a_cache_fetched_before_the_night_model_says_to_fetch(small_clip, tmp_path):
+    """A cache filled before CenterFace joined the model files (detect.night_model): a run
+    stops with one line naming the file and `streamguard fetch`, and writes no output."""
+    from streamguard.assets import cache_dir
+
+    old = tmp_path / "old-cache"
+    shutil.copytree(cache_dir(), old, ignore=shutil.ignore_patterns("centerface*"))
+    env = {k: v for k, v in os.environ.items() if k != "STREAMGUARD_DEBUG"}
+    env["STREAMGUARD_CACHE"] = str(old)
+    out = tmp_path / "o.mp4"
+    proc = subprocess.run([sys.executable, "-m", "streamguard", "anonymize",
+                           str(small_clip.path), "-o", str(out)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert_one_line_error(proc, 9, "centerface.onnx", "streamguard fetch")
+    assert not out.exists()
+
+
+def test_an_unknown_night_model_is_refused(small_clip, tmp_path):
+    proc = run("anonymize", small_clip.path, "-o", tmp_path / "o.mp4",
+               "--set", 'detect.night_model="yolo"')
+    assert_one_line_error(proc, 2, "detect.night_model")
+    assert not (tmp_path / "o.mp4").exists()
 
 
 def test_json_logs_keep_errors_one_line(tmp_path):
