@@ -152,7 +152,7 @@ class FrameProcessor:
             if self.failed_closed <= 3 or not error:
                 log.warning("frame %d: %s; protecting the whole frame", frame.index, failure)
             return frame.replace(failed_closed=True, detect_error=error)
-        faces = self.tracker.update(found, frame.image.shape, hold=damaged)
+        faces = self.tracker.update(found, frame.image.shape, hold=damaged, picture=frame.image)
         return frame.replace(faces=faces, detected_ids=self.tracker.detected_ids)
 
     def protect(self, frame: Frame) -> Frame | None:

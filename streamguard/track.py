@@ -3,7 +3,9 @@
 Each track predicts its box with a constant-velocity alpha-beta filter (no lag on steady motion,
 damped while the face is lost), matches detections greedily by IoU (with a centre-distance
 fallback for small, fast faces), smooths jitter and
-survives `max_missed` frames without a detection, its box growing with the uncertainty.
+survives `max_missed` frames without a detection, its box growing with the uncertainty, or
+longer while the picture there still looks like its face (`appearance`: the detector blinks
+longest on faces turned, blurred or in the dark).
 For privacy the box to protect is never smaller than what was detected: on a matched frame it is
 the union of the smoothed box and the raw detection.
 """
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamguard.appearance import follow, template
 from streamguard.config import TrackConfig
 from streamguard.detect.geometry import box_iou
 from streamguard.frames import Faces
@@ -24,6 +27,10 @@ _MAX_GROWTH = 0.25  # per side: a box kept through misses grows to at most 1.5x 
 _EDGE_PATIENCE = 3  # unconfirmed tracks cut by the frame's edge: this many times max_missed
 _CONFIRMED = 3  # detections after which an edge track is held for track.edge_hold frames
 
+# a track found only once is held by its look for this share of track.appearance_hold: the
+# detector's one-off finds on a busy background (scores 0.51-0.6) look alike frame after
+# frame; held as long as faces, they doubled the protected background area at 1080p
+_ONCE_SHARE = 3
 _SPEED_SLACK = 0.5  # coasting: box room per frame not looked at, in per-frame speeds
 
 def _centre_motion(velocity: np.ndarray) -> np.ndarray:
@@ -46,6 +53,8 @@ class _Track:
     hits: int = 1
     coasted: int = 0  # frames since the last update (not looked at: `detect.every`)
     last_score: float = 1.0
+    face: np.ndarray | None = None  # its face's look at the last detection (`appearance`)
+    unseen: int = 0  # missed frames since the face was last seen, detected or by its look
 
 
 def box_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -66,6 +75,18 @@ def _in_frame(boxes: list, scores: list, ids: list, width: int, height: int,
     gone = {ids[i] for i in np.flatnonzero(~visible)}
     return (Faces(out[visible].astype(np.float32), np.array(scores, np.float32)[visible],
                   np.array(ids, np.int64)[visible]), gone)
+
+
+def _found_there(box: np.ndarray, dets: np.ndarray) -> bool:
+    """Whether a detection of this frame lies on the box (overlaps it, or holds its centre):
+    a track the detector missed there is a duplicate of a face it found, not a face it
+    missed, and is not held by its look."""
+    if not len(dets):
+        return False
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    holds = (dets[:, 0] < cx) & (cx < dets[:, 2]) & (dets[:, 1] < cy) & (cy < dets[:, 3])
+    return bool(holds.any() or box_iou(box[None].astype(np.float32),
+                                       dets.astype(np.float32)).max() > 0.2)
 
 
 def _grow(box: np.ndarray, frac: float) -> np.ndarray:
@@ -101,10 +122,12 @@ class Tracker:
             iou[:, d] = -1
         return pairs
 
-    def update(self, detections: Faces, frame_shape: tuple[int, ...], hold: bool = False
-               ) -> Faces:
+    def update(self, detections: Faces, frame_shape: tuple[int, ...], hold: bool = False,
+               picture=None) -> Faces:
         """`hold`: this frame's misses prove nothing (a damaged picture): no track ends on it.
-        A track over its limit ends on the first frame without `hold` that misses it too."""
+        A track over its limit ends on the first frame without `hold` that misses it too.
+        `picture`: the frame (RGB or planar): a track the detector misses is held while its
+        face still looks as it did (`track.appearance_hold`)."""
         height, width = frame_shape[:2]
         cfg = self.cfg
         frames = {}  # per track: frames since its last update (1, more after coasted frames)
@@ -129,9 +152,10 @@ class Tracker:
             # the residual built up over the frames since the last update: per frame
             tr.velocity = tr.velocity + beta * residual / frames[tr.id]
             tr.box = smoothed
-            tr.missed = 0
+            tr.missed = tr.unseen = 0
             tr.hits += 1
             tr.last_score = float(detections.score[d])
+            tr.face = self._look(picture, det)
             out_boxes.append(box_union(smoothed, det))
             out_scores.append(tr.last_score)
             out_ids.append(tr.id)
@@ -143,6 +167,7 @@ class Tracker:
                 survivors.append(tr)
                 continue
             tr.missed += 1
+            tr.unseen += 1
             tr.velocity = tr.velocity * _VELOCITY_DAMPING
             limit = cfg.max_missed
             if _cut_by_edge(tr.box, width, height):
@@ -151,12 +176,16 @@ class Tracker:
                 # edge_hold frames once it was confirmed, a few max_missed otherwise
                 limit = max(limit * _EDGE_PATIENCE,
                             cfg.edge_hold if tr.hits >= _CONFIRMED else 0)
+            seen = None if _found_there(tr.box, dets) else self._seen_by_look(tr, picture)
+            if tr.unseen <= cfg.max_missed:  # seen by its look lately: held on
+                limit = max(limit, tr.missed)
             if tr.missed > limit and not hold:
                 continue
             survivors.append(tr)
             # the box grows with the uncertainty, to at most half its size again (a large
             # face kept through edge misses would otherwise cover the frame)
-            out_boxes.append(_grow(tr.box, min(cfg.miss_growth * tr.missed, _MAX_GROWTH)))
+            box = tr.box if seen is None else box_union(tr.box, seen)
+            out_boxes.append(_grow(box, min(cfg.miss_growth * tr.missed, _MAX_GROWTH)))
             out_scores.append(tr.last_score)
             out_ids.append(tr.id)
 
@@ -164,7 +193,8 @@ class Tracker:
             if d in matched_d:
                 continue
             tr = _Track(self._next_id, dets[d].copy(), np.zeros(4),
-                        last_score=float(detections.score[d]))
+                        last_score=float(detections.score[d]),
+                        face=self._look(picture, dets[d]))
             self._next_id += 1
             self.tracks_started += 1
             survivors.append(tr)
@@ -179,6 +209,28 @@ class Tracker:
         # a track whose extrapolated box left the frame is over
         self._tracks = [tr for tr in self._tracks if tr.id not in gone or tr.missed == 0]
         return faces
+
+    def _look(self, picture, box: np.ndarray) -> np.ndarray | None:
+        if picture is None or not self.cfg.appearance_hold:
+            return None
+        return template(picture, box)
+
+    def _seen_by_look(self, tr: _Track, picture) -> np.ndarray | None:
+        """Where a track the detector missed is seen by its face's look near where it was
+        expected, or None: up to `appearance_hold` frames since its last detection (a third
+        of that when it was found only once). Seen, the track moves towards it as towards a
+        detection (smoothed), and `unseen` starts again."""
+        quota = self.cfg.appearance_hold
+        if tr.hits < 2:  # found once: it may be a pattern the detector took for a face once
+            quota //= _ONCE_SHARE
+        if picture is None or tr.face is None or tr.missed > quota:
+            return None
+        box, alike = follow(picture, tr.box, tr.face)
+        if alike < self.cfg.appearance_match:
+            return None
+        tr.box = tr.box + (1.0 - self.cfg.smoothing) * (box - tr.box)
+        tr.unseen = 0
+        return box
 
     def coast(self, frame_shape: tuple[int, ...]) -> Faces:
         """A frame the detector did not look at (`detect.every`, the frame budget): every

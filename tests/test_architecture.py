@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "streamguard"
 # one mosaic operator, protect/pixelize.py) is its own room because training and the models
 # share it with the protection modes.
 LAYERS = [
-    "errors", "registry", "stages", "config", "frames", "assets", "pixelize", "detect", "track",
+    "errors", "registry", "stages", "config", "frames", "assets", "pixelize", "detect", "appearance",
+    "track",
     "models", "backends", "protect", "schedule", "process", "report", "progress", "io", "pipeline",
     "api",
     "live",

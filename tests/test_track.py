@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 
 from streamguard.config import TrackConfig
@@ -143,3 +145,93 @@ def test_a_damaged_picture_ends_no_track():
         out = tr.update(Faces.empty(), SHAPE, hold=True)
         assert covers(out, (100, 100, 180, 180))
     assert len(tr.update(Faces.empty(), SHAPE)) == 0
+
+
+@functools.cache
+def _background() -> np.ndarray:
+    from media import busy_background
+
+    return busy_background(SHAPE[1], SHAPE[0], 3)
+
+
+@functools.cache
+def _face() -> np.ndarray:
+    from media import face_crops
+
+    return face_crops()[0]
+
+
+def _scene(face_at):
+    """A frame of a busy background with a face photo (or nothing) pasted at `face_at`."""
+    from media import paste
+
+    frame = _background().copy()
+    if face_at is not None:
+        paste(frame, _face(), face_at)
+    return frame
+
+
+def test_a_face_the_detector_loses_stays_covered_while_it_looks_the_same():
+    """The detector blinks longest on faces turned, blurred or in the dark, which are still
+    there: a track missed for far longer than max_missed is held while the picture around
+    it still looks like its face did, and its box follows the face as it moves. Without the
+    look (`appearance_hold = 0`) the face is bare after max_missed frames."""
+    for hold in (90, 0):
+        tr = Tracker(TrackConfig(max_missed=10, appearance_hold=hold))
+        bare = []
+        for i in range(60):
+            x = 300 + 3 * i  # walking: 180 px over the clip, found on the first two frames
+            box = (x, 200, x + 96, 296)
+            found = box_at(x, 200, 96) if i < 2 else Faces.empty()
+            out = tr.update(found, SHAPE, picture=_scene(box))
+            if not covers(out, box):
+                bare.append(i)
+        if hold:
+            assert bare == []
+        else:  # the track ends after max_missed frames
+            assert bare and bare[0] <= 12 and bare[-1] == 59
+
+
+def test_a_face_that_left_lets_its_track_end():
+    """The look holds only what is still there: a face gone from its place (the background
+    shows) ends its track after max_missed frames, as without the look; and no track is
+    held longer than appearance_hold frames since the detector last found it, a third of
+    that when it found it only once (the detector's one-off finds on busy backgrounds)."""
+    box = (400, 300, 496, 396)
+    tr = Tracker(TrackConfig(max_missed=5, appearance_hold=30))
+    tr.update(box_at(400, 300, 96), SHAPE, picture=_scene(box))
+    gone = _scene(None)
+    alive = [len(tr.update(Faces.empty(), SHAPE, picture=gone)) for _ in range(8)]
+    assert alive == [1] * 5 + [0] * 3
+
+    still = _scene(box)
+    for found in (1, 2):
+        tr = Tracker(TrackConfig(max_missed=5, appearance_hold=30))
+        for _ in range(found):
+            tr.update(box_at(400, 300, 96), SHAPE, picture=still)
+        alive = [len(tr.update(Faces.empty(), SHAPE, picture=still)) for _ in range(45)]
+        held = 30 if found == 2 else 10
+        assert alive == [1] * (held + 5) + [0] * (40 - held), found
+
+
+def test_the_look_is_the_same_from_a_planar_frame():
+    """A frame kept in its Y/U/V planes (`pipeline.planar`) is looked at by its luma: the
+    track follows the face as on the RGB frame."""
+    from streamguard.frames import PlanarImage
+    import av
+
+    def planar(rgb):
+        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        return PlanarImage.from_video_frame(vf)
+
+    boxes = {}
+    for kind in ("rgb", "planar"):
+        tr = Tracker(TrackConfig(max_missed=3, appearance_hold=60))
+        for i in range(20):
+            box = (300 + 4 * i, 200, 396 + 4 * i, 296)
+            frame = _scene(box)
+            found = box_at(300 + 4 * i, 200, 96) if i < 2 else Faces.empty()
+            out = tr.update(found, SHAPE, picture=frame if kind == "rgb" else planar(frame))
+        boxes[kind] = out.xyxy[0]
+        assert covers(out, (376, 200, 472, 296)), kind
+    assert np.abs(boxes["rgb"] - boxes["planar"]).max() <= 4

@@ -174,6 +174,20 @@ class TrackConfig(_Section):
         "and a face leaving slowly (or resting half out of the picture) stays protected. "
         "The cost: a patch at the edge stays protected up to this long after a face left.",
     )
+    appearance_hold: int = Field(
+        90, ge=0, le=3000,
+        description="Frames since its last detection a track is held while the picture "
+        "around it still looks like its face did then (normalized cross-correlation over "
+        "track.appearance_match), its box following it: the detector blinks longest on "
+        "faces turned, blurred or in the dark, which are still there and look as they did. "
+        "A track found only once is held a third of this (the detector's one-off finds on "
+        "busy backgrounds look alike too). 0 = off: tracks end after max_missed.",
+    )
+    appearance_match: float = Field(
+        0.7, ge=0.0, le=1.0,
+        description="How alike (normalized cross-correlation of small grey pictures) the "
+        "picture around a lost track must be to its face's when last detected to hold it.",
+    )
     miss_growth: float = Field(
         0.05, ge=0.0, le=0.5,
         description="Relative growth of an extrapolated box per missed frame (uncertainty).",
