@@ -105,7 +105,7 @@ class FrameProcessor:
         if not self.schedule.look():
             return NOT_LOOKED, None
         return detect_timed(self.detector, frame, self.timeout_s, self.expected(),
-                            run=self.schedule.looks)
+                            run=self.schedule.looks, span=self.schedule.span)
 
     def budget(self) -> DetectSchedule:
         """Put detection on the frame budget (`schedule`): from `detect.every` up to
@@ -241,24 +241,31 @@ def looked_at(index: int, every: int) -> bool:
     return every <= 1 or index % every == 0
 
 
+def takes_span(detector: Detector) -> bool:
+    """Whether `detector.detect` takes the frames a look stands for (`span`)."""
+    return "span" in inspect.signature(detector.detect).parameters
+
+
 def detect_timed(detector: Detector, frame: Frame, timeout_s: float,
                  around: np.ndarray | None = None, every: int = 1, run: int | None = None,
+                 span: int | None = None,
                  ) -> tuple[Faces | NotLooked | None, str | None]:
     """(faces, None), or (None, why) when the detector raised or overran `timeout_s` (late
     results are discarded: the frame fails closed), or (NOT_LOOKED, None) for a frame the
     schedule skips (`every`: the detector runs on every `every`-th frame; it is told the
     count of its runs, which paces its tiles). `around`: track hints, for detectors that
     take them. `run`: the caller scheduled this look itself (the frame budget) and counts the
-    detector's runs."""
+    detector's runs; `span`: then, the frames this look stands for (else `every`)."""
     if run is None and not looked_at(frame.index, every):
         return NOT_LOOKED, None
     index = frame.index // max(every, 1) if run is None else run
+    span = max(every, 1) if span is None else span
+    extra = {} if around is None else {"around": around}
+    if span > 1 and takes_span(detector):
+        extra["span"] = span
     start = time.perf_counter()
     try:
-        if around is None:
-            found = detector.detect(frame.image, index)
-        else:
-            found = detector.detect(frame.image, index, around=around)
+        found = detector.detect(frame.image, index, **extra)
     except Exception as exc:  # noqa: BLE001 - any detector failure fails this frame closed
         return None, f"detection failed ({type(exc).__name__}: {exc})"
     took = time.perf_counter() - start

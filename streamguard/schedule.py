@@ -59,6 +59,12 @@ class DetectSchedule:
         """Whether the detector looks at the next frame."""
         return self._since_look + 1 >= self.every
 
+    @property
+    def span(self) -> int:
+        """The frames a look at the next frame stands for: it and those not looked at since
+        the last look (at most the cheapest level's)."""
+        return min(self._since_look + 1, self.levels[-1])
+
     def done(self, looked: bool, took_s: float, interval_s: float | None,
              backlog: int = 0) -> None:
         """One frame finished: whether it was looked at, what it cost (seconds), the frame

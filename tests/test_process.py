@@ -258,3 +258,37 @@ def test_detecting_every_second_frame_covers_the_frames_between():
     for frame in out[1:]:
         x = 100 + 6 * frame.index
         assert _covers(frame, [x, 100, x + 60, 160]), frame.index
+
+
+class _Spanned(_Counting):
+    """_Counting that also takes how many frames each look stands for, and logs it."""
+
+    def __init__(self):
+        super().__init__()
+        self.spans = []
+
+    def detect(self, image, index, around=None, span=1):
+        self.spans.append(span)
+        return super().detect(image, index, around)
+
+
+@pytest.mark.parametrize("how", ["every", "budget"])
+def test_each_look_is_told_how_many_frames_it_stands_for(how):
+    """Looking at every 3rd frame (`detect.every`, or the frame budget's cheapest level),
+    each look is told it stands for 3 frames, so the detector takes the turned views of the
+    frames between too; a detector that does not take it is not told (`_Counting`)."""
+    from streamguard.config import load_config
+    from streamguard.process import FrameProcessor
+
+    detector = _Spanned()
+    overrides = ["detect.every=3"] if how == "every" else []
+    processor = FrameProcessor(load_config(None, overrides), detector=detector)
+    if how == "budget":
+        schedule = processor.budget()
+        schedule.level = len(schedule.levels) - 1  # as behind as it gets: every 3rd frame
+    for i in range(12):
+        found = processor.analyze(Frame.numbered(i, np.full((240, 320, 3), i, np.uint8)))
+        if how == "budget":
+            schedule.done(found.detected_ids != frozenset(), 0.0, None)
+    assert detector.spans == [3, 3, 3, 3]
+    assert detector.calls == [0, 1, 2, 3]

@@ -36,7 +36,9 @@ BoxModel = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 class Detector(Protocol):
     def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None) -> Faces:
         """Faces in an RGB image; `index` is the frame number (decides the tiled pass);
-        `around` (N, 4): where tracked faces are expected (worth a closer look)."""
+        `around` (N, 4): where tracked faces are expected (worth a closer look). A detector
+        may also take `span`: how many frames this look stands for (`detect.every`, the
+        frame budget), so that what it spreads over frames comes round in as many frames."""
 
     def close(self) -> None: ...
 
@@ -142,6 +144,7 @@ class TiledDetector:
         self._looked: dict[tuple[int, int, int, int], _Looked] = {}  # per tile (still_tiles)
         self._looked_whole: _Looked | None = None  # the full-frame pass's (still_tiles)
         self._window_turn = 0  # where the next frame's windows start, when they take turns
+        self._turned_clock = 0  # frames the looks so far stood for: paces the turned views
 
     def _grid_of(self, width: int, height: int, dim: bool | None = None,
                  ) -> list[tuple[int, int, int, int]]:
@@ -210,17 +213,21 @@ class TiledDetector:
         return [(q, region) for region in [None, *self._grid_of(width, height, dim=False)]
                 for q in (1, 2, 3)]
 
-    def turned_for(self, width: int, height: int, index: int,
+    def turned_for(self, width: int, height: int, index: int, span: int = 1,
                    ) -> list[tuple[int, tuple[int, int, int, int] | None]]:
-        """The turned views frame `index` looks at: (quarter turns clockwise, tile or None for
-        the whole frame), spread so that every one is looked at within `turned_every` frames."""
+        """The turned views a look at frame `index` takes: (quarter turns clockwise, tile or
+        None for the whole frame), spread so that every one is looked at within
+        `turned_every` frames. A look that stands for `span` frames (only every span-th frame
+        is looked at) takes the views of all of them: at every 3rd frame, a round of one
+        view per frame took 60 frames, and a face turned 135 degrees, there from the start
+        of a live stream, was found after the 20-frame look-back had let 9 frames go bare."""
         every = self.cfg.turned_every
         if not every:
             return []
         views = self._turned_views(width, height)
         # spread evenly: view i on the frames where i * every // len(views) comes round
-        turn = index % every
-        return [view for i, view in enumerate(views) if i * every // len(views) == turn]
+        turns = {t % every for t in range(index, index + max(span, 1))}
+        return [view for i, view in enumerate(views) if i * every // len(views) in turns]
 
     def windows_for(self, width: int, height: int, around: np.ndarray | None,
                     seen: np.ndarray | None = None,
@@ -395,9 +402,13 @@ class TiledDetector:
         return unturn_boxes(xyxy, quarter, x1 - x0, y1 - y0) + np.array(
             [x0, y0, x0, y0], np.float32)
 
-    def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None) -> Faces:
+    def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None,
+               span: int = 1) -> Faces:
+        """`span`: the frames this look stands for (every span-th frame is looked at): the
+        turned views of the frames between are taken too (`turned_for`)."""
         height, width = image.shape[:2]
         self._index = index
+        clock, self._turned_clock = self._turned_clock, self._turned_clock + max(span, 1)
         light = light_of(image) if self.cfg.low_light or self.cfg.dim_tile_side else None
         self._set_round(light, index, image)
         picture = self._picture(image, light)
@@ -405,7 +416,7 @@ class TiledDetector:
             views, self._first = self.first_views(width, height), False
         else:
             views = [(0, tile) for tile in self.tiles_for(width, height, index)]
-            views += self.turned_for(width, height, index)
+            views += self.turned_for(width, height, clock, span)
         crops = [self._view(picture, q, region) for q, region in views]
         means, found_again = self._still(views, crops)
         look = [i for i, again in enumerate(found_again) if again is None]

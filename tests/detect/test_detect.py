@@ -470,6 +470,22 @@ def test_every_turned_view_is_looked_at_within_turned_every_frames():
     assert TiledDetector(None, None, DetectConfig(turned_every=0)).turned_for(1280, 720, 3) == []
 
 
+@pytest.mark.parametrize("span", [2, 3, 4])
+def test_looks_at_every_nth_frame_take_the_turned_views_of_the_frames_between(span):
+    """The frame budget (or detect.every) looks at every span-th frame: each look takes the
+    turned views of the frames it stands for, so a round still takes turned_every frames,
+    which the look-back covers. One frame's views per look, a round took span x as long: a
+    face turned 135 degrees at the start of a live stream was found after the look-back had
+    let 9 frames go bare."""
+    det = TiledDetector(None, None, DetectConfig(turned_every=20))
+    every_view = set(det._turned_views(1280, 720))
+    looks = range(0, 20, span)  # the looks within 20 frames, each standing for span frames
+    seen = {view for clock in looks for view in det.turned_for(1280, 720, clock, span)}
+    assert seen == every_view
+    one_each = {view for clock in looks for view in det.turned_for(1280, 720, clock)}
+    assert len(one_each) < len(every_view)
+
+
 def test_a_dark_or_flat_picture_is_stretched_for_the_models_and_daylight_is_not():
     from streamguard.detect.views import brightened
 
