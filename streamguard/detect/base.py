@@ -194,13 +194,11 @@ class TiledDetector:
     def first_views(self, width: int, height: int,
                     ) -> list[tuple[int, tuple[int, int, int, int] | None]]:
         """What the first frame is looked at in, all at once: every tile, border tiles both
-        mirrored and as they are, and the whole frame turned. A face there from the first
-        frame has no look-back before it: spread over rounds, a 60 px face in a corner was
-        found on frame 18 of a live stream and left bare on frames 0-2 (its look-back is 15
-        frames). Costs one slower frame (0.1 s at 720p on 2 cores). The turned tiles take
-        their turns as on any frame: all at once they cost 0.15 s more at 720p, 1.5 s at 4K,
-        and their wrong-side finds of small upright faces on a frame with no track to hold
-        them set a zig-zagging 44 px face's box off its place."""
+        mirrored and as they are, and the whole frame turned (a face there from the first
+        frame has no look-back: a 60 px corner face found on frame 18 of a live stream was
+        bare on frames 0-2). One slower frame (0.1 s at 720p, 2 cores). Not the turned
+        tiles: 0.15 s more at 720p, 1.5 s at 4K, and their wrong-side finds of small
+        upright faces, with no track to hold them, set a 44 px face's box off its place."""
         grid = self._grid_of(width, height) if self.cfg.tile_every else []
         tiles = list(dict.fromkeys(
             [*grid, *(_as_it_is(tile, width, height) for tile in grid)]))
@@ -216,11 +214,9 @@ class TiledDetector:
     def turned_for(self, width: int, height: int, index: int, span: int = 1,
                    ) -> list[tuple[int, tuple[int, int, int, int] | None]]:
         """The turned views a look at frame `index` takes: (quarter turns clockwise, tile or
-        None for the whole frame), spread so that every one is looked at within
-        `turned_every` frames. A look that stands for `span` frames (only every span-th frame
-        is looked at) takes the views of all of them: at every 3rd frame, a round of one
-        view per frame took 60 frames, and a face turned 135 degrees, there from the start
-        of a live stream, was found after the 20-frame look-back had let 9 frames go bare."""
+        None for the whole frame), every one within `turned_every` frames. A look standing
+        for `span` frames takes the views of all of them (at every 3rd frame, one frame's
+        views a look, a face turned 135 degrees was found after the look-back, 9 frames bare)."""
         every = self.cfg.turned_every
         if not every:
             return []
@@ -404,8 +400,7 @@ class TiledDetector:
 
     def detect(self, image: np.ndarray, index: int, around: np.ndarray | None = None,
                span: int = 1) -> Faces:
-        """`span`: the frames this look stands for (every span-th frame is looked at): the
-        turned views of the frames between are taken too (`turned_for`)."""
+        """`span`: the frames this look stands for (their turned views: `turned_for`)."""
         height, width = image.shape[:2]
         self._index = index
         clock, self._turned_clock = self._turned_clock, self._turned_clock + max(span, 1)
