@@ -31,6 +31,7 @@ _CONFIRMED = 3  # detections after which an edge track is held for track.edge_ho
 # detector's one-off finds on a busy background (scores 0.51-0.6) look alike frame after
 # frame; held as long as faces, they doubled the protected background area at 1080p
 _ONCE_SHARE = 3
+_LOOK_SLACK = 1  # frames' worth of box growth for a face seen by its look (miss_growth each)
 _SPEED_SLACK = 0.5  # coasting: box room per frame not looked at, in per-frame speeds
 
 def _centre_motion(velocity: np.ndarray) -> np.ndarray:
@@ -75,6 +76,13 @@ def _in_frame(boxes: list, scores: list, ids: list, width: int, height: int,
     gone = {ids[i] for i in np.flatnonzero(~visible)}
     return (Faces(out[visible].astype(np.float32), np.array(scores, np.float32)[visible],
                   np.array(ids, np.int64)[visible]), gone)
+
+
+def _unsure(tr: _Track) -> int:
+    """Frames' worth of growth for a track's box: the frames its face has not been seen,
+    by the detector or by its look; a face seen only by its look (located to a few pixels of
+    a 32 px picture) at least _LOOK_SLACK."""
+    return max(tr.unseen, min(tr.missed, _LOOK_SLACK))
 
 
 def _found_there(box: np.ndarray, dets: np.ndarray) -> bool:
@@ -185,7 +193,7 @@ class Tracker:
             # the box grows with the uncertainty, to at most half its size again (a large
             # face kept through edge misses would otherwise cover the frame)
             box = tr.box if seen is None else box_union(tr.box, seen)
-            out_boxes.append(_grow(box, min(cfg.miss_growth * tr.missed, _MAX_GROWTH)))
+            out_boxes.append(_grow(box, min(cfg.miss_growth * _unsure(tr), _MAX_GROWTH)))
             out_scores.append(tr.last_score)
             out_ids.append(tr.id)
 
@@ -245,7 +253,7 @@ class Tracker:
             motion = _centre_motion(tr.velocity)
             tr.box = tr.box + motion
             tr.coasted += 1
-            box = _grow(tr.box, min(growth * (tr.missed + tr.coasted), _MAX_GROWTH))
+            box = _grow(tr.box, min(growth * (_unsure(tr) + tr.coasted), _MAX_GROWTH))
             # a fast face strays furthest from its predicted path: room for half its speed
             # per frame not looked at, on each side
             slack = np.abs(motion[:2]) * (_SPEED_SLACK * tr.coasted)
