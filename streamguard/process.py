@@ -259,7 +259,8 @@ def detect_timed(detector: Detector, frame: Frame, timeout_s: float,
     if run is None and not looked_at(frame.index, every):
         return NOT_LOOKED, None
     index = frame.index // max(every, 1) if run is None else run
-    span = max(every, 1) if span is None else span
+    if span is None:  # every every-th frame: the first look stands for its own frame alone
+        span = min(max(every, 1), frame.index + 1)
     extra = {} if around is None else {"around": around}
     if span > 1 and takes_span(detector):
         extra["span"] = span

@@ -62,7 +62,10 @@ class DetectSchedule:
     @property
     def span(self) -> int:
         """The frames a look at the next frame stands for: it and those not looked at since
-        the last look (at most the cheapest level's)."""
+        the last look (at most the cheapest level's); the first look stands for its own frame
+        alone (no frame came before it)."""
+        if not self.looks:
+            return 1
         return min(self._since_look + 1, self.levels[-1])
 
     def done(self, looked: bool, took_s: float, interval_s: float | None,
