@@ -57,9 +57,12 @@ def template(image, box: np.ndarray) -> np.ndarray | None:
     """The face's grey picture at `box` (SIDE x SIDE, float32), or None where the box is not
     inside the frame or the picture is flat."""
     height, width = image.shape[:2]
-    inside = _inside(box, width, height)
-    if inside is None or tuple(inside) != tuple(int(round(v)) for v in box):
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
         return None  # cut by the frame's edge: the edge tracks have their own hold
+    inside = _inside(box, width, height)
+    if inside is None:
+        return None
     pic = _grey(image, *inside, (SIDE, SIDE))
     return pic if _spread(pic) >= FLAT else None
 

@@ -8,6 +8,7 @@ Nothing here reads or writes media: callers bring frames and take them away.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import time
@@ -230,20 +231,25 @@ class OverlappedDetection:
                 detector.close()
 
 
+def _takes(detector: Detector, name: str) -> bool:
+    """Whether `detector.detect` takes the keyword `name` (detectors registered elsewhere may
+    not); asked once per detector class, as it is asked on every look."""
+    return _signature_has(type(detector), name)
+
+
+@functools.cache
+def _signature_has(kind: type, name: str) -> bool:
+    return name in inspect.signature(kind.detect).parameters
+
+
 def takes_hints(detector: Detector) -> bool:
-    """Whether `detector.detect` takes track hints (`around`): detectors registered elsewhere
-    may not."""
-    return "around" in inspect.signature(detector.detect).parameters
+    """Whether `detector.detect` takes track hints (`around`)."""
+    return _takes(detector, "around")
 
 
 def looked_at(index: int, every: int) -> bool:
     """Whether frame `index` is one the detector looks at when it runs on every `every`-th."""
     return every <= 1 or index % every == 0
-
-
-def takes_span(detector: Detector) -> bool:
-    """Whether `detector.detect` takes the frames a look stands for (`span`)."""
-    return "span" in inspect.signature(detector.detect).parameters
 
 
 def detect_timed(detector: Detector, frame: Frame, timeout_s: float,
@@ -262,7 +268,7 @@ def detect_timed(detector: Detector, frame: Frame, timeout_s: float,
     if span is None:  # every every-th frame: the first look stands for its own frame alone
         span = min(max(every, 1), frame.index + 1)
     extra = {} if around is None else {"around": around}
-    if span > 1 and takes_span(detector):
+    if span > 1 and _takes(detector, "span"):
         extra["span"] = span
     start = time.perf_counter()
     try:

@@ -185,9 +185,8 @@ class Tracker:
                 limit = max(limit * _EDGE_PATIENCE,
                             cfg.edge_hold if tr.hits >= _CONFIRMED else 0)
             seen = None if _found_there(tr.box, dets) else self._seen_by_look(tr, picture)
-            if tr.unseen <= cfg.max_missed:  # seen by its look lately: held on
-                limit = max(limit, tr.missed)
-            if tr.missed > limit and not hold:
+            # ends over its limit, unless its look was seen within max_missed frames
+            if tr.missed > limit and tr.unseen > cfg.max_missed and not hold:
                 continue
             survivors.append(tr)
             # the box grows with the uncertainty, to at most half its size again (a large
