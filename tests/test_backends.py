@@ -153,7 +153,7 @@ def _deltas_in_a_fresh_process(engine_cache, weights_dir) -> dict:
     code = (
         "import json, sys, numpy as np\n"
         "from streamguard.protect.adversarial import cells_engine\n"
-        "e = cells_engine('blockwise_identity', 'auto', 'cpu')\n"
+        "e = cells_engine('blockwise_identity', 'onnxruntime', 'cpu')\n"
         "x = np.random.default_rng(0).random((2, 3, 9, 11), dtype=np.float32)\n"
         "print(json.dumps({'torch': 'torch' in sys.modules, 'info': e.info,\n"
         "                  'delta': e.numpy(x).tolist()}))\n")
@@ -168,7 +168,9 @@ def test_a_built_generator_starts_again_without_torch_and_gives_the_same_delta(
         engine_cache, tmp_path):
     """`import torch` cost ~1.3 s of every start: once the default generator's engine was
     built, later starts open it with onnxruntime alone, with the same output; changed weights
-    are never served from the old engine."""
+    are never served from the old engine. Asked for onnxruntime by name: "auto" picks it by
+    timing the backends, which a loaded machine (the full suite) can tip to torch, whose
+    engine is never reused (`test_reuse_leaves_a_possible_gpu_and_other_backends_to_torch`)."""
     import shutil
 
     from streamguard.models.weights import weights_dir
@@ -199,12 +201,15 @@ def test_reuse_leaves_a_possible_gpu_and_other_backends_to_torch(engine_cache, m
     from streamguard.models.weights import weights_dir
     from streamguard.protect.adversarial import cells_engine, cells_spec
 
-    cells_engine("blockwise_identity", "auto", "cpu")  # builds and remembers
+    # onnxruntime asked for by name: "auto" picks by timing, which a loaded machine can tip
+    cells_engine("blockwise_identity", "onnxruntime", "cpu")  # builds and remembers
     weights = weights_dir() / "blockwise_identity.safetensors"
     spec = cells_spec("cpu")
-    assert reuse_mod.reuse("blockwise_identity", weights, spec, "auto", "auto") is not None
+    ort = "onnxruntime"
+    assert reuse_mod.reuse("blockwise_identity", weights, spec, ort, "auto") is not None
     monkeypatch.setattr(reuse_mod, "gpu_possible", lambda: True)
-    assert reuse_mod.reuse("blockwise_identity", weights, spec, "auto", "auto") is None
-    assert reuse_mod.reuse("blockwise_identity", weights, spec, "auto", "cpu") is not None
+    assert reuse_mod.reuse("blockwise_identity", weights, spec, ort, "auto") is None
+    assert reuse_mod.reuse("blockwise_identity", weights, spec, ort, "cpu") is not None
     assert reuse_mod.reuse("blockwise_identity", weights, spec, "torch", "cpu") is None
-    assert reuse_mod.reuse("blockwise_identity", weights, spec, "onnxruntime", "cpu") is None
+    # remembered per backend asked for: what "auto" picks is its own record
+    assert reuse_mod.reuse("blockwise_identity", weights, spec, "auto", "cpu") is None
