@@ -14,7 +14,9 @@ output.
 
 A face-frame is protected when the protected (magenta) region covers >= 95 % of the visible
 part of its ground-truth face box (the part inside the frame and not covered by a photo drawn
-in front of it, its background included). Misses are reported by face size, share inside the
+in front of it, its background included); its centre is bare when under 95 % of the middle
+60 % of that box (each way) is protected: eyes, nose or mouth show, where a face-frame only
+short of 95 % overall may miss an ear or the chin. Misses are reported by face size, share inside the
 frame, share visible and speed; targets: 0 misses for faces >= 32 px at least 90 % visible and
 for faces >= 40 px at least 30 % visible (inside the frame and not covered).
 False-positive area: the share of pixels away from every face (outside each face box grown by
@@ -45,7 +47,7 @@ ROLL_BUCKETS = [(0, 30), (30, 60), (60, 100), (100, 181)]  # degrees from uprigh
 
 
 from videotruth import (  # noqa: E402
-    COVERED, Tally, face_sources, scenarios, score_file, score_live, solid_overrides,
+    CORE, COVERED, Tally, face_sources, scenarios, score_file, score_live, solid_overrides,
     write_scenario,
 )
 
@@ -80,6 +82,9 @@ def counts(records: list[dict]) -> dict:
         "missed": sum(not r["protected"] for r in counted),
         "target_visible_32px": [sum(not r["protected"] for r in full), len(full)],
         "target_inside_40px": [sum(not r["protected"] for r in edge), len(edge)],
+        # of those, a piece of the face's centre left bare (the "bare": eyes, nose
+        # or mouth show), where the miss above may be a box short of an ear or the chin
+        "target_centre_40px": [sum(not r["centre_protected"] for r in edge), len(edge)],
         "by_size_px": bucket("size", SIZE_BUCKETS, lambda a, b: f"{a}-{b}" if b < 10_000
                              else f"{a}+"),
         "by_share_inside": bucket("inside", INSIDE_BUCKETS,
@@ -226,21 +231,23 @@ def main() -> None:
 
     summary = {}
     print(f"\n{'path':<8} {'res':>5} {'face-frames':>11} {'missed':>7} "
-          f"{'>=32px,>=90% vis':>17} {'>=40px,>=30% in':>16}")
+          f"{'>=32px,>=90% vis':>17} {'>=40px,>=30% in':>16} {'centre bare':>12}")
     for path_name, by_res in paths.items():
         for height, tally in by_res.items():
             c = counts(tally.records)
             summary[f"{path_name}_{height}p"] = c
             print(f"{path_name:<8} {height:>4}p {c['face_frames']:>11} {c['missed']:>7} "
                   f"{'%d/%d' % tuple(c['target_visible_32px']):>17} "
-                  f"{'%d/%d' % tuple(c['target_inside_40px']):>16}")
+                  f"{'%d/%d' % tuple(c['target_inside_40px']):>16} "
+                  f"{'%d/%d' % tuple(c['target_centre_40px']):>12}")
     for key, c in summary.items():
         print(f"\n{key} missed/checked by size: {c['by_size_px']}")
         print(f"{key} by share inside: {c['by_share_inside']}")
         print(f"{key} by speed: {c['by_speed_px_per_frame']}")
     doc = {"machine": describe(), "seconds": args.seconds, "overrides": args.overrides,
            "summary": summary, "clips": per_clip, "real_clips": real,
-           "rule": f"protected = >= {COVERED:.0%} of the visible face box protected"}
+           "rule": f"protected = >= {COVERED:.0%} of the visible face box protected; centre "
+                   f"bare = under {COVERED:.0%} of its middle {CORE:.0%} (each way) protected"}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     print(f"\nwrote {args.out}")

@@ -84,7 +84,7 @@ def _run_stages(source: VideoSource, sink: VideoSink, processor: FrameProcessor,
     pc = cfg.pipeline
     size = queue_frames(pc, source.info.width, source.info.height)
     decoded, analyzed, protected = (Channel(run, size, pc.poll_s) for _ in range(3))
-    lookback = Lookback(cfg.track.lookback)
+    lookback = Lookback(cfg.track.lookback, spare_bytes=pc.memory_mb * 2**20)
     # the frame budget against the input's frame rate (`--realtime`): one frame at a time
     schedule = processor.budget() if pc.realtime else None
     rate = source.info.average_rate

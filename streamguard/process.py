@@ -292,8 +292,23 @@ class _Seen:
     hits: int = 1
 
 
+_ALIKE = 1.5  # two boxes whose sides differ by less than this factor show the face's motion
+
+
 class Lookback:
     """Delays frames by `depth` so a face found late is still covered where it was before.
+
+    - The first frames of a file or stream wait for `first` frames (by default twice
+      `depth`, less where the frames held beyond `depth` would pass `spare_bytes`: 8K): a face
+      there from the first frame that the models are unsure of (blurred, turned, dark) is
+      found on its views' second round, not the first (a 44 px blurred face lying on its
+      side, found on frame 22, was bare on frames 0-1 with a 20-frame hold). Then the frames
+      held beyond `depth` go out at once.
+    - At the end (`flush`: the file ended, the camera went away), a track that ended on the
+      last frames with its box inside the frame keeps its last box to the end: mid-stream
+      the detection that finds it again covers the frames between (below), at the end none
+      comes (a 90 px face turned 90 degrees, missed from frame 109 on, was bare on the last
+      frame, 119, where its track ran out).
 
     - A new track's box is back-filled onto the frames before it: its first box repeated,
       and, once its second detection gives it a motion, that box extrapolated backwards along
@@ -307,17 +322,27 @@ class Lookback:
     that frame, not merely extrapolated).
     """
 
-    def __init__(self, depth: int):
+    def __init__(self, depth: int, first: int | None = None, spare_bytes: int | None = None):
         self.depth = depth
+        self._first, self._spare = first, spare_bytes
+        self.first = depth if first is None else max(first, depth)  # set on the first frame
+        self._started = False  # the first frame went out: held `depth` frames from then on
         self._items: deque[Frame | Passthrough] = deque()
         self._pos: deque[int] = deque()  # frame position of each buffered item (-1: packet)
         self._frames = 0
         self._count = 0
         self._seen: dict[int, _Seen] = {}
 
-    def push(self, item: Frame | Passthrough) -> Iterable[Frame | Passthrough]:
+    def push(self, item: Frame | Passthrough, catch_up: int | None = None,
+             ) -> Iterable[Frame | Passthrough]:
+        """Hold `item`; what goes out now. `catch_up`: once the start's longer hold is over,
+        at most this many frames beyond one go out per push, until the hold is back at
+        `depth` (a live stream's output takes no burst: 1 when it has room, else 0); None:
+        all at once."""
         pos = -1
         if isinstance(item, Frame):
+            if not self._started and not self._frames:
+                self.first = self._first_hold(item)
             pos = self._count
             self._count += 1
             if item.faces is not None and len(item.faces) and self.depth:
@@ -325,12 +350,26 @@ class Lookback:
             self._frames += 1
         self._items.append(item)
         self._pos.append(pos)
-        while self._frames > self.depth:
+        released = 0
+        while self._frames > (self.depth if self._started else self.first):
+            if catch_up is not None and self._started and released > catch_up:
+                break
             out = self._items.popleft()
             self._pos.popleft()
             if isinstance(out, Frame):
                 self._frames -= 1
+                self._started = True
+                released += 1
             yield out
+
+    def _first_hold(self, frame: Frame) -> int:
+        if self._first is not None:
+            return max(self._first, self.depth)
+        extra = self.depth
+        if self._spare is not None:
+            height, width = frame.image.shape[:2]
+            extra = min(extra, self._spare // max(width * height * 3, 1))
+        return self.depth + extra
 
     def _learn(self, frame: Frame, pos: int) -> None:
         faces = frame.faces
@@ -357,6 +396,13 @@ class Lookback:
                 first = seen.first_box
                 step = ((box[:2] + box[2:]) - (first[:2] + first[2:])) / 2 / max(
                     pos - seen.first_pos, 1)
+                # boxes of unlike sizes (an edge face's grown box, then a tighter one) give a
+                # centre shift that is not motion: moved back along it, the union of the two
+                # swept a 380 px wide strip over the frame, 40 % of an infrared night clip's
+                # background on the frames before a face found entering at the bottom
+                ratio = (first[2:] - first[:2]) / np.maximum(box[2:] - box[:2], 1e-6)
+                if not np.all((ratio > 1 / _ALIKE) & (ratio < _ALIKE)):
+                    step = np.zeros(2)
                 back = box_union(first, box - np.tile(step, 2) * (pos - seen.first_pos))
                 self._fill(tid, lambda p, b=back, p0=seen.first_pos:
                            b - np.tile(step, 2) * (p0 - p), before=seen.first_pos + 1)
@@ -386,7 +432,31 @@ class Lookback:
             self._items[i] = item.replace(faces=faces)
 
     def flush(self) -> Iterable[Frame | Passthrough]:
+        """Everything held, the tracks that ended on it carried to its end; the next frames
+        start a new file or connection (held `first` frames again)."""
+        if self.depth:
+            self._carry_on()
         while self._items:
             self._pos.popleft()
             yield self._items.popleft()
         self._frames = 0
+        self._started = False
+
+    def _carry_on(self) -> None:
+        """Each track whose last box among the held frames lies inside its frame, and not on
+        the last frame, keeps that box on the frames after it (a track that left through an
+        edge ends with its box across it)."""
+        last: dict[int, tuple[int, np.ndarray]] = {}
+        end = -1
+        for item, pos in zip(self._items, self._pos):
+            if not isinstance(item, Frame) or item.faces is None:
+                continue
+            end = pos
+            height, width = item.image.shape[:2]
+            for box, tid in zip(item.faces.xyxy, item.faces.track_id.tolist()):
+                inside = box[0] >= 0 and box[1] >= 0 and box[2] <= width and box[3] <= height
+                if tid >= 0:
+                    last[tid] = (pos, box.astype(np.float64) if inside else None)
+        for tid, (pos, box) in last.items():
+            if pos < end and box is not None:
+                self._fill(tid, lambda p, b=box: b, before=end + 1, after=pos)

@@ -715,16 +715,17 @@ def test_a_pause_in_the_camera_never_cuts_the_look_back_short(live_clip, tmp_pat
                                      zmq=f"ipc://{tmp_path}/zmq"), _cfg(lookback=5))
     try:  # the analyze stage's steps, run here: what they hand to the output stage
         released = []
-        for i in range(8):
+        for i in range(16):
             frame = Frame.numbered(i, live_clip.frames[i], timing=Timing(0.0))
             released += stream._track(frame, Faces.empty(), None)
-        assert len(released) == 3  # 5 held
+        # the first 10 held (twice the depth), then drained two a frame down to 5
+        assert len(released) == 11
         stream.camera.connected = True
         assert list(stream._idle()) == []
         stream.camera.connected = False
         items = list(stream._idle())
         assert items[-1] is PLACEHOLDER and len(items) == 5 + 1
-        assert [f.index for f in released + items[:-1]] == list(range(8))
+        assert [f.index for f in released + items[:-1]] == list(range(16))
     finally:  # never started: nothing to stop but what it opened
         stream.outputs.close()
         stream.processor.close()

@@ -55,6 +55,93 @@ def test_a_face_refound_after_extrapolated_frames_is_covered_in_between():
     assert len(out) == 5 and [f.index for f in out] == list(range(5))
 
 
+def test_a_face_there_from_the_first_frame_and_found_late_is_covered_from_frame_0():
+    """Regression: a 44 px blurred face lying on its side, there from frame 0, was found on
+    frame 22 (its turned view's second round); the 20-frame look-back covered frames 2-21
+    only. The first frames are held twice the depth."""
+    box = [100, 100, 140, 140]
+    frames = [_frame(i, {}, set()) for i in range(22)]
+    frames += [_frame(i, {5: box}, {5}) for i in range(22, 30)]
+    out = _run(frames, depth=20)
+    assert [f.index for f in out] == list(range(30))  # in order, none lost
+    assert all(_covers(f, box) for f in out)
+    once = Lookback(20, first=20)
+    held_once = [o for f in frames for o in once.push(f)]
+    assert not _covers(held_once[0], box)  # one depth's hold: frame 0 went out bare
+
+
+def test_the_first_frames_wait_then_the_hold_returns_to_its_depth():
+    lb = Lookback(3)
+    released = [len(list(lb.push(_frame(i, {}, set())))) for i in range(10)]
+    assert released == [0] * 6 + [4, 1, 1, 1]  # 2 x 3 held at the start, then 3
+    assert len(list(lb.flush())) == 3
+    again = [len(list(lb.push(_frame(i, {}, set())))) for i in range(10, 17)]
+    assert again == [0] * 6 + [4]  # a new file or connection: held longer again
+
+
+def test_a_live_stream_drains_its_longer_first_hold_a_frame_at_a_time():
+    """Live, the frames held beyond the depth at the start go out one extra per frame while
+    the output has room (`catch_up`), none while it has not: never a burst."""
+    lb = Lookback(3)
+    released = [len(list(lb.push(_frame(i, {}, set()), catch_up=1))) for i in range(10)]
+    assert released == [0] * 6 + [2, 2, 2, 1]  # 6 held, then down to 3 two at a time
+    lb = Lookback(3)
+    released = [len(list(lb.push(_frame(i, {}, set()), catch_up=0))) for i in range(10)]
+    assert released == [0] * 6 + [1] * 4  # no room: the longer hold stays
+
+
+def test_the_longer_first_hold_stays_within_the_memory_budget():
+    """8K frames (100 MB each): the first frames are held longer only as far as
+    `pipeline.memory_mb` holds them."""
+    frame_bytes = 4 * 4 * 3  # _frame's pictures
+    lb = Lookback(3, spare_bytes=2 * frame_bytes)
+    released = [len(list(lb.push(_frame(i, {}, set())))) for i in range(7)]
+    assert released == [0] * 5 + [3, 1]  # 3 + 2 held at the start
+
+
+def test_a_track_that_ends_inside_the_frame_on_the_last_frames_is_covered_to_the_end():
+    """Regression: a 90 px face turned 90 degrees, missed from frame 109 of 120, ran out of
+    its track on frame 119, the file's last: bare there, where mid-file the detection that
+    finds it again would have covered it (the back-fill above). A track that left through
+    the edge is not carried on."""
+    def frame(i, boxes):
+        faces = Faces(np.array(list(boxes.values()), np.float32).reshape(-1, 4),
+                      np.ones(len(boxes), np.float32), np.array(list(boxes), np.int64))
+        return Frame.numbered(i, np.zeros((200, 300, 3), np.uint8), faces=faces,
+                              detected_ids=frozenset())
+    inside, leaving = [100, 50, 190, 140], [250, 50, 320, 120]
+    frames = [frame(i, {1: inside, 2: leaving}) for i in range(20)]
+    frames += [frame(i, {}) for i in range(20, 25)]
+    out = _run(frames, depth=10)
+    assert all(_covers(f, inside) for f in out)
+    assert not any(_covers(f, leaving) for f in out[20:])
+    # mid-stream, nothing is carried: the look-back holds 10 frames, the end is not known
+    lb = Lookback(10)
+    mid = [o for f in frames + [frame(i, {}) for i in range(25, 40)] for o in lb.push(f)]
+    assert [f.index for f in mid] == list(range(30))
+    assert not any(_covers(f, inside) for f in mid[20:])
+
+
+def test_two_first_boxes_of_unlike_sizes_are_not_taken_for_motion():
+    """Regression: an infrared face entering at the bottom was found first with an edge
+    face's grown box, then with a tighter one; the centre shift between them, taken for
+    motion, moved the back-filled boxes up the frame, their union with the first box a
+    380 px wide strip over 40 % of the background. Unlike sizes: the boxes stay put."""
+    grown, tight = [76, 187, 459, 782], [144, 540, 389, 841]
+    frames = [_frame(i, {}, set()) for i in range(10)]
+    frames += [_frame(10, {4: grown}, {4}), _frame(11, {4: grown}, set()),
+               _frame(12, {4: grown}, set()), _frame(13, {4: tight}, {4})]
+    out = _run(frames, depth=20)
+    for f in out[:10]:
+        assert _covers(f, grown) and _covers(f, tight)  # still covered where it was found
+        x0, y0, x1, y1 = f.faces.xyxy[0]
+        assert y0 >= grown[1] and y1 <= tight[3], f.index  # not swept up the frame
+    # boxes of like sizes still move back along their motion (a face entering fast)
+    frames[10:] = [_frame(10, {4: tight}, {4}), _frame(11, {4: [144, 510, 389, 811]}, {4})]
+    out = _run(frames, depth=20)
+    assert _covers(out[5], [144, 690, 389, 991])
+
+
 def test_without_depth_nothing_is_delayed_or_added():
     frames = [_frame(0, {}, set()), _frame(1, {1: [5, 5, 9, 9]}, {1})]
     lb = Lookback(0)

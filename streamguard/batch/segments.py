@@ -250,7 +250,11 @@ def process_segment(job: SegmentJob, cfg: Config, processor: FrameProcessor) -> 
     report = RunReport(input=job.key, output="", mode=cfg.protect.mode)
     encoder = PacketEncoder(Path("segment" + job.output_suffix), params.info, cfg.encode,
                             params.width, params.height, params.time_base)
-    lookback = Lookback(cfg.track.lookback)
+    # the file's first frames are held longer (`Lookback.first`); a later segment's first
+    # frames are the middle of the file, as in one pass
+    depth = cfg.track.lookback
+    lookback = Lookback(depth, None if seg.start is None else depth,
+                        spare_bytes=cfg.pipeline.memory_mb * 2**20)
     out: list[EncodedPacket] = []
     pre: deque[tuple[int, int, av.VideoFrame]] = deque(maxlen=max(job.context_frames, 0))
     owned = post_seen = 0

@@ -198,7 +198,12 @@ class TrackConfig(_Section):
         "its motion, is also protected on this many earlier frames, covering faces found "
         "late: a small face only the tiles see (found up to tile_every frames after it "
         "appears), a face entering slowly through an edge (found once ~half inside). Delays "
-        "output by this many frames (live streams use live.lookback).",
+        "output by this many frames, the first frames of a file by twice as many (a face "
+        "there from the start that the models are unsure of is found on its views' second "
+        "round: a blurred 44 px face lying on its side, found on frame 22, was bare on "
+        "frames 0-1 with 20); at the end of the file, a track that ended on these last "
+        "frames with its box inside the frame keeps its box to the end (live streams use "
+        "live.lookback).",
     )
 
 
@@ -296,7 +301,8 @@ class PipelineConfig(_Section):
         1024, ge=64,
         description="Budget for the frames waiting between stages: with very large frames "
         "(8K: 100 MB each) the queues hold fewer (at least 1 each). The look-back's frames "
-        "come on top (track.lookback frames; never cut, it is protection).",
+        "come on top (track.lookback frames; never cut, it is protection), and at the "
+        "start of a file or stream up to as many again, within this budget.",
     )
     poll_s: float = Field(
         0.1, gt=0, le=5, description="Queue wait slice; stages re-check the stop event this often."
@@ -420,7 +426,8 @@ class LiveConfig(_Section):
         "face-frames with 3, 6 with 8, 2 with 12, 0 with 15; since the turned views and the "
         "frame budget, a 60 px corner face the model scores under 0.5 on its first frames was "
         "found on frame 18 and bare on frames 0-2 in 1 of 3 runs with 15, in none of 3 with "
-        "20. 0 = lowest latency.",
+        "20. A stream's first frames (each connection's) are held twice as long, then go "
+        "out at once (see track.lookback). 0 = lowest latency.",
     )
     frame_budget: bool = Field(
         True, description="When detection cannot keep up with the camera's frame rate, detect "

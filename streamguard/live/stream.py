@@ -73,7 +73,7 @@ class LiveStream:
         self.schedule = self.processor.budget() if live.frame_budget and not pooled else None
         self._steps: deque[int] = deque(maxlen=31)  # recent source pts steps (frame interval)
         self._prev_pts: int | None = None
-        self.lookback = Lookback(live.lookback)
+        self.lookback = Lookback(live.lookback, spare_bytes=cfg.pipeline.memory_mb * 2**20)
         self.stats = StreamStats()
         self.run = Run(on_error=self._failed)
         self.stop_event = self.run.stop
@@ -296,7 +296,10 @@ class LiveStream:
         """Track one frame in input order; the frames the look-back releases go on."""
         analyzed = self.processor.apply(frame, found, failure)
         analyzed.timing.analyzed = time.monotonic()
-        return self._released(list(self.lookback.push(analyzed)))
+        # the start's longer hold drains a frame at a time, while the output has room: a
+        # burst would stall this stage behind it and drop the camera's frames
+        room = OUTPUT_QUEUE - len(self.analyzed)
+        return self._released(list(self.lookback.push(analyzed, 1 if room >= 2 else 0)))
 
     @staticmethod
     def _released(frames: Iterable[Frame]) -> Iterator[Frame]:
