@@ -207,6 +207,42 @@ class FlakyDetector:
         self.inner.close()
 
 
+class LateDetector:
+    """The real detector, blind before frame `start`: a face there from the first frame that
+    the models find only on its views' second round (the blurred clip's 44 px face lying on
+    its side, found on frame 22)."""
+
+    def __init__(self, start: int):
+        self.inner = create_detector(Config().detect)
+        self.start = start
+
+    def detect(self, image, index, around=None):
+        found = self.inner.detect(image, index)
+        return found if index >= self.start else found[np.zeros(len(found), bool)]
+
+    def close(self):
+        self.inner.close()
+
+
+def test_faces_there_from_the_first_frame_but_found_on_frame_22_are_covered_from_frame_0(
+        crops, tmp_path):
+    """The look-back is 20 frames; a file's first frames are held twice as long, so faces
+    found on frame 22 are covered back to frame 0 (with 20, frames 0-1 went out bare). The
+    standard faces that stay in view to frame 22 (one has left through the edge by then)."""
+    from conftest import standard_sprites
+
+    clip = write_clip(tmp_path / "stay.mp4", standard_sprites(crops)[:5], n_frames=30)
+    out = tmp_path / "late.mp4"
+    det = LateDetector(22)
+    try:
+        anonymize_file(clip.path, out, Config(), detector=det)
+    finally:
+        det.close()
+    frames, _ = decode_rgb(out)
+    assert len(frames) == 30
+    assert unprotected_faces(clip, frames) == []
+
+
 def test_a_failing_detector_yields_whole_protected_frames_never_raw_ones(synthetic_clip, tmp_path):
     out = tmp_path / "flaky.mp4"
     det = FlakyDetector()
