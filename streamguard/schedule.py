@@ -3,9 +3,9 @@ instead of dropping frames.
 
 `DetectSchedule` holds the level in force: detection on every frame, every 2nd, every 3rd...
 (`every`). The tiles, paced by the detector's own runs, come round less often with it. On the
-frames between, the tracks coast along their motion, their boxes grown with the time since the
-last look and the face's speed (`Tracker.coast`), and the look-back covers what a look finds
-late, so a moving face stays covered. Nothing is ever emitted without protection: a skipped
+frames between, the tracks coast along their motion, their boxes grown by the face's speed
+(`Tracker.coast`), and the look-back covers what a look finds late and puts the boxes between
+two looks onto the frames between, so a moving face stays covered. Nothing is ever emitted without protection: a skipped
 frame is protected where its faces are expected.
 
 After each frame the caller says what it cost (`done`), with the frame interval and how many

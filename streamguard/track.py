@@ -241,9 +241,13 @@ class Tracker:
 
     def coast(self, frame_shape: tuple[int, ...]) -> Faces:
         """A frame the detector did not look at (`detect.every`, the frame budget): every
-        track moves on along its motion and is protected with its box grown as for a missed
-        frame, and by its speed. Nothing is counted as missed (no detection was asked for):
-        tracks end only on frames looked at.
+        track moves on along its motion and is protected with its box grown by its speed, and
+        as on its last frame for the frames its face was missed. A frame not looked at is not
+        a miss: its only doubt is where the face moved, which the speed's room holds, and the
+        look-back puts the box between two looks onto it. Grown as for a missed frame too,
+        the boxes of the large rolled faces of the dark clip at 720p covered 21 % of the
+        background live, at every 3rd frame, against 14.5 % without (offline 11 %). Nothing
+        is counted as missed: tracks end only on frames looked at.
         """
         height, width = frame_shape[:2]
         growth = self.cfg.miss_growth
@@ -252,7 +256,7 @@ class Tracker:
             motion = _centre_motion(tr.velocity)
             tr.box = tr.box + motion
             tr.coasted += 1
-            box = _grow(tr.box, min(growth * (_unsure(tr) + tr.coasted), _MAX_GROWTH))
+            box = _grow(tr.box, min(growth * _unsure(tr), _MAX_GROWTH))
             # a fast face strays furthest from its predicted path: room for half its speed
             # per frame not looked at, on each side
             slack = np.abs(motion[:2]) * (_SPEED_SLACK * tr.coasted)

@@ -432,8 +432,9 @@ class LiveConfig(_Section):
     frame_budget: bool = Field(
         True, description="When detection cannot keep up with the camera's frame rate, detect "
         "on every 2nd, then every 3rd... frame (up to budget_max_every) instead of dropping "
-        "frames: tracks coast between looks with their boxes grown by the time and the face's "
-        "speed, the look-back covers what a look finds late; full detection again once it "
+        "frames: tracks coast between looks with their boxes grown by the face's speed, the "
+        "look-back covers what a look finds late (and puts the box between two looks onto "
+        "the frames between); full detection again once it "
         "fits. Frames are dropped (counted, never emitted bare) only when the cheapest level "
         "cannot keep up. One worker only (live.workers = 1).")
     budget_max_every: int = Field(
