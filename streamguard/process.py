@@ -303,7 +303,7 @@ class Lookback:
       there from the first frame that the models are unsure of (blurred, turned, dark) is
       found on its views' second round, not the first (a 44 px blurred face lying on its
       side, found on frame 22, was bare on frames 0-1 with a 20-frame hold). Then the frames
-      held beyond `depth` go out at once.
+      held beyond `depth` go out, at once or a few a push (`push(catch_up=)`).
     - At the end (`flush`: the file ended, the camera went away), a track that ended on the
       last frames with its box inside the frame keeps its last box to the end: mid-stream
       the detection that finds it again covers the frames between (below), at the end none
@@ -325,7 +325,7 @@ class Lookback:
     def __init__(self, depth: int, first: int | None = None, spare_bytes: int | None = None):
         self.depth = depth
         self._first, self._spare = first, spare_bytes
-        self.first = depth if first is None else max(first, depth)  # set on the first frame
+        self.first = depth  # the start's hold: set on each file's first frame (`_first_hold`)
         self._started = False  # the first frame went out: held `depth` frames from then on
         self._items: deque[Frame | Passthrough] = deque()
         self._pos: deque[int] = deque()  # frame position of each buffered item (-1: packet)

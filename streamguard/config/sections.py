@@ -426,8 +426,9 @@ class LiveConfig(_Section):
         "face-frames with 3, 6 with 8, 2 with 12, 0 with 15; since the turned views and the "
         "frame budget, a 60 px corner face the model scores under 0.5 on its first frames was "
         "found on frame 18 and bare on frames 0-2 in 1 of 3 runs with 15, in none of 3 with "
-        "20. A stream's first frames (each connection's) are held twice as long, then go "
-        "out at once (see track.lookback). 0 = lowest latency.",
+        "20. A stream's first frames (each connection's) are held twice as long, then given "
+        "back a frame at a time while the output has room (see track.lookback). 0 = lowest "
+        "latency.",
     )
     frame_budget: bool = Field(
         True, description="When detection cannot keep up with the camera's frame rate, detect "
