@@ -94,7 +94,9 @@ def letterbox(image: np.ndarray, side: int, out: np.ndarray) -> tuple[float, flo
     if k >= 3:
         # a whole frame: area-average by a whole factor first (OpenCV's fast path: a 720p
         # frame in 1 ms, not 2.2), dropping the last < k rows and columns, so boxes keep
-        # their coordinates. Not for tiles: at 2x it lost a 24 px face the one-step found
+        # their coordinates. Not for tiles: at 2x it lost a 24 px face the one-step found,
+        # and 2x then bilinear lost faces on 5-11 more frames per clip of the recall
+        # benchmark's dark and blurred clips at 720p
         h, w = h - h % k, w - w % k
         image = cv2.resize(image[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
         h, w = image.shape[:2]
@@ -102,10 +104,16 @@ def letterbox(image: np.ndarray, side: int, out: np.ndarray) -> tuple[float, flo
         k = 1
     scale = side / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    # area-averaged: bilinear sampling drops small faces MediaPipe's own pipeline finds
-    # (a 24 px face in a 522 px tile: never found bilinear, every frame area-averaged)
-    small = image if (nw, nh) == (w, h) else cv2.resize(
-        image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    if (nw, nh) == (w, h):
+        small = image
+    elif scale < 1:
+        # area-averaged: bilinear sampling drops small faces MediaPipe's own pipeline finds
+        # (a 24 px face in a 522 px tile: never found bilinear, every frame area-averaged).
+        # In float: OpenCV averages a 418 px tile by a fractional factor in 0.53 ms as
+        # float, 0.9 ms as bytes (and the model takes floats: no rounding on the way)
+        small = cv2.resize(image.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA)
+    else:
+        small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     px, py = (side - nw) // 2, (side - nh) // 2
     out.fill(-1.0)
     np.multiply(small, np.float32(2 / 255), out=out[py:py + nh, px:px + nw],
