@@ -121,6 +121,12 @@ class Scenario:
     frames: int
     tracks: list[Track]
     look: Look = Look()
+    # (first frame, look) from that frame on: a scene that changes (dusk, a camera's motion);
+    # the panning and the CRF stay the scenario's `look`'s
+    phases: tuple[tuple[int, Look], ...] = ()
+
+    def look_at(self, t: int) -> Look:
+        return next((look for start, look in reversed(self.phases) if t >= start), self.look)
 
 
 def scenarios(width: int, height: int, n: int, n_sources: int) -> list[Scenario]:
@@ -200,6 +206,7 @@ def scenarios(width: int, height: int, n: int, n_sources: int) -> list[Scenario]
     # above keep their faces)
     out.append(Scenario("infrared-upright", w, h, n, moving,
                         Look(infrared=True, noise=5.0, crf=23, pan=1.0)))
+    out.append(mixed_scenario(w, h, n, n_sources))
     return out
 
 
@@ -248,6 +255,18 @@ def camera_scenarios(w: int, h: int, n: int, src) -> list[Scenario]:
         corner.append(Track(next(src), ((0, cx, cy, px), (e, cx + dx * e / 4, cy, px))))
     out.append(Scenario("corners", w, h, n, corner, Look(pan=1.0, crf=23)))
     return out
+
+
+def mixed_scenario(w: int, h: int, n: int, n_sources: int) -> Scenario:
+    """One camera through a changing scene, as a user's test clip was: the turned faces in
+    daylight, then dark (gain 0.35 and sensor noise), then under a 15 px motion blur, at
+    CRF 26. What the detector and the tracks learned of a face in one light must carry it
+    into the next."""
+    rng = np.random.default_rng(w + 1)
+    src = iter(int(i) for i in rng.permutation(np.resize(np.arange(n_sources), 8)))
+    third = n // 3
+    return Scenario("mixed", w, h, n, _turned_tracks(w, h, n - 1, src), Look(pan=1.5, crf=26),
+                    phases=((third, Look(gain=0.35, noise=5.0)), (2 * third, Look(blur=15))))
 
 
 def busy_scenario(w: int, h: int, n: int, n_sources: int) -> Scenario:
@@ -318,7 +337,7 @@ def render(sc: Scenario, sources: list[FaceSource], t: int, bg: np.ndarray):
     truth = []
     for i, tr in enumerate(sc.tracks):
         if i in polygons:
-            truth.append(_turned_truth(tr, t, i, boxes[i], polygons[i], owner, sc.look))
+            truth.append(_turned_truth(tr, t, i, boxes[i], polygons[i], owner, sc.look_at(t)))
             continue
         fx0, fy0, fx1, fy1 = boxes[i]
         area = (fx1 - fx0) * (fy1 - fy0)
@@ -332,8 +351,9 @@ def render(sc: Scenario, sources: list[FaceSource], t: int, bg: np.ndarray):
         truth.append({"track": i, "box": (g0, h0, g1, h1), "visible": visible,
                       "size": fx1 - fx0, "inside": min(inside, 1.0),
                       "visible_share": float(visible.sum()) / area, "speed": speed,
-                      "roll": 0.0, "light": sc.look.light, "blur": sc.look.blur > 1})
-    return sc.look.apply(frame, t), truth
+                      "roll": 0.0, "light": sc.look_at(t).light,
+                      "blur": sc.look_at(t).blur > 1})
+    return sc.look_at(t).apply(frame, t), truth
 
 
 def _paste_turned(frame, owner, tr: Track, src: FaceSource, t: int, i: int):
