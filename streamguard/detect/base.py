@@ -17,8 +17,8 @@ import numpy as np
 
 from streamguard.config import DetectConfig
 from streamguard.detect.geometry import (
-    block_means, bordered_tiles, box_iou, drop_parts, edge_boxes, nms, padded_crop,
-    scaled_about_centre, tile_pyramid, turn_image, unturn_boxes,
+    block_means, bordered_tiles, box_iou, drop_parts, edge_boxes, near_edge, nms, padded_crop,
+    scaled_about_centre, tile_pyramid, turn_image, unturn_boxes, within_frame,
 )
 from streamguard.detect.views import (
     DIM_UNTIL, Light, TurnMemory, brightened, grey_of, held_rolled, light_of,
@@ -58,13 +58,6 @@ class _Looked:
     skipped: int = 0
 
 
-def _as_it_is(tile: tuple[int, int, int, int], width: int, height: int,
-              ) -> tuple[int, int, int, int]:
-    """A border tile cut back to the frame (not mirrored past its edge)."""
-    x0, y0, x1, y1 = tile
-    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-
-
 class TiledDetector:
     """Full-frame pass every frame, plus overlapping tiles spread over `tile_every` frames,
     plus a window around each track the full-frame pass cannot see.
@@ -89,6 +82,7 @@ class TiledDetector:
       noise is found only when the model sees it larger. An infrared frame's turned views go
       to the night model (`night_model`: CenterFace), which finds the small turned night
       faces BlazeFace does not.
+    - Faces at the frame's edge count from `edge_min_score`: half and corner faces score low.
     """
 
     # px, the picture track windows are packed in (1 or 2 x 2): the full-range model's input
@@ -188,7 +182,7 @@ class TiledDetector:
             # every other round, border tiles show the frame as it is: a face mostly inside
             # but near a corner or an edge, doubled by its mirror image, was not found (a
             # 60 px face in a corner missed for 21 frames); a half face needs the mirror
-            tiles = [_as_it_is(tile, width, height) for tile in tiles]
+            tiles = [within_frame(tile, width, height) for tile in tiles]
         return tiles
 
     def first_views(self, width: int, height: int,
@@ -201,7 +195,7 @@ class TiledDetector:
         upright faces, with no track to hold them, set a 44 px face's box off its place."""
         grid = self._grid_of(width, height) if self.cfg.tile_every else []
         tiles = list(dict.fromkeys(
-            [*grid, *(_as_it_is(tile, width, height) for tile in grid)]))
+            [*grid, *(within_frame(tile, width, height) for tile in grid)]))
         turned = [(q, None) for q in (1, 2, 3)] if self.cfg.turned_every else []
         return [(0, tile) for tile in tiles] + turned
 
@@ -240,12 +234,11 @@ class TiledDetector:
         if seen is not None and len(seen):
             confirmed = box_iou(expected.astype(np.float32), seen).max(axis=1) >= 0.5
         quarters = self._turns.quarter_of(expected, self._index)
+        edge = near_edge(expected, width, height)
         out = []
-        for box, found, quarter in zip(expected, confirmed, quarters.tolist()):
+        for box, found, quarter, at_edge in zip(expected, confirmed, quarters.tolist(), edge):
             x0, y0, x1, y1 = box
             side = max(x1 - x0, y1 - y0)
-            at_edge = x0 < 0.1 * side or y0 < 0.1 * side or x1 > width - 0.1 * side \
-                or y1 > height - 0.1 * side
             # a face found turned always gets its window, turned: the upright passes find
             # it on some looks only, and then boxed off its place
             if not at_edge and not quarter and (found or side >= self.FULL_FRAME_SEES * width):
@@ -427,12 +420,19 @@ class TiledDetector:
             if means[i] is not None:
                 self._looked[views[i]] = _Looked(means[i], result)
         boxes, scores, rolls, quarters = [xyxy], [score], [roll], [np.zeros(len(xyxy), np.int64)]
-        for (q, region), (v_xyxy, v_score, v_roll) in zip(views, found):
-            boxes.append(self._unview(v_xyxy, q, region, width, height))
+        at_night = set(night)
+        for i, ((q, region), (v_xyxy, v_score, v_roll)) in enumerate(zip(views, found)):
+            v_xyxy = self._unview(v_xyxy, q, region, width, height)
+            if i not in at_night:  # the tiles model's unsure finds: only at the edge
+                keep = (v_score >= self.cfg.min_score) | near_edge(v_xyxy, width, height)
+                v_xyxy, v_score, v_roll = v_xyxy[keep], v_score[keep], v_roll[keep]
+            boxes.append(v_xyxy)
             scores.append(v_score)
             rolls.append(v_roll)  # the roll off the nearest quarter turn: the same turned
             quarters.append(np.full(len(v_xyxy), q, np.int64))
         if canvases:
+            # a window confirms its track's face surely, as before the edge's unsure finds
+            in_windows = [tuple(a[f[1] >= self.cfg.min_score] for a in f) for f in in_windows]
             for found_in_windows, into in zip(window_boxes(in_windows, canvases),
                                               (boxes, scores, rolls, quarters)):
                 into.append(found_in_windows)

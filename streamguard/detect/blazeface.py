@@ -27,12 +27,15 @@ class LiteBlazeFace:
     faces up to 45 degrees from upright). Not thread-safe: one per detector, called from
     the detector's thread."""
 
-    def __init__(self, model: str, min_score: float, threads: int = 1):
+    def __init__(self, model: str, min_score: float, threads: int = 1,
+                 low_score: float | None = None):
+        """`low_score`: the unsure finds from it up to `min_score` come too (`ssd.decode`)."""
         from ai_edge_litert.interpreter import Interpreter
 
         self.spec = SPECS[model]
         self.min_score = min_score
         self._logit = float(np.log(min_score / (1 - min_score)))
+        self._low_logit = None if low_score is None else float(np.log(low_score / (1 - low_score)))
         with native_stderr_silenced():  # LiteRT announces its XNNPACK delegate on stderr
             self._interpreter = Interpreter(
                 model_path=str(asset_path(DETECTOR_MODELS[model])), num_threads=threads)
@@ -54,7 +57,7 @@ class LiteBlazeFace:
         self._interpreter.invoke()
         return decode(self._interpreter.get_tensor(self._scores)[0, :, 0],
                       self._interpreter.get_tensor(self._boxes)[0], self._anchors,
-                      self.spec.input_side, self._logit, fit)
+                      self.spec.input_side, self._logit, fit, self._low_logit)
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self._one(np.asarray(image))
@@ -71,8 +74,9 @@ class LiteDetector(TiledDetector):
 
     def __init__(self, cfg: DetectConfig):
         full = LiteBlazeFace(cfg.full_frame_model, cfg.min_score, cfg.threads)
-        tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads)
-        helper_tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads)
+        low = cfg.edge_min_score if cfg.edge_min_score < cfg.min_score else None
+        tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads, low)
+        helper_tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads, low)
         self._models = [full, tiles, helper_tiles]
         night = None
         if cfg.night_model == "centerface":

@@ -119,6 +119,20 @@ def padded_crop(image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.nda
     return out
 
 
+def within_frame(tile: tuple[int, int, int, int], width: int, height: int,
+                 ) -> tuple[int, int, int, int]:
+    """A border tile cut back to the frame (not mirrored past its edge)."""
+    x0, y0, x1, y1 = tile
+    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+
+
+def near_edge(xyxy: np.ndarray, width: int, height: int, share: float = 0.1) -> np.ndarray:
+    """(N,) bool: boxes within `share` of their size of the frame's edge, or across it."""
+    side = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]) * share
+    return ((xyxy[:, 0] < side) | (xyxy[:, 1] < side) | (xyxy[:, 2] > width - side)
+            | (xyxy[:, 3] > height - side))
+
+
 def edge_boxes(xyxy: np.ndarray, score: np.ndarray, width: int, height: int,
                growth: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tidy the boxes the mirrored borders produce: (xyxy, score, the indices kept).

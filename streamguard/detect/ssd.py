@@ -123,12 +123,34 @@ def letterbox(image: np.ndarray, side: int, out: np.ndarray) -> tuple[float, flo
 
 
 def decode(logits: np.ndarray, reg: np.ndarray, anchors: np.ndarray, side: int,
-           min_logit: float, fit: tuple[float, float, float],
+           min_logit: float, fit: tuple[float, float, float], low_logit: float | None = None,
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's model outputs -> (xyxy in image pixels, score, roll): MediaPipe's
     `TensorsToDetectionsCalculator` and weighted suppression. `logits` (N,), `reg` (N, 16)
-    around `anchors` (N, 2); `fit`: the letterbox's (scale, pad_x, pad_y)."""
-    hits = np.flatnonzero(np.clip(logits, -SCORE_CLIP, SCORE_CLIP) >= min_logit)
+    around `anchors` (N, 2); `fit`: the letterbox's (scale, pad_x, pad_y).
+
+    `low_logit` (under `min_logit`): the unsure finds from it up to `min_logit` come too,
+    suppressed among themselves, after the sure ones, less those on a sure box: the sure
+    boxes are exactly what they are without them."""
+    clipped = np.clip(logits, -SCORE_CLIP, SCORE_CLIP)
+    xyxy, score, roll = _suppressed(clipped, reg, anchors, side, clipped >= min_logit)
+    if low_logit is not None and low_logit < min_logit:
+        low = _suppressed(clipped, reg, anchors, side,
+                          (clipped >= low_logit) & (clipped < min_logit))
+        if len(low[0]):
+            apart = box_iou(low[0], xyxy).max(axis=1, initial=0.0) <= NMS_IOU
+            xyxy, score, roll = (np.concatenate([a, b[apart]])
+                                 for a, b in zip((xyxy, score, roll), low))
+    # model pixels -> image pixels (the letterbox removed)
+    scale, px, py = fit
+    xyxy = (xyxy * side - np.array([px, py, px, py], np.float32)) / np.float32(scale)
+    return xyxy.astype(np.float32), score.astype(np.float32), roll.astype(np.float32)
+
+
+def _suppressed(clipped: np.ndarray, reg: np.ndarray, anchors: np.ndarray, side: int,
+                which: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The anchors `which` decoded and suppressed: (xyxy in model units 0-1, score, roll)."""
+    hits = np.flatnonzero(which)
     if not len(hits):
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32)
     reg = reg[hits, :8] / side
@@ -139,9 +161,5 @@ def decode(logits: np.ndarray, reg: np.ndarray, anchors: np.ndarray, side: int,
     # around the anchor: the line between them gives the face's roll
     eyes = reg[:, 6:8] - reg[:, 4:6]
     roll = -np.degrees(np.arctan2(eyes[:, 1], eyes[:, 0])).astype(np.float32)
-    score = 1 / (1 + np.exp(-np.clip(logits[hits], -SCORE_CLIP, SCORE_CLIP)))
-    xyxy, score, roll = weighted_nms(xyxy, score.astype(np.float32), NMS_IOU, roll)
-    # model pixels -> image pixels (the letterbox removed)
-    scale, px, py = fit
-    xyxy = (xyxy * side - np.array([px, py, px, py], np.float32)) / np.float32(scale)
-    return xyxy.astype(np.float32), score, roll
+    score = 1 / (1 + np.exp(-clipped[hits]))
+    return weighted_nms(xyxy, score.astype(np.float32), NMS_IOU, roll)

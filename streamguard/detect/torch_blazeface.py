@@ -67,7 +67,8 @@ class TorchBlazeFace:
     """One BlazeFace model on torch, with `LiteBlazeFace`'s interface: RGB image(s) -> (xyxy
     in image pixels, score, roll in degrees); `batch` runs all its images in one call."""
 
-    def __init__(self, model: str, min_score: float, device: str = "auto"):
+    def __init__(self, model: str, min_score: float, device: str = "auto",
+                 low_score: float | None = None):
         import torch
 
         name = DETECTOR_MODELS[model]
@@ -79,6 +80,7 @@ class TorchBlazeFace:
         self._score_out, self._box_out = order
         self._module = build_module(graph).to(self.device)
         self._logit = float(np.log(min_score / (1 - min_score)))
+        self._low_logit = None if low_score is None else float(np.log(low_score / (1 - low_score)))
         self._anchors = ssd_anchors(self.spec)
         self._torch = torch
 
@@ -93,7 +95,8 @@ class TorchBlazeFace:
             outs = self._module(torch.from_numpy(inputs).to(self.device))
             scores = outs[self._score_out][..., 0].float().cpu().numpy()
             boxes = outs[self._box_out].float().cpu().numpy()
-        return [decode(scores[k], boxes[k], self._anchors, side, self._logit, fit)
+        return [decode(scores[k], boxes[k], self._anchors, side, self._logit, fit,
+                       self._low_logit)
                 for k, fit in enumerate(fits)]
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,19 +106,20 @@ class TorchBlazeFace:
         self._module = None
 
 
-_SHARED: dict[tuple[str, float, str], SharedBatcher] = {}
+_SHARED: dict[tuple[str, float, str, float | None], SharedBatcher] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_model(model: str, min_score: float, device: str) -> SharedBatcher:
+def shared_model(model: str, min_score: float, device: str,
+                 low_score: float | None = None) -> SharedBatcher:
     """The one instance of a model on a device, shared by every torch detector of this
     process (each stream's, each file's run side by side): their calls are batched."""
-    key = (model, min_score, pick_device(device))
+    key = (model, min_score, pick_device(device), low_score)
     with _SHARED_LOCK:
         batcher = _SHARED.get(key)
         if batcher is None:
-            batcher = _SHARED[key] = SharedBatcher(TorchBlazeFace(model, min_score, key[2]),
-                                                   model)
+            batcher = _SHARED[key] = SharedBatcher(
+                TorchBlazeFace(model, min_score, key[2], low_score), model)
         batcher.users += 1
         return batcher
 
@@ -140,9 +144,10 @@ class TorchDetector(TiledDetector):
     torch spreads each call over the cores (or runs it on the GPU), so no helper thread."""
 
     def __init__(self, cfg: DetectConfig):
+        low = cfg.edge_min_score if cfg.edge_min_score < cfg.min_score else None
         full = shared_model(cfg.full_frame_model, cfg.min_score, cfg.device)
-        tiles = full if cfg.full_frame_model == "full_range" else shared_model(
-            "full_range", cfg.min_score, cfg.device)
+        tiles = full if cfg.full_frame_model == "full_range" and low is None else shared_model(
+            "full_range", cfg.min_score, cfg.device, low)
         self._models = list({id(m): m for m in (full, tiles)}.values())
         super().__init__(full, tiles, cfg)
 

@@ -118,3 +118,29 @@ def test_the_roll_of_a_tilted_face_comes_from_its_eyes():
             assert abs(float(roll[np.argmax(score)]) - tilt) < 15, (tilt, roll)
     finally:
         lite.close()
+
+
+def test_unsure_finds_come_beside_the_sure_ones_which_stay_as_they_were():
+    """With a lower threshold for unsure finds (detect.edge_min_score), the model's sure
+    finds are exactly those it gives without it, and unsure ones come too: on a dim, blurred
+    picture of the registry photos the unsure ones are the faces it was not sure of."""
+    import cv2
+
+    plain = LiteBlazeFace("full_range", 0.5)
+    both = LiteBlazeFace("full_range", 0.5, low_score=0.2)
+    unsure = 0
+    try:
+        for name in PHOTOS:
+            img = load_rgb(name)
+            for picture in (img, cv2.GaussianBlur((img * 0.3).astype(np.uint8), (0, 0), 4)):
+                xyxy, score, roll = plain(picture)
+                b_xyxy, b_score, b_roll = both(picture)
+                sure = b_score >= 0.5
+                np.testing.assert_array_equal(b_xyxy[sure], xyxy)
+                np.testing.assert_array_equal(b_score[sure], score)
+                assert (b_score[~sure] >= 0.2).all()
+                unsure += int((~sure).sum())
+    finally:
+        plain.close()
+        both.close()
+    assert unsure > 0

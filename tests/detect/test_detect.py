@@ -576,3 +576,34 @@ def test_a_dim_frame_is_looked_at_in_smaller_tiles_a_whole_round_at_a_time():
     for i in range(5, 10):
         off.detect(night, i)
     assert len(seen) == 8
+
+
+def _levels_model(image):
+    """A stand-in tiles model: a sure find (0.9) where the picture is pure white, an unsure
+    one (0.4, as a real model gives from detect.edge_min_score) where it is level 254."""
+    boxes, scores = [], []
+    for level, score in ((255, 0.9), (254, 0.4)):
+        ys, xs = np.nonzero((np.asarray(image) == level).all(axis=2))
+        if len(xs):
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            scores.append(score)
+    return np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32)
+
+
+def test_an_unsure_find_counts_at_the_frame_edge_only():
+    """The models find half faces and faces in corners least surely: a find under
+    detect.min_score is taken where its box reaches the frame's edge (a face in the corner),
+    nowhere else (a pattern in the middle of the picture); a sure find counts anywhere."""
+    nothing = lambda im: (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))  # noqa: E731
+    det = TiledDetector(nothing, _levels_model,
+                        DetectConfig(turned_every=0, tile_every=1, edge_padding=0,
+                                     still_tiles=0, track_windows=False))
+    scene = np.full((720, 1280, 3), 100, np.uint8)
+    scene[660:720, 1226:1280] = 254  # unsure, in the bottom-right corner
+    scene[300:360, 600:660] = 254  # unsure, in the middle
+    scene[100:160, 300:360] = 255  # sure, in the middle
+    faces = det.detect(scene, 0)
+    centres = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
+    assert any(c[0] > 1226 and c[1] > 660 for c in centres)  # the corner's
+    assert any(300 < c[0] < 360 and 100 < c[1] < 160 for c in centres)  # the sure one
+    assert not any(600 < c[0] < 660 and 300 < c[1] < 360 for c in centres)
