@@ -51,6 +51,7 @@ def test_set_overrides_dotted_keys_with_typed_values():
     ('detect.low_light="dim"', "detect.low_light"),
     ("track.appearance_hold=-1", "track.appearance_hold"),
     ("track.appearance_match=1.5", "track.appearance_match"),
+    ("detect.edge_min_score=1.5", "detect.edge_min_score"),
 ])
 def test_bad_overrides_are_rejected_by_name(override, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):

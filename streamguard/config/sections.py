@@ -62,8 +62,9 @@ class DetectConfig(_Section):
         description="A face at the frame's edge (box within a tenth of its size of it) "
         "counts from this confidence in the tiles: half and corner faces score lowest (corner "
         "clips with the registry corpus's people: 116 -> 0 centre-bare face-frames; 0.35 put "
-        "false positives up 7 points). Elsewhere detect.min_score holds. The blazeface "
-        "runtimes (LiteRT, torch); MediaPipe Tasks keeps min_score.",
+        "false positives up 7 points). Elsewhere detect.min_score holds, and at the edge too "
+        "when this is not under it. The blazeface runtimes (LiteRT, torch); MediaPipe Tasks "
+        "keeps min_score.",
     )
     night_model: Literal["blazeface", "centerface"] = Field(
         "centerface",

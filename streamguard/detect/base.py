@@ -420,18 +420,18 @@ class TiledDetector:
             if means[i] is not None:
                 self._looked[views[i]] = _Looked(means[i], result)
         boxes, scores, rolls, quarters = [xyxy], [score], [roll], [np.zeros(len(xyxy), np.int64)]
-        at_night = set(night)
         for i, ((q, region), (v_xyxy, v_score, v_roll)) in enumerate(zip(views, found)):
             v_xyxy = self._unview(v_xyxy, q, region, width, height)
-            if i not in at_night:  # the tiles model's unsure finds: only at the edge
-                keep = (v_score >= self.cfg.min_score) | near_edge(v_xyxy, width, height)
+            # the tiles model's unsure finds count at the frame's edge only (not the night's)
+            if i not in night and (unsure := v_score < self.cfg.min_score).any():
+                keep = ~unsure | near_edge(v_xyxy, width, height)
                 v_xyxy, v_score, v_roll = v_xyxy[keep], v_score[keep], v_roll[keep]
             boxes.append(v_xyxy)
             scores.append(v_score)
             rolls.append(v_roll)  # the roll off the nearest quarter turn: the same turned
             quarters.append(np.full(len(v_xyxy), q, np.int64))
         if canvases:
-            # a window confirms its track's face surely, as before the edge's unsure finds
+            # a window confirms its track's face with sure finds only (xyxy, score, roll)
             in_windows = [tuple(a[f[1] >= self.cfg.min_score] for a in f) for f in in_windows]
             for found_in_windows, into in zip(window_boxes(in_windows, canvases),
                                               (boxes, scores, rolls, quarters)):

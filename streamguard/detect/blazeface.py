@@ -18,7 +18,7 @@ from streamguard.assets import DETECTOR_MODELS, asset_path
 from streamguard.config import DetectConfig
 from streamguard.detect._native import native_stderr_silenced
 from streamguard.detect.base import TiledDetector, register_detector
-from streamguard.detect.ssd import SPECS, decode, letterbox, ssd_anchors
+from streamguard.detect.ssd import SPECS, decode, letterbox, score_logits, ssd_anchors
 
 
 class LiteBlazeFace:
@@ -29,13 +29,13 @@ class LiteBlazeFace:
 
     def __init__(self, model: str, min_score: float, threads: int = 1,
                  low_score: float | None = None):
-        """`low_score`: the unsure finds from it up to `min_score` come too (`ssd.decode`)."""
+        """`low_score` (under `min_score`): the unsure finds from it up to `min_score` come
+        too (`ssd.decode`)."""
         from ai_edge_litert.interpreter import Interpreter
 
         self.spec = SPECS[model]
         self.min_score = min_score
-        self._logit = float(np.log(min_score / (1 - min_score)))
-        self._low_logit = None if low_score is None else float(np.log(low_score / (1 - low_score)))
+        self._logit, self._low_logit = score_logits(min_score, low_score)
         with native_stderr_silenced():  # LiteRT announces its XNNPACK delegate on stderr
             self._interpreter = Interpreter(
                 model_path=str(asset_path(DETECTOR_MODELS[model])), num_threads=threads)
@@ -74,9 +74,9 @@ class LiteDetector(TiledDetector):
 
     def __init__(self, cfg: DetectConfig):
         full = LiteBlazeFace(cfg.full_frame_model, cfg.min_score, cfg.threads)
-        low = cfg.edge_min_score if cfg.edge_min_score < cfg.min_score else None
-        tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads, low)
-        helper_tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads, low)
+        tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads, cfg.edge_min_score)
+        helper_tiles = LiteBlazeFace("full_range", cfg.min_score, cfg.threads,
+                                     cfg.edge_min_score)
         self._models = [full, tiles, helper_tiles]
         night = None
         if cfg.night_model == "centerface":

@@ -122,6 +122,18 @@ def letterbox(image: np.ndarray, side: int, out: np.ndarray) -> tuple[float, flo
     return scale / k, px, py
 
 
+def score_logits(min_score: float, low_score: float | None = None,
+                 ) -> tuple[float, float | None]:
+    """The model-output logits of `min_score` and of `low_score` (`decode`'s `min_logit` and
+    `low_logit`); the latter None unless it lies under `min_score`."""
+    low = None if low_score is None or low_score >= min_score else _logit(low_score)
+    return _logit(min_score), low
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
 def decode(logits: np.ndarray, reg: np.ndarray, anchors: np.ndarray, side: int,
            min_logit: float, fit: tuple[float, float, float], low_logit: float | None = None,
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from streamguard.assets import ASSETS, DETECTOR_MODELS, asset_path, cache_dir, s
 from streamguard.config import DetectConfig
 from streamguard.detect.base import TiledDetector
 from streamguard.stages import SharedBatcher
-from streamguard.detect.ssd import SPECS, decode, letterbox, ssd_anchors
+from streamguard.detect.ssd import SPECS, decode, letterbox, score_logits, ssd_anchors
 from streamguard.detect.tflite_graph import Graph, build_module, load_graph, read_graph, save_graph
 from streamguard.errors import ModelUnavailableError
 
@@ -79,8 +79,7 @@ class TorchBlazeFace:
         order = sorted(range(len(graph.outputs)), key=lambda i: graph.shapes[graph.outputs[i]][-1])
         self._score_out, self._box_out = order
         self._module = build_module(graph).to(self.device)
-        self._logit = float(np.log(min_score / (1 - min_score)))
-        self._low_logit = None if low_score is None else float(np.log(low_score / (1 - low_score)))
+        self._logit, self._low_logit = score_logits(min_score, low_score)
         self._anchors = ssd_anchors(self.spec)
         self._torch = torch
 
@@ -106,7 +105,7 @@ class TorchBlazeFace:
         self._module = None
 
 
-_SHARED: dict[tuple[str, float, str, float | None], SharedBatcher] = {}
+_SHARED: dict[tuple[str, float, float | None, str], SharedBatcher] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -114,12 +113,13 @@ def shared_model(model: str, min_score: float, device: str,
                  low_score: float | None = None) -> SharedBatcher:
     """The one instance of a model on a device, shared by every torch detector of this
     process (each stream's, each file's run side by side): their calls are batched."""
-    key = (model, min_score, pick_device(device), low_score)
+    device = pick_device(device)
+    key = (model, *score_logits(min_score, low_score), device)  # one per distinct decoding
     with _SHARED_LOCK:
         batcher = _SHARED.get(key)
         if batcher is None:
             batcher = _SHARED[key] = SharedBatcher(
-                TorchBlazeFace(model, min_score, key[2], low_score), model)
+                TorchBlazeFace(model, min_score, device, low_score), model)
         batcher.users += 1
         return batcher
 
@@ -144,11 +144,11 @@ class TorchDetector(TiledDetector):
     torch spreads each call over the cores (or runs it on the GPU), so no helper thread."""
 
     def __init__(self, cfg: DetectConfig):
-        low = cfg.edge_min_score if cfg.edge_min_score < cfg.min_score else None
+        # the same instance when they decode alike (full range, no edge threshold); each
+        # acquisition is released
         full = shared_model(cfg.full_frame_model, cfg.min_score, cfg.device)
-        tiles = full if cfg.full_frame_model == "full_range" and low is None else shared_model(
-            "full_range", cfg.min_score, cfg.device, low)
-        self._models = list({id(m): m for m in (full, tiles)}.values())
+        tiles = shared_model("full_range", cfg.min_score, cfg.device, cfg.edge_min_score)
+        self._models = [full, tiles]
         super().__init__(full, tiles, cfg)
 
     def close(self) -> None:
