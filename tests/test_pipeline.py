@@ -44,6 +44,18 @@ def test_every_known_face_is_protected_in_every_frame(synthetic_clip, synthetic_
     assert report.failed_closed == 0
 
 
+def test_the_mediapipe_tasks_detector_protects_every_known_face(synthetic_clip, tmp_path):
+    """`detect.detector = "mediapipe"` (the same models through MediaPipe Tasks, which takes
+    only 8-bit pictures: tiles, turned views and packed track windows alike) through the
+    whole pipeline: every face covered, and no frame failed closed on the way."""
+    out = tmp_path / "mediapipe.mp4"
+    report = anonymize_file(synthetic_clip.path, out, load_config(
+        None, ['detect.detector="mediapipe"', "detect.timeout_ms=10000"]))
+    frames, _ = decode_rgb(out)
+    assert len(frames) == len(synthetic_clip.frames) and report.failed_closed == 0
+    assert unprotected_faces(synthetic_clip, frames) == []
+
+
 def test_the_torch_detector_runtime_protects_every_known_face(synthetic_clip, tmp_path):
     """`detect.runtime = "torch"` (the BlazeFace graphs in torch, as on a GPU server) through
     the whole pipeline: every face covered on every frame."""

@@ -9,7 +9,6 @@ model on overlapping tiles (every `tile_every`-th frame) and merges everything w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
@@ -17,11 +16,12 @@ import numpy as np
 
 from streamguard.config import DetectConfig
 from streamguard.detect.geometry import (
-    block_means, bordered_tiles, box_iou, drop_parts, edge_boxes, near_edge, nms, padded_crop,
+    bordered_tiles, box_iou, drop_parts, edge_boxes, near_edge, nms, padded_crop,
     scaled_about_centre, tile_pyramid, turn_image, unturn_boxes, within_frame,
 )
+from streamguard.detect.still import StillPictures
 from streamguard.detect.views import (
-    DIM_UNTIL, Light, TurnMemory, brightened, grey_of, held_rolled, light_of,
+    DIM_UNTIL, Light, NearMisses, TurnMemory, brightened, grey_of, held_rolled, light_of,
     one_turn_per_face, with_roll,
 )
 from streamguard.detect.windows import packed, window_boxes
@@ -47,17 +47,6 @@ DETECTORS: Registry[Callable[[DetectConfig], Detector]] = Registry("detector")
 register_detector = DETECTORS.register
 
 
-@dataclass
-class _Looked:
-    """A tile (or the whole frame) as it was when it was last looked at: its picture in block
-    means, what the model found in it, and how many turns since were skipped because it had
-    not changed."""
-
-    means: np.ndarray
-    found: tuple[np.ndarray, np.ndarray, np.ndarray]  # xyxy, score, roll
-    skipped: int = 0
-
-
 class TiledDetector:
     """Full-frame pass every frame, plus overlapping tiles spread over `tile_every` frames,
     plus a window around each track the full-frame pass cannot see.
@@ -77,6 +66,8 @@ class TiledDetector:
     - Turned views (`turned_every`): the whole frame and every tile turned by one, two and
       three quarter turns, spread over frames like the tiles, find faces turned in the image
       plane; a face found turned has its track window cut turned the same way every frame.
+      A turned view unsure of something where no face was found looks again on the next
+      few frames (`NearMisses`), so a face scored about the threshold is not a round late.
     - A dark or flat frame (`low_light`) is shown to the models with its levels stretched,
       and its tiles are smaller (`dim_tile_side`): a small face in low contrast and sensor
       noise is found only when the model sees it larger. An infrared frame's turned views go
@@ -96,15 +87,6 @@ class TiledDetector:
     FULL_FRAME_MIN_FACE = 0.09
     EDGE_GROWTH = 0.3  # per side, for boxes of faces found across the frame's edge
     THUMBNAIL_SIDE = 1280  # px, longer side of the full-frame pass's picture of a planar frame
-    # a still tile: no STILL_BLOCK px block's mean moved by more than STILL_LEVELS in any
-    # colour since the tile was looked at. H.264 noise on a still background moves 8 px block
-    # means by 0-2 levels (99th percentile <= 5 on the real clips); a 24 px face appearing
-    # moves several blocks by tens of levels
-    STILL_BLOCK = 8
-    STILL_LEVELS = 6
-    # the whole frame is compared in coarser blocks: the full-frame pass only sees faces over
-    # ~9 % of the frame's side (115 px at 720p), which cover several such blocks whole
-    STILL_FRAME_BLOCK = 16
 
     def __init__(self, full_frame: BoxModel, tiles: BoxModel, cfg: DetectConfig,
                  helper_tiles: BoxModel | None = None, night: BoxModel | None = None):
@@ -135,10 +117,10 @@ class TiledDetector:
         tiles) and its first frame is looked at in every view. The models stay loaded."""
         self._first = True  # the next frame is the first: looked at in every view
         self._turns = TurnMemory(forget_after=max(30, 2 * self.cfg.turned_every))
-        self._looked: dict[tuple[int, int, int, int], _Looked] = {}  # per tile (still_tiles)
-        self._looked_whole: _Looked | None = None  # the full-frame pass's (still_tiles)
+        self._stills = StillPictures(self.cfg.still_tiles)  # unchanged pictures: no look
         self._window_turn = 0  # where the next frame's windows start, when they take turns
         self._turned_clock = 0  # frames the looks so far stood for: paces the turned views
+        self._near = NearMisses()  # turned views that nearly found a face: looked at again
 
     def _grid_of(self, width: int, height: int, dim: bool | None = None,
                  ) -> list[tuple[int, int, int, int]]:
@@ -150,7 +132,7 @@ class TiledDetector:
         if self._size != (width, height):
             self._size = (width, height)
             self._grids.clear()
-            self._looked.clear()
+            self._stills.clear()
         if side not in self._grids:
             self._grids[side] = bordered_tiles(
                 tile_pyramid(width, height, side, self.cfg.tile_overlap,
@@ -321,37 +303,9 @@ class TiledDetector:
         """The full-frame pass, or what it found when it last ran if the frame has not changed
         since (`still_tiles`: at most that many frames in a row). A frame kept in its planes
         always runs it (its picture would cost a conversion)."""
-        if not self.cfg.still_tiles or isinstance(image, PlanarImage):
+        if isinstance(image, PlanarImage):
             return self._full_frame_pass(image)
-        now = block_means(image, self.STILL_FRAME_BLOCK)
-        if self._unchanged(self._looked_whole, now):
-            return self._looked_whole.found
-        found = self._full_frame_pass(image)
-        self._looked_whole = _Looked(now, found)
-        return found
-
-    def _still(self, tiles: list, crops: list) -> tuple[list, list]:
-        """(block means of each crop, or None when not kept; what was found in each tile that
-        has not changed since it was last looked at, or None: the tiles to look at)."""
-        if not self.cfg.still_tiles:
-            return [None] * len(tiles), [None] * len(tiles)
-        means, again = [], []
-        for tile, crop in zip(tiles, crops):
-            now = block_means(crop, self.STILL_BLOCK)
-            last = self._looked.get(tile)
-            means.append(now)
-            again.append(last.found if self._unchanged(last, now) else None)
-        return means, again
-
-    def _unchanged(self, last: _Looked | None, now: np.ndarray) -> bool:
-        """Whether a picture (`now`, its block means) is still what it was when last looked at,
-        and may be skipped once more (`still_tiles`); the skip is counted."""
-        still = (last is not None and last.skipped < self.cfg.still_tiles
-                 and last.means.shape == now.shape
-                 and cv2.norm(last.means, now, cv2.NORM_INF) <= self.STILL_LEVELS)
-        if still:
-            last.skipped += 1
-        return still
+        return self._stills.whole(image, self._full_frame_pass)
 
     TURNED_WHOLE_SIDE = 384  # px: the whole frame is shrunk to about this before it is turned
     # score a turned view's find must win by: a face turned a quarter or more scores ~0.9 in
@@ -405,8 +359,9 @@ class TiledDetector:
         else:
             views = [(0, tile) for tile in self.tiles_for(width, height, index)]
             views += self.turned_for(width, height, clock, span)
+            views += self._near.again(views)
         crops = [self._view(picture, q, region) for q, region in views]
-        means, found_again = self._still(views, crops)
+        means, found_again = self._stills.again(views, crops)
         look = [i for i, again in enumerate(found_again) if again is None]
         # the night model takes the turned views of an infrared frame (detect.centerface)
         night = [i for i in look if self._infrared and views[i][0]]
@@ -417,14 +372,16 @@ class TiledDetector:
         found = list(found_again)
         for i, result in zip(look + night, looked):
             found[i] = result
-            if means[i] is not None:
-                self._looked[views[i]] = _Looked(means[i], result)
+            self._stills.remember(views[i], means[i], result)
         boxes, scores, rolls, quarters = [xyxy], [score], [roll], [np.zeros(len(xyxy), np.int64)]
+        near = []  # turned views with unsure finds off the edge: looked at again if no face
         for i, ((q, region), (v_xyxy, v_score, v_roll)) in enumerate(zip(views, found)):
             v_xyxy = self._unview(v_xyxy, q, region, width, height)
             # the tiles model's unsure finds count at the frame's edge only (not the night's)
             if i not in night and (unsure := v_score < self.cfg.min_score).any():
                 keep = ~unsure | near_edge(v_xyxy, width, height)
+                if q and not keep.all():
+                    near.append(((q, region), v_xyxy[~keep]))
                 v_xyxy, v_score, v_roll = v_xyxy[keep], v_score[keep], v_roll[keep]
             boxes.append(v_xyxy)
             scores.append(v_score)
@@ -455,6 +412,8 @@ class TiledDetector:
         keep = drop_parts(xyxy)
         xyxy, score, quarter, read = xyxy[keep], score[keep], quarter[keep], read[keep]
         self._turns.learn(xyxy, quarter, index, read, score)
+        tracked = np.reshape(around if around is not None else [], (-1, 4))
+        self._near.learn(near, np.concatenate([xyxy, tracked]))
         # a turned face's box, from a view turned back or from the upright views' off-place
         # find, is less sure of the face's extent: it grows a little
         turned = (quarter != 0) | (self._turns.quarter_of(xyxy) > 0)

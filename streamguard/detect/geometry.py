@@ -119,6 +119,26 @@ def padded_crop(image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.nda
     return out
 
 
+def halvings(length: int, target: int) -> int:
+    """How many times `length` px can be halved and stay at least `target` px."""
+    n = 0
+    while length >> (n + 1) >= target:
+        n += 1
+    return n
+
+
+def halved(image: np.ndarray, times: int) -> np.ndarray:
+    """`image` area-averaged by 2, `times` times over, an odd last row or column dropped
+    each time: a pixel (x, y) of the result covers x * 2**times .. (x + 1) * 2**times.
+    Halving is OpenCV's fast path (a 720p frame in 0.13 ms, where a factor of 3 or more
+    takes 0.5-1.2 ms)."""
+    for _ in range(times):
+        h, w = image.shape[:2]
+        h, w = h - h % 2, w - w % 2
+        image = cv2.resize(image[:h, :w], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    return image
+
+
 def within_frame(tile: tuple[int, int, int, int], width: int, height: int,
                  ) -> tuple[int, int, int, int]:
     """A border tile cut back to the frame (not mirrored past its edge)."""
@@ -206,11 +226,13 @@ def drop_parts(xyxy: np.ndarray, inside: float = 0.9, larger: float = 2.0) -> np
 
 
 def block_means(image: np.ndarray, block: int) -> np.ndarray:
-    """Mean colour of each whole `block` x `block` square of the image (uint8; the last
-    partial row and column of blocks dropped): OpenCV's whole-factor area path."""
+    """Mean colour of each whole `block` x `block` square of the image (uint8, rounded; the
+    last partial row and column of blocks dropped): OpenCV's whole-factor area path."""
     h, w = image.shape[:2]
     if h < block or w < block:
         return np.asarray(image).copy()
+    if block & (block - 1) == 0:  # a power of two: halved, OpenCV's fast path (4x faster)
+        return halved(image, block.bit_length() - 1)
     return cv2.resize(image[:h - h % block, :w - w % block], (w // block, h // block),
                       interpolation=cv2.INTER_AREA)
 

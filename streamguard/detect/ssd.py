@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from streamguard.detect.geometry import box_iou
+from streamguard.detect.geometry import box_iou, halved, halvings
 
 
 @dataclass(frozen=True)
@@ -90,27 +90,22 @@ def letterbox(image: np.ndarray, side: int, out: np.ndarray) -> tuple[float, flo
     """Fit `image` into the square `out` (float32, [-1, 1]) centred, aspect kept; returns
     (scale, pad_x, pad_y): model pixel = image pixel * scale + pad."""
     h, w = image.shape[:2]
-    k = max(h, w) // side
-    if k >= 3:
-        # a whole frame: area-average by a whole factor first (OpenCV's fast path: a 720p
-        # frame in 1 ms, not 2.2), dropping the last < k rows and columns, so boxes keep
-        # their coordinates. Not for tiles: at 2x it lost a 24 px face the one-step found,
-        # and 2x then bilinear lost faces on 5-11 more frames per clip of the recall
-        # benchmark's dark and blurred clips at 720p
-        h, w = h - h % k, w - w % k
-        image = cv2.resize(image[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
-        h, w = image.shape[:2]
-    else:
-        k = 1
+    # halved first while it stays at least the model's side (the last odd row or column
+    # dropped, so boxes keep their coordinates), then area-averaged by what is left, in
+    # float (the model takes floats: no rounding on the way). A 480 px tile in 0.3 ms, a
+    # 720p frame in 0.4 (one step: 0.8 and 2.2). Not bilinear after halving: that lost faces
+    # on 5-11 more frames per clip of the recall benchmark's dark and blurred clips at 720p
+    times = halvings(max(h, w), side)
+    image = halved(image, times)
+    k = 1 << times
+    h, w = image.shape[:2]
     scale = side / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     if (nw, nh) == (w, h):
         small = image
     elif scale < 1:
         # area-averaged: bilinear sampling drops small faces MediaPipe's own pipeline finds
-        # (a 24 px face in a 522 px tile: never found bilinear, every frame area-averaged).
-        # In float: OpenCV averages a 418 px tile by a fractional factor in 0.53 ms as
-        # float, 0.9 ms as bytes (and the model takes floats: no rounding on the way)
+        # (a 24 px face in a 522 px tile: never found bilinear, every frame area-averaged)
         small = cv2.resize(image.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA)
     else:
         small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)

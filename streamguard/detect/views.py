@@ -11,7 +11,9 @@ some looks, and in a dark or low-contrast picture (night, infrared) on fewer:
 - `TurnMemory`: which faces were last found turned, and by how many quarter turns, so a
   track's window is cut turned the same way and the face stays found on every look;
 - `held_rolled`: a box of a face rolled off the upright (the models' eye line says by how
-  much) grown to hold the whole rolled face, not only an upright face's box.
+  much) grown to hold the whole rolled face, not only an upright face's box;
+- `NearMisses`: turned views that were unsure of something where no face was found, looked
+  at again on the next frames rather than a round of views later.
 """
 
 from __future__ import annotations
@@ -254,3 +256,53 @@ def one_turn_per_face(xyxy: np.ndarray, score: np.ndarray, quarter: np.ndarray) 
     other = quarter[:, None] != quarter[None, :]
     surer = score[None, :] > score[:, None]  # (i, j): j is surer than i
     return np.flatnonzero(~(inside & other & surer).any(axis=1))
+
+
+class NearMisses:
+    """Turned views that nearly found a face, looked at again on the next looks.
+
+    A turned view comes round once in `turned_every` frames. A face the model scores about
+    its threshold there (small, blurred, dark) is then found on one round in two or three,
+    later than the look-back reaches: a blurred 44 px face lying on its side scored
+    0.40-0.55 in its view frame after frame and was first found on frame 42, bare on 0-21.
+    A view whose model was unsure of something (from `edge_min_score` up to `min_score`)
+    where no face was found is looked at again on each of the next LOOKS looks, AT_ONCE a
+    look at most, so such a face is found within a few frames. What it finds counts as any
+    view's finds do: no threshold changes. Only a view's own turn starts its looks again (an
+    unsure find in a look again does not), so a texture the model is always unsure of costs
+    LOOKS model calls a round, not one every frame.
+    """
+
+    LOOKS = 4
+    AT_ONCE = 1
+    MIN_SIDE = 32  # px: smaller unsure finds are textures more often than faces
+
+    def __init__(self) -> None:
+        self._left: dict[tuple, int] = {}  # view -> looks it is still looked at again
+        self._again: list[tuple] = []  # the views looked at again this look
+
+    def again(self, taken: list) -> list:
+        """The views to look at again this look, besides those `taken` anyway (the most
+        recent near misses first); each such view has one look fewer left."""
+        self._again = [v for v in reversed(self._left) if v not in taken][:self.AT_ONCE]
+        for view in self._again:
+            self._left[view] -= 1
+            if not self._left[view]:
+                del self._left[view]
+        return self._again
+
+    def learn(self, near: list[tuple[tuple, np.ndarray]], found: np.ndarray) -> None:
+        """`near`: (view, boxes the model was unsure of in it, on the frame) of this look;
+        `found`: the look's final boxes and the tracked faces. A view on its own turn whose
+        unsure box (MIN_SIDE or more) lies on no such face (its centre in none) is looked at
+        again."""
+        for view, boxes in near:
+            boxes = boxes[boxes[:, 2] - boxes[:, 0] >= self.MIN_SIDE]
+            if view in self._again or not len(boxes):
+                continue
+            centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+            on_face = ((centre[:, None, :] > found[None, :, :2])
+                       & (centre[:, None, :] < found[None, :, 2:])).all(axis=2).any(axis=1)
+            if not on_face.all():
+                self._left.pop(view, None)  # to the end: the most recent
+                self._left[view] = self.LOOKS

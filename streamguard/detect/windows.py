@@ -10,7 +10,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from streamguard.detect.geometry import box_iou, padded_crop, turn_image, unturn_boxes
+from streamguard.detect.geometry import (
+    box_iou, halved, halvings, padded_crop, turn_image, unturn_boxes,
+)
 
 # A window: ((x0, y0, x1, y1) square on the frame, the expected box, quarter turns: -1 = a
 # face upright but rolled, not turned)
@@ -44,13 +46,22 @@ def _canvas(image: np.ndarray, group: list[Window], grid: int, side: int,
     """One canvas: the windows of `group`, each turned, in a grid x grid layout."""
     cell = side // grid
     canvas = np.zeros((grid * cell, grid * cell, 3), np.uint8)
-    for k, ((x0, y0, x1, y1), _, quarter) in enumerate(group):
+    cut = []
+    for k, (square, expected, quarter) in enumerate(group):
         r, c = divmod(k, grid)
-        crop = turn_image(padded_crop(image, x0, y0, x1, y1), max(quarter, 0))
+        # a window two or more cells wide is halved first (`halved`: OpenCV's fast path, a
+        # 660 px window in 0.3 ms, not 1.8), cut to a multiple of what it is halved by;
+        # the boxes map back through the square as cut
+        x0, y0, x1, y1 = square
+        times = halvings(x1 - x0, cell)
+        x1 -= (x1 - x0) % (1 << times)
+        y1 = y0 + (x1 - x0)
+        cut.append(((x0, y0, x1, y1), expected, quarter))
+        crop = turn_image(halved(padded_crop(image, x0, y0, x1, y1), times), max(quarter, 0))
         canvas[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = cv2.resize(
             crop, (cell, cell), interpolation=cv2.INTER_AREA
             if crop.shape[0] > cell else cv2.INTER_LINEAR)
-    return canvas, group
+    return canvas, cut
 
 
 def window_boxes(found_per_canvas, canvases,

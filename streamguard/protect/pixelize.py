@@ -104,26 +104,35 @@ def merge_nested(faces: Faces, inside: float = 0.5) -> Faces:
     face's mosaic: "N blocks across the face" must hold for the whole face."""
     if len(faces) < 2:
         return faces
-    xyxy = faces.xyxy.astype(np.float64).copy()
-    alive = np.ones(len(xyxy), bool)
-    order = np.argsort(-(xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]), kind="stable")
+    xyxy = faces.xyxy.astype(np.float64)
+    area = np.prod(xyxy[:, 2:] - xyxy[:, :2], axis=1)
+    lt = np.maximum(xyxy[:, None, :2], xyxy[None, :, :2])
+    rb = np.minimum(xyxy[:, None, 2:], xyxy[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    np.fill_diagonal(inter, 0)
+    if not ((inter >= inside * area[None, :]) & (area[None, :] > 0)).any():
+        return faces  # no box lies in another: nothing merges (the usual frame)
+    boxes = xyxy.tolist()
+    alive = [True] * len(boxes)
+    order = np.argsort(-area, kind="stable").tolist()
     for a_pos, a in enumerate(order):
         if not alive[a]:
             continue
         for b in order[a_pos + 1:]:
             if not alive[b]:
                 continue
-            lt = np.maximum(xyxy[a, :2], xyxy[b, :2])
-            rb = np.minimum(xyxy[a, 2:], xyxy[b, 2:])
-            inter = float(np.prod(np.clip(rb - lt, 0, None)))
-            area_b = float(np.prod(xyxy[b, 2:] - xyxy[b, :2]))
-            if area_b > 0 and inter >= inside * area_b:
-                xyxy[a, :2] = np.minimum(xyxy[a, :2], xyxy[b, :2])
-                xyxy[a, 2:] = np.maximum(xyxy[a, 2:], xyxy[b, 2:])
+            ax0, ay0, ax1, ay1 = boxes[a]
+            bx0, by0, bx1, by1 = boxes[b]
+            inter_ab = (max(min(ax1, bx1) - max(ax0, bx0), 0.0)
+                        * max(min(ay1, by1) - max(ay0, by0), 0.0))
+            area_b = (bx1 - bx0) * (by1 - by0)
+            if area_b > 0 and inter_ab >= inside * area_b:
+                boxes[a] = [min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1)]
                 alive[b] = False
-    if alive.all():
+    if all(alive):
         return faces
-    return Faces(xyxy[alive].astype(np.float32), faces.score[alive], faces.track_id[alive])
+    keep = np.array(alive)
+    return Faces(np.array(boxes, np.float32)[keep], faces.score[keep], faces.track_id[keep])
 
 
 def pixelize(
