@@ -2,7 +2,7 @@
 deface, on the same clips, in the same run.
 
     python benchmarks/pipeline.py [--seconds 10] [--no-deface] [--recall] [--before REV]
-                                  [--budget | --memory]
+                                  [--repeat N] [--budget | --memory]
 
 Builds 720p30 and 1080p30 clips with 7 moving faces of 32-220 px (registry photos, with audio),
 two of them cut by the frame's edge, and runs, each as a separate process timed end to end
@@ -17,7 +17,9 @@ Each row: fps, its ratio to the codec floor, the speed-up over deface, peak RSS,
 background PSNR of the output against the input away from every face (a faster run bought
 with a worse encode shows there). --recall adds recall.py's offline misses (solid magenta,
 the same detection) for both streamguard paths. `--before REV` adds a row for streamguard as
-of git REV (a worktree under benchmarks/.work, its own defaults): before and after in one run. Writes benchmarks/results/pipeline.json.
+of git REV (a worktree under benchmarks/.work, its own defaults): before and after in one run;
+`--repeat N` runs the streamguard variants N times in turn and reports each one's median (and
+every round's fps): on a noisy machine quote that ratio. Writes benchmarks/results/pipeline.json.
 `--budget` runs, instead of the variants and deface, the default against the same pipeline
 with parts of the detection dropped (no tiles; the whole-frame pass alone): what finding the
 small faces costs, with what each drop misses under --recall (pipeline-budget.json).
@@ -240,6 +242,9 @@ def main() -> int:
                     help="add recall.py's offline misses for each streamguard path")
     ap.add_argument("--recall-seconds", type=float, default=4.0)
     ap.add_argument("--sizes", default="720,1080", help="frame heights")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run the streamguard variants N times in turn; each row is the "
+                         "median (with --before: before and after alternate)")
     ap.add_argument("--before", metavar="REV",
                     help="also run streamguard as of git REV (its defaults), same clips, "
                          "same run: the before row of a before/after table")
@@ -282,12 +287,27 @@ def main() -> int:
                     (BUDGET if args.budget else VARIANTS).items()]
         if before is not None:
             variants.insert(0, (f"before ({before.name[7:]})", [], before))
+        # --repeat: the variants run in turn, round after round (this machine's speed drifts
+        # by 10-20 % between minutes: alternating, each round compares like with like); the
+        # row is the median round's, every round's fps kept
+        walls: dict[str, list[tuple[float, float]]] = {}
+        for _ in range(args.repeat):
+            for name, overrides, source in variants:
+                out = WORK / f"{name.replace(' ', '_')}_{height}p.mp4"
+                walls.setdefault(name, []).append(
+                    run_streamguard(clip, out, *overrides, source=source))
         for name, overrides, source in variants:
             out = WORK / f"{name.replace(' ', '_')}_{height}p.mp4"
-            wall, rss = run_streamguard(clip, out, *overrides, source=source)
+            wall, rss = sorted(walls[name])[len(walls[name]) // 2]
             psnr, share = background_psnr(clip, out, floor_out)
             row = {"run": name, "mode": mode, "fps": frames / wall, "peak_rss_mb": rss,
                    "bg_psnr": psnr, "bg_protected_share": share}
+            if args.repeat > 1:
+                row["fps_rounds"] = [round(frames / w, 2) for w, _ in walls[name]]
+                if before is not None and source is None:  # slower than before, each round
+                    first = walls[variants[0][0]]
+                    row["slower_than_before_rounds"] = [
+                        round(1 - b / a, 3) for (a, _), (b, _) in zip(walls[name], first)]
             if args.recall and source is None:
                 row["recall"] = recall_misses(height, overrides, args.recall_seconds)
             rows.append(row)
