@@ -90,14 +90,23 @@ def letterbox(image: np.ndarray, side: int, out: np.ndarray) -> tuple[float, flo
     """Fit `image` into the square `out` (float32, [-1, 1]) centred, aspect kept; returns
     (scale, pad_x, pad_y): model pixel = image pixel * scale + pad."""
     h, w = image.shape[:2]
-    # halved first while it stays at least the model's side (the last odd row or column
-    # dropped, so boxes keep their coordinates), then area-averaged by what is left, in
-    # float (the model takes floats: no rounding on the way). A 480 px tile in 0.3 ms, a
-    # 720p frame in 0.4 (one step: 0.8 and 2.2). Not bilinear after halving: that lost faces
-    # on 5-11 more frames per clip of the recall benchmark's dark and blurred clips at 720p
-    times = halvings(max(h, w), side)
-    image = halved(image, times)
-    k = 1 << times
+    k = max(h, w) // side
+    if k >= 4:
+        # a whole frame: halved while it stays at least the model's side (OpenCV's fast
+        # path: a 720p frame in 0.2 ms, 1 ms by a whole factor of 6 at once), the last odd
+        # row or column dropped each time, so boxes keep their coordinates
+        times = halvings(max(h, w), side)
+        image, k = halved(image, times), 1 << times
+    elif k == 3:
+        # area-averaged by a whole factor first, dropping the last < k rows and columns.
+        # Tiles (k = 2 or 3) are not halved: their small faces score about the threshold,
+        # and halved, a 60 px corner face of the registry's corpus was found 43 frames late
+        # (its scores moved by +-0.05 either way); 2x then bilinear lost faces on 5-11 more
+        # frames per clip of the recall benchmark's dark and blurred clips at 720p
+        image = cv2.resize(image[:h - h % k, :w - w % k], (w // k, h // k),
+                           interpolation=cv2.INTER_AREA)
+    else:
+        k = 1
     h, w = image.shape[:2]
     scale = side / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
@@ -105,7 +114,9 @@ def letterbox(image: np.ndarray, side: int, out: np.ndarray) -> tuple[float, flo
         small = image
     elif scale < 1:
         # area-averaged: bilinear sampling drops small faces MediaPipe's own pipeline finds
-        # (a 24 px face in a 522 px tile: never found bilinear, every frame area-averaged)
+        # (a 24 px face in a 522 px tile: never found bilinear, every frame area-averaged).
+        # In float: OpenCV averages a 418 px tile by a fractional factor in 0.53 ms as
+        # float, 0.9 ms as bytes (and the model takes floats: no rounding on the way)
         small = cv2.resize(image.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA)
     else:
         small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
