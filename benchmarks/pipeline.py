@@ -147,6 +147,17 @@ def run_streamguard(clip: Path, out: Path, *overrides: str,
     return peak_rss_of(exe, env, cwd=source)
 
 
+def _at_least_one(text: str) -> int:
+    """argparse type: a whole number of 1 or more (a bad one is a one-line usage error)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"needs a whole number of 1 or more, not {text!r}")
+    return n
+
+
 def checkout(rev: str) -> Path:
     """A git worktree of `rev` under benchmarks/.work (made once), for a before/after row."""
     sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev],
@@ -242,7 +253,7 @@ def main() -> int:
                     help="add recall.py's offline misses for each streamguard path")
     ap.add_argument("--recall-seconds", type=float, default=4.0)
     ap.add_argument("--sizes", default="720,1080", help="frame heights")
-    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+    ap.add_argument("--repeat", type=_at_least_one, default=1, metavar="N",
                     help="run the streamguard variants N times in turn; each row is the "
                          "median (with --before: before and after alternate)")
     ap.add_argument("--before", metavar="REV",

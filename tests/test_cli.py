@@ -340,3 +340,17 @@ def test_the_codec_floor_benchmark_without_its_files_says_how_to_run_it():
                           timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip() == "usage: python benchmarks/codec_floor.py INPUT OUTPUT"
+
+
+@pytest.mark.parametrize("repeat", ["0", "-2", "two"])
+def test_the_pipeline_benchmark_refuses_a_repeat_count_under_one_in_one_line(repeat):
+    """`--repeat N` alternates the variants N times and reports each one's median round: a
+    count under one (nothing to take a median of) is a usage error, not a traceback."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "pipeline.py"
+    proc = subprocess.run([sys.executable, str(script), "--repeat", repeat],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"pipeline.py: error: argument --repeat: needs a whole number of 1 or more, "
+        f"not '{repeat}'")

@@ -412,8 +412,9 @@ class TiledDetector:
         keep = drop_parts(xyxy)
         xyxy, score, quarter, read = xyxy[keep], score[keep], quarter[keep], read[keep]
         self._turns.learn(xyxy, quarter, index, read, score)
-        tracked = np.reshape(around if around is not None else [], (-1, 4))
-        self._near.learn(near, np.concatenate([xyxy, tracked]))
+        if near:  # most looks have none: no work on them
+            tracked = np.reshape(around if around is not None else [], (-1, 4))
+            self._near.learn(near, np.concatenate([xyxy, tracked]))
         # a turned face's box, from a view turned back or from the upright views' off-place
         # find, is less sure of the face's extent: it grows a little
         turned = (quarter != 0) | (self._turns.quarter_of(xyxy) > 0)
